@@ -1,0 +1,57 @@
+//! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) now; `control`, `up`, `filter` and
+//! `config` arrive with the control plane and the filter SDK.
+
+mod demo;
+mod proxy;
+
+use clap::{Parser, Subcommand};
+
+/// meshwork: a service-mesh sidecar whose traffic policies are sandboxed, hot-swappable WebAssembly filters.
+#[derive(Parser)]
+#[command(name = "meshwork", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log format: `text` or `json`. Levels come from `RUST_LOG` (default `info`).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the data-plane proxy from a static YAML config file (watched for changes).
+    Proxy(proxy::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let result = match cli.command {
+        Command::Proxy(args) => proxy::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            #[expect(clippy::print_stderr, reason = "the CLI's own error output")]
+            {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,124 @@
+//! The admin API on its own port and thread, away from the request workers: `/ready`, `/config_dump`, `/stats`,
+//! `/quitquitquit`.
+
+use std::{convert::Infallible, fmt::Write as _, sync::Arc};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use crate::server::Proxy;
+
+/// Serves the admin API on `listener` until `stop` turns true.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: tokio::net::TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(handle(&proxy, req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection error");
+            }
+        });
+    }
+}
+
+fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/ready") => {
+            if proxy.shared().draining() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n".into())
+            } else {
+                text(StatusCode::OK, "LIVE\n".into())
+            }
+        }
+        (&Method::GET, "/config_dump") => config_dump(proxy),
+        (&Method::GET, "/stats") => text(StatusCode::OK, stats(proxy)),
+        (&Method::POST, "/quitquitquit") => {
+            proxy.drain();
+            text(StatusCode::OK, "OK, draining\n".into())
+        }
+        (_, "/ready" | "/config_dump" | "/stats" | "/quitquitquit") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET (POST for /quitquitquit)\n".into(),
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "admin endpoints: GET /ready, GET /config_dump, GET /stats, POST /quitquitquit\n"
+                .into(),
+        ),
+    }
+}
+
+fn config_dump(proxy: &Proxy) -> Response<Full<Bytes>> {
+    let snapshot = proxy.shared().snapshot.load();
+    let bound: serde_json::Map<String, serde_json::Value> = proxy
+        .listener_addrs()
+        .into_iter()
+        .map(|(n, a)| (n, a.to_string().into()))
+        .collect();
+    let dump = serde_json::json!({
+        "version": snapshot.version,
+        "bound_listeners": bound,
+        "config": snapshot.config,
+    });
+    match serde_json::to_vec_pretty(&dump) {
+        Ok(body) => {
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot serialize the config: {e}\n"),
+        ),
+    }
+}
+
+fn stats(proxy: &Proxy) -> String {
+    let shared = proxy.shared();
+    let snapshot = shared.snapshot.load();
+    let mut out = shared.stats.render();
+    let _ = writeln!(out, "config_version: {}", snapshot.version);
+    let mut clusters: Vec<_> = snapshot.clusters.values().collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    for c in clusters {
+        let inflight = c.inflight.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "cluster.{}.upstream_rq_active: {inflight}", c.name);
+    }
+    out
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}

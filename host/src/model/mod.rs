@@ -1,0 +1,276 @@
+//! The domain model the proxy runs on: listeners → route tables → clusters → endpoints.
+//!
+//! A [`Snapshot`] is an immutable, validated view of the whole configuration. The proxy holds the current one in an
+//! atomic pointer ([`crate::server::ConfigHandle`]); a new snapshot applies to new requests while in-flight ones finish on
+//! the snapshot they started with. The static YAML file builds snapshots today; xDS builds the same types later.
+
+pub mod route;
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, ToSocketAddrs},
+    sync::{Arc, atomic::AtomicU32},
+    time::Duration,
+};
+
+pub use route::{Action, Route, RouteTable};
+
+pub use crate::config::schema::{LbPolicy, UpstreamProtocol};
+use crate::config::{Config, Invalid, schema};
+
+/// A validated, immutable configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every applied config.
+    pub version: u64,
+    /// The config this was built from, served by `/config_dump`.
+    pub config: Config,
+    /// Admin listener address.
+    pub admin: SocketAddr,
+    /// Worker threads requested (`0` = one per core).
+    pub workers: usize,
+    /// Graceful-drain deadline.
+    pub drain_timeout: Duration,
+    /// Listeners by position in the config.
+    pub listeners: Vec<Arc<Listener>>,
+    /// Clusters by name.
+    pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
+}
+
+/// A downstream listener.
+#[derive(Debug)]
+pub struct Listener {
+    /// Unique name.
+    pub name: Arc<str>,
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// Connection cap across workers.
+    pub max_connections: usize,
+    /// Downstream idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Deadline for receiving HTTP/1.1 request headers.
+    pub headers_timeout: Option<Duration>,
+    /// Largest request header block in bytes.
+    pub max_header_bytes: usize,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_streams: u32,
+    /// The routes.
+    pub routes: RouteTable,
+}
+
+/// An upstream cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Unique name.
+    pub name: Arc<str>,
+    /// Resolved endpoint addresses.
+    pub endpoints: Vec<SocketAddr>,
+    /// Load-balancing policy.
+    pub lb_policy: LbPolicy,
+    /// Upstream protocol.
+    pub protocol: UpstreamProtocol,
+    /// TCP connect timeout.
+    pub connect_timeout: Option<Duration>,
+    /// Pooled-connection idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Concurrent-request cap across workers.
+    pub max_requests: u32,
+    /// HTTP/1.1 connections per endpoint per worker.
+    pub max_connections_per_endpoint: u32,
+    /// Requests in flight now (all workers); kept across reloads that leave the cluster unchanged.
+    pub inflight: AtomicU32,
+    def: schema::Cluster,
+}
+
+impl Snapshot {
+    /// Validates `config` and builds a snapshot. Clusters identical to ones in `prev` are shared with it, so their
+    /// counters (and the workers' connection pools keyed by them) carry over.
+    pub fn build(config: Config, version: u64, prev: Option<&Snapshot>) -> Result<Self, Invalid> {
+        let admin = socket_addr(&config.admin.address, "admin.address")?;
+        let mut clusters: HashMap<Arc<str>, Arc<Cluster>> = HashMap::new();
+        for (i, c) in config.clusters.iter().enumerate() {
+            let field = format!("clusters[{i}]");
+            if clusters.contains_key(c.name.as_str()) {
+                return Err(Invalid::new(
+                    format!("{field}.name"),
+                    format!("duplicate cluster name `{}`", c.name),
+                ));
+            }
+            let reused = prev
+                .and_then(|p| p.clusters.get(c.name.as_str()))
+                .filter(|old| old.def == *c);
+            let cluster = match reused {
+                Some(old) => old.clone(),
+                None => Arc::new(Cluster::compile(c, &field)?),
+            };
+            clusters.insert(cluster.name.clone(), cluster);
+        }
+        let has_cluster = |name: &str| clusters.contains_key(name);
+        let mut listeners: Vec<Arc<Listener>> = Vec::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let field = format!("listeners[{i}]");
+            if listeners.iter().any(|o| *o.name == *l.name) {
+                return Err(Invalid::new(
+                    format!("{field}.name"),
+                    format!("duplicate listener name `{}`", l.name),
+                ));
+            }
+            let address = socket_addr(&l.address, &format!("{field}.address"))?;
+            if address.port() != 0 && listeners.iter().any(|o| o.address == address) {
+                return Err(Invalid::new(
+                    format!("{field}.address"),
+                    format!("{address} is used by another listener"),
+                ));
+            }
+            if !(8..=8192).contains(&l.max_request_headers_kb) {
+                return Err(Invalid::new(
+                    format!("{field}.max_request_headers_kb"),
+                    "expected 8 to 8192 (KiB)",
+                ));
+            }
+            if l.max_connections == 0 {
+                return Err(Invalid::new(
+                    format!("{field}.max_connections"),
+                    "must be at least 1",
+                ));
+            }
+            let routes = RouteTable::compile(
+                &l.virtual_hosts,
+                &format!("{field}.virtual_hosts"),
+                &has_cluster,
+            )?;
+            listeners.push(Arc::new(Listener {
+                name: l.name.as_str().into(),
+                address,
+                max_connections: l.max_connections,
+                idle_timeout: l.idle_timeout.enabled(),
+                headers_timeout: l.request_headers_timeout.enabled(),
+                max_header_bytes: l.max_request_headers_kb as usize * 1024,
+                h2_max_streams: l.http2_max_concurrent_streams.max(1),
+                routes,
+            }));
+        }
+        Ok(Snapshot {
+            version,
+            admin,
+            workers: config.workers,
+            drain_timeout: config.drain_timeout.0,
+            listeners,
+            clusters,
+            config,
+        })
+    }
+
+    /// The listener called `name`.
+    pub fn listener(&self, name: &str) -> Option<&Arc<Listener>> {
+        self.listeners.iter().find(|l| *l.name == *name)
+    }
+}
+
+impl Cluster {
+    fn compile(c: &schema::Cluster, field: &str) -> Result<Self, Invalid> {
+        let mut endpoints = Vec::with_capacity(c.endpoints.len());
+        for (i, e) in c.endpoints.iter().enumerate() {
+            let efield = format!("{field}.endpoints[{i}]");
+            let addr = e
+                .to_socket_addrs()
+                .map_err(|err| {
+                    Invalid::new(
+                        &efield,
+                        format!("cannot resolve `{e}` ({err}); expected HOST:PORT"),
+                    )
+                })?
+                .next()
+                .ok_or_else(|| Invalid::new(&efield, format!("`{e}` resolved to no address")))?;
+            endpoints.push(addr);
+        }
+        if c.max_requests == 0 || c.max_connections_per_endpoint == 0 {
+            return Err(Invalid::new(
+                field,
+                "`max_requests` and `max_connections_per_endpoint` must be at least 1",
+            ));
+        }
+        Ok(Cluster {
+            name: c.name.as_str().into(),
+            endpoints,
+            lb_policy: c.lb_policy,
+            protocol: c.protocol,
+            connect_timeout: c.connect_timeout.enabled(),
+            idle_timeout: c.idle_timeout.enabled(),
+            max_requests: c.max_requests,
+            max_connections_per_endpoint: c.max_connections_per_endpoint,
+            inflight: AtomicU32::new(0),
+            def: c.clone(),
+        })
+    }
+}
+
+/// Checks everything [`Snapshot::build`] checks.
+pub fn validate(config: &Config) -> Result<(), Invalid> {
+    Snapshot::build(config.clone(), 0, None).map(drop)
+}
+
+fn socket_addr(text: &str, field: &str) -> Result<SocketAddr, Invalid> {
+    text.parse().map_err(|_| {
+        Invalid::new(
+            field,
+            format!("`{text}` is not an address; expected IP:PORT such as 127.0.0.1:10000"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    const BASE: &str = "\
+listeners:
+  - { name: a, address: 127.0.0.1:0, virtual_hosts: [{ name: v, domains: ['*'], routes: [{ match: { prefix: / }, cluster: c }] }] }
+clusters:
+  - { name: c, endpoints: ['127.0.0.1:1'] }
+";
+
+    #[test]
+    fn unchanged_clusters_are_shared_across_snapshots() {
+        let cfg = parse(BASE, "t").expect("valid");
+        let one = Snapshot::build(cfg.clone(), 1, None).expect("one");
+        let two = Snapshot::build(cfg.clone(), 2, Some(&one)).expect("two");
+        assert!(Arc::ptr_eq(&one.clusters["c"], &two.clusters["c"]));
+        let mut changed = cfg;
+        changed.clusters[0].max_requests = 7;
+        let three = Snapshot::build(changed, 3, Some(&two)).expect("three");
+        assert!(!Arc::ptr_eq(&two.clusters["c"], &three.clusters["c"]));
+    }
+
+    #[test]
+    fn validation_errors_table() {
+        let cases = [
+            (
+                BASE.replace("127.0.0.1:0", "localhost:80"),
+                "listeners[0].address",
+                "expected IP:PORT",
+            ),
+            (
+                format!("{BASE}  - {{ name: c, endpoints: [] }}\n"),
+                "clusters[1].name",
+                "duplicate cluster",
+            ),
+            (
+                BASE.replace("'127.0.0.1:1'", "'nohostport'"),
+                "clusters[0].endpoints[0]",
+                "cannot resolve",
+            ),
+            (
+                format!("{BASE}admin: {{ address: nowhere }}\n"),
+                "admin.address",
+                "expected IP:PORT",
+            ),
+        ];
+        for (text, field, msg) in cases {
+            let err = parse(&text, "t").expect_err(field);
+            assert_eq!(err.field, field);
+            assert!(err.message.contains(msg), "{err}");
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The request path: one straight-line driver whose phases follow proxy-wasm's callbacks.
+//!
+//! ```text
+//! request headers ─► route ─► (request body streams) ─► upstream ─► response headers ─► (response body streams) ─► done
+//! ```
+//!
+//! Today the phases are: pick the route for the request headers, pick a cluster and endpoint, forward, and hand back the
+//! response head with its body still streaming. The WASM filter chain (issue 3) hooks in at each of these points.
+
+pub mod body;
+pub mod headers;
+mod upgrade;
+
+use std::{convert::Infallible, net::SocketAddr, rc::Rc, sync::Arc};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::Scheme};
+use hyper::body::Incoming;
+
+use self::body::{ReqBody, RespBody};
+use crate::{
+    error::ProxyError,
+    model::{Action, Cluster, Route, UpstreamProtocol},
+    server::worker::WorkerCtx,
+    stats::Counter,
+    upstream::{InflightGuard, PoolSettings, Proto},
+};
+
+/// What the proxy knows about a downstream connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The listener that accepted it.
+    pub listener: Arc<str>,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+/// Handles one request; every failure becomes a local reply, so this never errors.
+pub async fn handle(
+    w: Rc<WorkerCtx>,
+    conn: Rc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let stats = &w.shared.stats;
+    stats.inc(Counter::DownstreamRqTotal);
+    let resp = match proxy(&w, &conn, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(peer = %conn.peer, listener = %conn.listener, error = %e, flag = e.flag(), "local reply");
+            count_error(&w, &e);
+            local_reply(e.status(), &e.client_message())
+        }
+    };
+    stats.response(resp.status().as_u16());
+    Ok(resp)
+}
+
+async fn proxy(
+    w: &WorkerCtx,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, ProxyError> {
+    // Phase: request headers → route. The snapshot taken here serves the whole request, even if config changes.
+    let snapshot = w.snapshot();
+    let listener = snapshot
+        .listener(&conn.listener)
+        .ok_or_else(|| ProxyError::ListenerGone(conn.listener.clone()))?;
+    let authority = authority(&req).unwrap_or("");
+    let route = listener
+        .routes
+        .select(authority, req.method(), req.uri().path(), req.headers())
+        .ok_or(ProxyError::NoRoute)?;
+    let cluster_name = match &route.action {
+        Action::Direct { status, body } => return Ok(direct(*status, body.clone())),
+        action => action
+            .cluster(fastrand::u32(..))
+            .ok_or(ProxyError::NoRoute)?,
+    };
+    let cluster = snapshot
+        .clusters
+        .get(cluster_name)
+        .ok_or_else(|| ProxyError::UnknownCluster(cluster_name.clone()))?;
+    if req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers()) {
+        w.shared.stats.inc(Counter::DownstreamRqUpgrade);
+        return upgrade::forward(w, cluster, route, req).await;
+    }
+    // Phase: upstream.
+    forward(w, cluster, route, req).await
+}
+
+async fn forward(
+    w: &WorkerCtx,
+    cluster: &Arc<Cluster>,
+    route: &Route,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, ProxyError> {
+    let proto = match cluster.protocol {
+        UpstreamProtocol::Http1 => Proto::H1,
+        UpstreamProtocol::Http2 => Proto::H2,
+        UpstreamProtocol::Downstream if req.version() == Version::HTTP_2 => Proto::H2,
+        UpstreamProtocol::Downstream => Proto::H1,
+    };
+    let pool = w.upstreams.cluster(cluster).pick(proto)?;
+    let guard = InflightGuard::acquire(cluster, pool)?;
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    set_upstream_target(&mut parts, proto);
+    let upstream_req = Request::from_parts(parts, ReqBody::stream(body, route.idle_timeout));
+    w.shared.stats.inc(Counter::UpstreamRqTotal);
+    let sent = guard
+        .pool()
+        .send(upstream_req, settings(cluster), &w.shared.stats);
+    let resp = match route.timeout {
+        Some(t) => tokio::time::timeout(t, sent)
+            .await
+            .map_err(|_| ProxyError::Timeout)??,
+        None => sent.await?,
+    };
+    // Phase: response headers; the body keeps streaming and holds the in-flight place until it ends.
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    Ok(Response::from_parts(
+        parts,
+        RespBody::upstream(body, route.idle_timeout, guard),
+    ))
+}
+
+fn settings(cluster: &Cluster) -> PoolSettings {
+    PoolSettings {
+        connect_timeout: cluster.connect_timeout,
+        max_connections: cluster.max_connections_per_endpoint,
+    }
+}
+
+/// The request's authority: the URI's (absolute-form HTTP/1.1 and HTTP/2 `:authority`), else the `Host` header.
+fn authority(req: &Request<Incoming>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+}
+
+/// Rewrites the request target for the upstream protocol, keeping the original authority: HTTP/1.1 gets origin-form
+/// plus `Host`; HTTP/2 gets `:scheme` and `:authority` and no `Host`.
+fn set_upstream_target(parts: &mut http::request::Parts, proto: Proto) {
+    let authority = parts
+        .uri
+        .authority()
+        .cloned()
+        .or_else(|| parts.headers.get(header::HOST)?.to_str().ok()?.parse().ok());
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    match proto {
+        Proto::H1 => {
+            parts.version = Version::HTTP_11;
+            if let Some(a) = &authority {
+                if !parts.headers.contains_key(header::HOST) {
+                    if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                        parts.headers.insert(header::HOST, v);
+                    }
+                }
+            }
+            parts.uri = Uri::from(path);
+        }
+        Proto::H2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            let mut uri = Uri::builder().scheme(Scheme::HTTP).path_and_query(path);
+            if let Some(a) = authority {
+                uri = uri.authority(a);
+            }
+            if let Ok(uri) = uri.build() {
+                parts.uri = uri;
+            }
+        }
+    }
+}
+
+fn count_error(w: &WorkerCtx, e: &ProxyError) {
+    let c = match e {
+        ProxyError::NoRoute => Counter::NoRoute,
+        ProxyError::Timeout => Counter::UpstreamRqTimeout,
+        ProxyError::Overflow(_) => Counter::UpstreamRqOverflow,
+        ProxyError::Reset(_) => Counter::UpstreamRqReset,
+        ProxyError::NoHealthyUpstream(_) => Counter::NoHealthyUpstream,
+        _ => return,
+    };
+    w.shared.stats.inc(c);
+}
+
+fn direct(status: StatusCode, body: Bytes) -> Response<RespBody> {
+    let mut resp = Response::new(RespBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// A short plain-text reply saying why the proxy answered itself.
+pub fn local_reply(status: StatusCode, message: &str) -> Response<RespBody> {
+    direct(status, Bytes::from(format!("{message}\n")))
+}
+
+impl ProxyError {
+    /// The reply body: why, without internal addresses.
+    pub fn client_message(&self) -> String {
+        match self {
+            ProxyError::NoRoute => "no route matched this request".into(),
+            ProxyError::UnknownCluster(c) => format!("cluster `{c}` is not configured"),
+            ProxyError::NoHealthyUpstream(c) => format!("no healthy upstream in cluster `{c}`"),
+            ProxyError::Overflow(c) => {
+                format!("upstream overflow: cluster `{c}` is at its max_requests limit")
+            }
+            ProxyError::Connect { source, .. } => {
+                format!("upstream connect error: {}", io_reason(source))
+            }
+            ProxyError::ConnectTimeout(_) => "upstream connect error: connection timeout".into(),
+            ProxyError::Handshake { .. } => "upstream protocol error: handshake failed".into(),
+            ProxyError::Timeout => "upstream request timeout".into(),
+            ProxyError::Reset(_) => "upstream disconnect or reset before response headers".into(),
+            ProxyError::ListenerGone(_) => "listener removed by a config change; retry".into(),
+        }
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused",
+        std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+            "unreachable"
+        }
+        std::io::ErrorKind::TimedOut => "connection timeout",
+        _ => "connection failure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_target_table() {
+        // (downstream uri, host header, proto) -> (uri, host header)
+        let cases: &[(&str, Option<&str>, Proto, &str, Option<&str>)] = &[
+            (
+                "/a?b=1",
+                Some("svc.local"),
+                Proto::H1,
+                "/a?b=1",
+                Some("svc.local"),
+            ),
+            (
+                "http://svc.local:8080/a",
+                None,
+                Proto::H1,
+                "/a",
+                Some("svc.local:8080"),
+            ),
+            (
+                "/a",
+                Some("svc.local"),
+                Proto::H2,
+                "http://svc.local/a",
+                None,
+            ),
+            (
+                "http://svc.local/pkg.Svc/Call",
+                None,
+                Proto::H2,
+                "http://svc.local/pkg.Svc/Call",
+                None,
+            ),
+        ];
+        for (uri, host, proto, want_uri, want_host) in cases {
+            let mut b = Request::builder().uri(*uri);
+            if let Some(h) = host {
+                b = b.header(header::HOST, *h);
+            }
+            let (mut parts, ()) = b.body(()).expect("request").into_parts();
+            set_upstream_target(&mut parts, *proto);
+            assert_eq!(parts.uri.to_string(), *want_uri, "{uri}");
+            assert_eq!(
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .map(|h| h.to_str().expect("ascii")),
+                *want_host,
+                "{uri}"
+            );
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! A worker: one OS thread with its own single-threaded tokio runtime and `LocalSet`, its own listening sockets and its
+//! own upstream pools. Workers share only the config snapshot (an atomic pointer) and counters.
+
+use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{Shared, conn, limit::ConnLimit};
+use crate::{model::Snapshot, stats::Stats, upstream::Upstreams};
+
+/// What the control side tells a worker.
+pub enum Command {
+    /// Start accepting on this socket for listener `name`.
+    Listen {
+        /// Listener name.
+        name: Arc<str>,
+        /// This worker's socket.
+        socket: std::net::TcpListener,
+        /// The cap shared with the other workers.
+        limit: Arc<ConnLimit>,
+        /// Set to `true` when the listener is removed.
+        stop: watch::Receiver<bool>,
+    },
+}
+
+/// Per-worker state reachable from every request on that worker.
+pub struct WorkerCtx {
+    /// Worker index.
+    pub id: usize,
+    /// State shared by all workers.
+    pub shared: Arc<Shared>,
+    /// This worker's upstream pools.
+    pub upstreams: Upstreams,
+    cached: RefCell<Rc<Arc<Snapshot>>>,
+}
+
+impl WorkerCtx {
+    /// The current snapshot. Refreshes the worker's cached copy only when the config changed, so the common case takes
+    /// no atomic write on a cache line shared with other workers.
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        let current = self.shared.snapshot.load();
+        let mut cached = self.cached.borrow_mut();
+        if !Arc::ptr_eq(&current, &cached) {
+            *cached = Rc::new(Arc::clone(&current));
+        }
+        cached.clone()
+    }
+}
+
+/// Starts worker `id` on its own thread.
+pub fn spawn(
+    id: usize,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("meshwork-worker-{id}"))
+        .spawn(move || {
+            Stats::register_worker(id);
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = id, error = %e, "cannot start the worker's runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run(id, shared.clone(), commands));
+            shared.worker_exited();
+        })
+}
+
+async fn run(id: usize, shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let cached = RefCell::new(Rc::new(shared.snapshot.load_full()));
+    let w = Rc::new(WorkerCtx {
+        id,
+        shared: shared.clone(),
+        upstreams: Upstreams::default(),
+        cached,
+    });
+    let conns = Rc::new(conn::Tracker::default());
+    let mut drain = shared.drain.subscribe();
+    let mut force = shared.force.subscribe();
+    let sweeper = tokio::task::spawn_local({
+        let w = w.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let snapshot = w.snapshot();
+                w.upstreams.sweep(&snapshot);
+            }
+        }
+    });
+    let mut accepting: HashMap<Arc<str>, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Listen { name, socket, limit, stop }) => {
+                    let task = conn::accept_loop(w.clone(), conns.clone(), name.clone(), socket, limit, stop);
+                    accepting.retain(|_, t| !t.is_finished());
+                    accepting.insert(name, tokio::task::spawn_local(task));
+                }
+                None => break,
+            },
+            _ = drain.wait_for(|d| *d) => break,
+        }
+    }
+    tracing::debug!(worker = id, connections = conns.open(), "worker draining");
+    // Accept loops see the drain themselves and close their sockets; connections finish their in-flight requests.
+    tokio::select! {
+        _ = conns.all_closed() => {}
+        _ = force.wait_for(|f| *f) => {
+            tracing::debug!(worker = id, connections = conns.open(), "drain deadline passed; closing connections");
+        }
+    }
+    sweeper.abort();
+}

@@ -1,0 +1,165 @@
+//! Upstream clusters as one worker sees them: endpoint selection and per-endpoint connection pools.
+//!
+//! Every worker owns an [`Upstreams`]. Pools are keyed by endpoint and protocol, not by cluster, so a config change that
+//! edits a cluster keeps its warm connections.
+
+pub mod balance;
+pub mod pool;
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    net::SocketAddr,
+    rc::Rc,
+    sync::{Arc, atomic::Ordering},
+};
+
+use tokio::time::Instant;
+
+pub use pool::{EndpointPool, PoolSettings, Proto};
+
+use crate::{
+    error::ProxyError,
+    model::{Cluster, LbPolicy, Snapshot},
+};
+
+/// One worker's view of all clusters.
+#[derive(Default)]
+pub struct Upstreams {
+    pools: RefCell<HashMap<(SocketAddr, Proto), Rc<EndpointPool>>>,
+    clusters: RefCell<HashMap<Arc<str>, Rc<ClusterState>>>,
+}
+
+/// One worker's balancing state for one cluster.
+pub struct ClusterState {
+    /// The cluster definition this state was built for.
+    pub cluster: Arc<Cluster>,
+    rr: Cell<usize>,
+    h1: Vec<Rc<EndpointPool>>,
+    h2: Vec<Rc<EndpointPool>>,
+}
+
+impl Upstreams {
+    /// The balancing state for `cluster`, rebuilt when the cluster's definition changed.
+    pub fn cluster(&self, cluster: &Arc<Cluster>) -> Rc<ClusterState> {
+        if let Some(state) = self
+            .clusters
+            .borrow()
+            .get(&cluster.name)
+            .filter(|s| Arc::ptr_eq(&s.cluster, cluster))
+        {
+            return state.clone();
+        }
+        let pools = |proto| {
+            cluster
+                .endpoints
+                .iter()
+                .map(|&addr| self.pool(addr, proto))
+                .collect()
+        };
+        let state = Rc::new(ClusterState {
+            cluster: cluster.clone(),
+            rr: Cell::new(fastrand::usize(..)),
+            h1: pools(Proto::H1),
+            h2: pools(Proto::H2),
+        });
+        self.clusters
+            .borrow_mut()
+            .insert(cluster.name.clone(), state.clone());
+        state
+    }
+
+    fn pool(&self, addr: SocketAddr, proto: Proto) -> Rc<EndpointPool> {
+        self.pools
+            .borrow_mut()
+            .entry((addr, proto))
+            .or_insert_with(|| EndpointPool::new(addr, proto))
+            .clone()
+    }
+
+    /// Closes idle connections and forgets clusters and pools that the current snapshot no longer uses.
+    pub fn sweep(&self, snapshot: &Snapshot) {
+        let now = Instant::now();
+        self.clusters.borrow_mut().retain(|name, state| {
+            snapshot
+                .clusters
+                .get(name)
+                .is_some_and(|c| Arc::ptr_eq(c, &state.cluster))
+        });
+        let idle: HashMap<SocketAddr, Option<std::time::Duration>> = snapshot
+            .clusters
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(|&a| (a, c.idle_timeout)))
+            .collect();
+        self.pools.borrow_mut().retain(|(addr, _), pool| {
+            let in_use = Rc::strong_count(pool) > 1;
+            match idle.get(addr) {
+                Some(timeout) => pool.sweep(*timeout, now) || in_use,
+                // Not in any cluster any more: keep only while requests still use it.
+                None => in_use,
+            }
+        });
+    }
+}
+
+impl ClusterState {
+    /// Picks an endpoint pool for `proto` by the cluster's policy.
+    pub fn pick(&self, proto: Proto) -> Result<Rc<EndpointPool>, ProxyError> {
+        let pools = match proto {
+            Proto::H1 => &self.h1,
+            Proto::H2 => &self.h2,
+        };
+        let i = match (pools.len(), self.cluster.lb_policy) {
+            (0, _) => return Err(ProxyError::NoHealthyUpstream(self.cluster.name.clone())),
+            (1, _) => 0,
+            (n, LbPolicy::RoundRobin) => {
+                let c = self.rr.get();
+                self.rr.set(c.wrapping_add(1));
+                balance::round_robin(c, n)
+            }
+            (n, LbPolicy::LeastRequest) => {
+                balance::least_request(n, fastrand::usize(..), fastrand::usize(..), |i| {
+                    pools[i].inflight.get()
+                })
+            }
+        };
+        Ok(pools[i].clone())
+    }
+}
+
+/// Holds a request's place in the cluster's `max_requests` budget and its endpoint's in-flight count until the response
+/// body is finished (or dropped).
+pub struct InflightGuard {
+    cluster: Arc<Cluster>,
+    pool: Rc<EndpointPool>,
+}
+
+impl InflightGuard {
+    /// Takes a place, or fails with overflow when the cluster is at `max_requests`.
+    pub fn acquire(cluster: &Arc<Cluster>, pool: Rc<EndpointPool>) -> Result<Self, ProxyError> {
+        let before = cluster.inflight.fetch_add(1, Ordering::Relaxed);
+        if before >= cluster.max_requests {
+            cluster.inflight.fetch_sub(1, Ordering::Relaxed);
+            return Err(ProxyError::Overflow(cluster.name.clone()));
+        }
+        pool.inflight.set(pool.inflight.get() + 1);
+        Ok(InflightGuard {
+            cluster: cluster.clone(),
+            pool,
+        })
+    }
+
+    /// The endpoint's pool.
+    pub fn pool(&self) -> &Rc<EndpointPool> {
+        &self.pool
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.cluster.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.pool
+            .inflight
+            .set(self.pool.inflight.get().saturating_sub(1));
+    }
+}

@@ -156,12 +156,11 @@ fn set_upstream_target(parts: &mut http::request::Parts, proto: Proto) {
     match proto {
         Proto::H1 => {
             parts.version = Version::HTTP_11;
-            if let Some(a) = &authority {
-                if !parts.headers.contains_key(header::HOST) {
-                    if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                        parts.headers.insert(header::HOST, v);
-                    }
-                }
+            if let Some(a) = &authority
+                && !parts.headers.contains_key(header::HOST)
+                && let Ok(v) = HeaderValue::from_str(a.as_str())
+            {
+                parts.headers.insert(header::HOST, v);
             }
             parts.uri = Uri::from(path);
         }

@@ -74,27 +74,38 @@ pub async fn accept_loop(
     };
     let mut drain = w.shared.drain.subscribe();
     loop {
-        let max = || {
-            w.snapshot()
-                .listener(&name)
-                .map_or(1, |l| l.max_connections)
-        };
         let accepted = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
             _ = drain.wait_for(|d| *d) => break,
-            accepted = async { limit.acquire(max).await; listener.accept().await } => accepted,
+            accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                limit.release();
                 // Out of file descriptors and similar: back off instead of spinning.
                 tracing::warn!(listener = %name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
+        // Take a connection slot only with a connection in hand. (Taking it before `accept` lets one worker hold the
+        // last slot while it waits on its own empty socket and the waiting client sits in another worker's queue.)
+        // While this worker waits for a slot it accepts nothing more, so further clients queue in the kernel.
+        let max = || {
+            w.snapshot()
+                .listener(&name)
+                .map_or(1, |l| l.max_connections)
+        };
+        if !limit.try_acquire(max()) {
+            tracing::debug!(listener = %name, "connection limit reached; waiting for a slot");
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break,
+                _ = drain.wait_for(|d| *d) => break,
+                () = limit.acquire(max) => {}
+            }
+        }
         let Some(config) = w.snapshot().listener(&name).cloned() else {
             limit.release();
             break;

@@ -245,11 +245,10 @@ impl EndpointPool {
     /// the pool still holds connections.
     pub fn sweep(&self, idle: Option<Duration>, now: Instant) -> bool {
         let mut conns = self.h1.borrow_mut();
-        conns.retain(|c| {
-            !c.tx.is_closed()
-                && !(c.tx.is_ready()
-                    && idle.is_some_and(|idle| now.duration_since(c.last_used) > idle))
-        });
+        let expired = |c: &H1Conn| {
+            c.tx.is_ready() && idle.is_some_and(|idle| now.duration_since(c.last_used) > idle)
+        };
+        conns.retain(|c| !(c.tx.is_closed() || expired(c)));
         let mut h2 = self.h2.borrow_mut();
         if h2.as_ref().is_some_and(|tx| tx.is_closed()) {
             *h2 = None;

@@ -1,0 +1,54 @@
+//! `meshwork-bench`: measures added latency (open loop, coordinated-omission
+//! corrected), single-core maximum throughput and peak RSS of meshwork, nginx and
+//! HAProxy in front of the same hyper upstream, and prints a markdown report.
+//!
+//! Run it with `cargo run --release -p meshwork-bench -- --help`; see README.md.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a CLI whose output is the report: the markdown goes to stdout"
+)]
+#![allow(
+    clippy::print_stderr,
+    reason = "progress and diagnostics go to stderr so stdout stays the report"
+)]
+
+/// Prints a progress line to stderr.
+macro_rules! progress {
+    ($($arg:tt)*) => {
+        eprintln!("[meshwork-bench] {}", format_args!($($arg)*))
+    };
+}
+pub(crate) use progress;
+
+mod cli;
+mod loadgen;
+mod probe;
+mod process;
+mod report;
+mod run;
+mod sys;
+mod targets;
+mod upstream;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Internal};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Internal::Upstream { addr }) => upstream::serve(addr).map(|()| run::Verdict::Clean),
+        None => run::run(&cli.run),
+    };
+    match result {
+        Ok(run::Verdict::Clean) => ExitCode::SUCCESS,
+        Ok(run::Verdict::Problems) => ExitCode::from(2),
+        Err(e) => {
+            progress!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

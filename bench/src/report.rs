@@ -1,0 +1,569 @@
+//! Turning measurements into the markdown report: percentiles, added latency
+//! (target minus direct), ratios to the baseline proxy, tables and notes.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+
+use crate::cli::Target;
+use crate::loadgen::ErrorCounts;
+
+/// Latency percentiles of one open-loop run, in µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest recorded value.
+    pub max: u64,
+    /// Number of recorded (successful, measured) requests.
+    pub count: u64,
+}
+
+impl Latency {
+    /// Percentiles of `h`; `None` when nothing was recorded.
+    pub fn from_histogram(h: &Histogram<u64>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        Some(Self {
+            p50: h.value_at_quantile(0.50),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            count: h.len(),
+        })
+    }
+
+    /// Latency added over `direct`, percentile by percentile: `[p50, p99, p99.9]`.
+    /// Negative values are noise (the target was faster than direct at that percentile).
+    pub fn added_over(&self, direct: &Latency) -> [i64; 3] {
+        let diff = |a: u64, b: u64| {
+            let (a, b) = (i128::from(a), i128::from(b));
+            i64::try_from(a - b).unwrap_or(if a > b { i64::MAX } else { i64::MIN })
+        };
+        [
+            diff(self.p50, direct.p50),
+            diff(self.p99, direct.p99),
+            diff(self.p999, direct.p999),
+        ]
+    }
+}
+
+/// `value / base`, when both make a meaningful ratio (base positive, value not negative).
+pub fn ratio(value: f64, base: f64) -> Option<f64> {
+    (base > 0.0 && value >= 0.0 && value.is_finite() && base.is_finite()).then(|| value / base)
+}
+
+/// One target's line in the report.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Which target.
+    pub target: Target,
+    /// Why it was not measured at all.
+    pub skipped: Option<String>,
+    /// Whether `skipped` is a failure (it was meant to run but could not) rather than
+    /// a missing optional target.
+    pub failed: bool,
+    /// Fixed-rate latency percentiles.
+    pub latency: Option<Latency>,
+    /// How late the load generator's schedule thread released requests (its own noise).
+    pub schedule_lag: Option<Latency>,
+    /// Closed-loop maximum requests/s.
+    pub rps: Option<f64>,
+    /// Peak RSS of the proxy process, MiB.
+    pub rss_mib: Option<f64>,
+    /// Errors in both phases, warm-ups included.
+    pub errors: ErrorCounts,
+    /// Load-generator connections re-opened in both phases (keep-alive not held).
+    pub reconnects: u64,
+    /// Problems worth a footnote (a phase that failed, …).
+    pub notes: Vec<String>,
+}
+
+impl Row {
+    /// A row for a target that was not run.
+    pub fn skipped(target: Target, reason: String) -> Self {
+        Self {
+            target,
+            skipped: Some(reason),
+            ..Self::new(target)
+        }
+    }
+
+    /// A row for a target that was meant to run but failed before being measured.
+    pub fn failed(target: Target, reason: String) -> Self {
+        Self {
+            failed: true,
+            ..Self::skipped(target, reason)
+        }
+    }
+
+    /// An empty row to fill in.
+    pub fn new(target: Target) -> Self {
+        Self {
+            target,
+            skipped: None,
+            failed: false,
+            latency: None,
+            schedule_lag: None,
+            rps: None,
+            rss_mib: None,
+            errors: ErrorCounts::default(),
+            reconnects: 0,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Run settings shown with the table.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Open-loop rate, req/s.
+    pub rate: u32,
+    /// Open-loop connections.
+    pub connections: u32,
+    /// Closed-loop connections.
+    pub throughput_connections: u32,
+    /// Measured seconds per phase.
+    pub duration: u64,
+    /// Warm-up seconds per phase.
+    pub warmup: u64,
+    /// How processes were pinned, in words.
+    pub pinning: String,
+}
+
+/// The target ratios are computed against: nginx, else meshwork, else HAProxy
+/// (the first of those that was measured).
+pub fn baseline(rows: &[Row]) -> Option<&Row> {
+    [Target::Nginx, Target::Meshwork, Target::Haproxy]
+        .into_iter()
+        .find_map(|t| rows.iter().find(|r| r.target == t && r.skipped.is_none()))
+}
+
+fn cell_with_ratio(value: Option<f64>, base: Option<f64>, decimals: usize) -> String {
+    let Some(v) = value else {
+        return "n/a".to_owned();
+    };
+    match base.and_then(|b| ratio(v, b)) {
+        Some(r) => format!("{v:.decimals$} ({r:.2}×)"),
+        None => format!("{v:.decimals$}"),
+    }
+}
+
+fn added_latency(row: &Row, direct: Option<&Latency>) -> Option<[i64; 3]> {
+    Some(row.latency?.added_over(direct?))
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "latencies in µs are far below 2^52"
+)]
+fn as_f64(v: i64) -> f64 {
+    v as f64
+}
+
+/// Escapes text for a markdown table cell and keeps only its first line.
+fn cell_text(s: &str) -> String {
+    s.lines().next().unwrap_or_default().replace('|', "\\|")
+}
+
+/// The main results table, one line per target, ratios to the baseline.
+pub fn results_table(rows: &[Row]) -> String {
+    let direct = rows
+        .iter()
+        .find(|r| r.target == Target::Direct)
+        .and_then(|r| r.latency);
+    let base = baseline(rows);
+    let suffix = base.map_or_else(String::new, |b| format!(" (× {})", b.target));
+    let base_added = base.and_then(|b| added_latency(b, direct.as_ref()));
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| target | added p50 µs{suffix} | added p99 µs{suffix} | added p99.9 µs{suffix} | max req/s, proxy on 1 CPU{suffix} | peak RSS MiB{suffix} | errors |"
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    for row in rows {
+        if let Some(reason) = &row.skipped {
+            let what = if row.failed { "**FAILED**" } else { "skipped" };
+            let _ = writeln!(
+                out,
+                "| {} | {what}: {} | | | | | |",
+                row.target,
+                cell_text(reason)
+            );
+            continue;
+        }
+        let added: [String; 3] = if row.target == Target::Direct {
+            std::array::from_fn(|_| "— (reference)".to_owned())
+        } else {
+            let added = added_latency(row, direct.as_ref());
+            std::array::from_fn(|i| {
+                cell_with_ratio(
+                    added.map(|a| as_f64(a[i])),
+                    base_added.map(|a| as_f64(a[i])),
+                    0,
+                )
+            })
+        };
+        let rps = cell_with_ratio(row.rps, base.and_then(|b| b.rps), 0);
+        let rss = if row.target == Target::Direct {
+            "—".to_owned()
+        } else {
+            cell_with_ratio(row.rss_mib, base.and_then(|b| b.rss_mib), 1)
+        };
+        let total = row.errors.total();
+        let errors = if total == 0 {
+            "0".to_owned()
+        } else {
+            format!("**⚠ {total} ERRORS**")
+        };
+        let [p50, p99, p999] = added;
+        let _ = writeln!(
+            out,
+            "| {} | {p50} | {p99} | {p999} | {rps} | {rss} | {errors} |",
+            row.target
+        );
+    }
+    out
+}
+
+/// The raw (not subtracted) latency percentiles, and the load generator's own
+/// schedule lag, for context.
+pub fn raw_latency_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| target | p50 µs | p99 µs | p99.9 µs | max µs | measured requests | schedule lag p99 / max µs |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows.iter().filter(|r| r.skipped.is_none()) {
+        let lag = row
+            .schedule_lag
+            .map_or_else(|| "n/a".to_owned(), |l| format!("{} / {}", l.p99, l.max));
+        match &row.latency {
+            Some(l) => {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {lag} |",
+                    row.target, l.p50, l.p99, l.p999, l.max, l.count
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "| {} | n/a | n/a | n/a | n/a | 0 | {lag} |",
+                    row.target
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Footnotes: errors by kind, skipped targets with full reasons, failed phases.
+pub fn notes(rows: &[Row]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let has_direct = rows
+        .iter()
+        .any(|r| r.target == Target::Direct && r.latency.is_some());
+    if !has_direct && rows.iter().any(|r| r.latency.is_some()) {
+        notes.push(
+            "added latency needs a measured `direct` target (add it to --targets); \
+             see the raw latency table."
+                .to_owned(),
+        );
+    }
+    for row in rows {
+        let e = &row.errors;
+        if e.total() > 0 {
+            notes.push(format!(
+                "**WARNING: {} had {} errors** (connect {}, request/response {}, non-200 {}, wrong body size {}, unfinished {}); its numbers are not trustworthy.",
+                row.target,
+                e.total(),
+                e.connect,
+                e.request,
+                e.status,
+                e.body,
+                e.unfinished
+            ));
+        }
+        if row.reconnects > 0 {
+            notes.push(format!(
+                "{}: the load generator had to re-open {} connections (keep-alive connections \
+                 closed by the target or after errors); each adds a TCP handshake to a latency.",
+                row.target, row.reconnects
+            ));
+        }
+        if let Some(reason) = &row.skipped {
+            let what = if row.failed { "**FAILED**" } else { "skipped" };
+            notes.push(format!("{} {what}: {}", row.target, reason.trim_end()));
+        }
+        for note in &row.notes {
+            notes.push(format!("{}: {}", row.target, note.trim_end()));
+        }
+    }
+    notes
+}
+
+/// The whole report: environment, settings, both tables and notes.
+pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> String {
+    let mut out = String::from("# meshwork benchmark\n\n## Environment\n\n");
+    for (key, value) in env {
+        let _ = writeln!(out, "- {key}: {value}");
+    }
+    let _ = write!(
+        out,
+        "\n## Results\n\n\
+         Added latency = target percentile − direct percentile, at {rate} req/s over {conns} \
+         keep-alive connections (open loop, latency from the intended send time, so \
+         coordinated omission is corrected), {dur} s measured after {warm} s warm-up. \
+         Max req/s: closed loop, {tconns} connections, {dur} s after {warm} s warm-up. \
+         Pinning: {pin}. {ratios}\n\n",
+        rate = settings.rate,
+        conns = settings.connections,
+        dur = settings.duration,
+        warm = settings.warmup,
+        tconns = settings.throughput_connections,
+        pin = settings.pinning,
+        ratios = baseline(rows).map_or_else(
+            || "No proxy was measured, so there are no ratios.".to_owned(),
+            |b| format!(
+                "Ratios are target ÷ {} (latency and RSS: lower is better; req/s: higher is \
+                 better).",
+                b.target
+            )
+        ),
+    );
+    out.push_str(&results_table(rows));
+    if rows.iter().any(|r| r.skipped.is_none()) {
+        out.push_str("\nRaw latency (not subtracted):\n\n");
+        out.push_str(&raw_latency_table(rows));
+    }
+    let notes = notes(rows);
+    if !notes.is_empty() {
+        out.push_str("\nNotes:\n\n");
+        for note in notes {
+            let _ = writeln!(out, "- {note}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lat(p50: u64, p99: u64, p999: u64) -> Latency {
+        Latency {
+            p50,
+            p99,
+            p999,
+            max: p999 + 1,
+            count: 100,
+        }
+    }
+
+    #[test]
+    fn percentiles_from_histogram() -> anyhow::Result<()> {
+        type Case = (&'static [(u64, u64)], Option<(u64, u64, u64, u64, u64)>);
+        let cases: &[Case] = &[
+            (&[], None),
+            (&[(100, 1)], Some((100, 100, 100, 100, 1))),
+            (
+                &[(50, 990), (900, 9), (5000, 1)],
+                // 3 significant digits: above 4096 µs values share buckets of 4.
+                Some((50, 50, 900, 5003, 1000)),
+            ),
+            (&[(10, 500), (20, 500)], Some((10, 20, 20, 20, 1000))),
+        ];
+        for (samples, want) in cases {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            for &(v, n) in *samples {
+                h.record_n(v, n)?;
+            }
+            let got = Latency::from_histogram(&h).map(|l| (l.p50, l.p99, l.p999, l.max, l.count));
+            assert_eq!(got, *want, "{samples:?}");
+        }
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        for v in 1..=1000 {
+            h.record(v)?;
+        }
+        let l = Latency::from_histogram(&h).ok_or_else(|| anyhow::anyhow!("empty"))?;
+        assert_eq!((l.p50, l.p99, l.p999, l.max), (500, 990, 999, 1000));
+        Ok(())
+    }
+
+    #[test]
+    fn added_latency_is_signed_difference() {
+        let cases = [
+            (lat(150, 400, 900), lat(100, 300, 500), [50, 100, 400]),
+            (lat(100, 300, 500), lat(100, 300, 500), [0, 0, 0]),
+            (lat(90, 300, 500), lat(100, 310, 400), [-10, -10, 100]),
+        ];
+        for (target, direct, want) in cases {
+            assert_eq!(target.added_over(&direct), want);
+        }
+    }
+
+    #[test]
+    fn ratios() {
+        let cases = [
+            (50.0, 100.0, Some(0.5)),
+            (200.0, 100.0, Some(2.0)),
+            (0.0, 100.0, Some(0.0)),
+            (10.0, 0.0, None),
+            (10.0, -5.0, None),
+            (-10.0, 5.0, None),
+            (f64::NAN, 5.0, None),
+        ];
+        for (v, b, want) in cases {
+            assert_eq!(ratio(v, b), want, "{v} / {b}");
+        }
+    }
+
+    fn sample_rows() -> Vec<Row> {
+        let mut direct = Row::new(Target::Direct);
+        direct.latency = Some(lat(100, 200, 400));
+        direct.rps = Some(50_000.0);
+        let mut meshwork = Row::new(Target::Meshwork);
+        meshwork.latency = Some(lat(130, 300, 600));
+        meshwork.rps = Some(30_000.0);
+        meshwork.rss_mib = Some(6.0);
+        let mut nginx = Row::new(Target::Nginx);
+        nginx.latency = Some(lat(160, 400, 800));
+        nginx.rps = Some(20_000.0);
+        nginx.rss_mib = Some(4.0);
+        nginx.schedule_lag = Some(Latency {
+            p50: 1,
+            p99: 3,
+            p999: 20,
+            max: 40,
+            count: 100,
+        });
+        let mut haproxy = Row::new(Target::Haproxy);
+        haproxy.latency = Some(lat(95, 250, 500));
+        haproxy.rps = Some(25_000.0);
+        haproxy.rss_mib = Some(12.0);
+        haproxy.errors.status = 3;
+        vec![direct, meshwork, nginx, haproxy]
+    }
+
+    #[test]
+    fn results_table_format() {
+        let got = results_table(&sample_rows());
+        let want = "\
+| target | added p50 µs (× nginx) | added p99 µs (× nginx) | added p99.9 µs (× nginx) | max req/s, proxy on 1 CPU (× nginx) | peak RSS MiB (× nginx) | errors |
+|---|---:|---:|---:|---:|---:|---|
+| direct | — (reference) | — (reference) | — (reference) | 50000 (2.50×) | — | 0 |
+| meshwork | 30 (0.50×) | 100 (0.50×) | 200 (0.50×) | 30000 (1.50×) | 6.0 (1.50×) | 0 |
+| nginx | 60 (1.00×) | 200 (1.00×) | 400 (1.00×) | 20000 (1.00×) | 4.0 (1.00×) | 0 |
+| haproxy | -5 | 50 (0.25×) | 100 (0.25×) | 25000 (1.25×) | 12.0 (3.00×) | **⚠ 3 ERRORS** |
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn baseline_falls_back() {
+        let cases: &[(&[Target], &[Target], Option<Target>)] = &[
+            (
+                &[Target::Direct, Target::Meshwork, Target::Nginx],
+                &[],
+                Some(Target::Nginx),
+            ),
+            (
+                &[Target::Direct, Target::Meshwork, Target::Nginx],
+                &[Target::Nginx],
+                Some(Target::Meshwork),
+            ),
+            (
+                &[Target::Direct, Target::Haproxy],
+                &[],
+                Some(Target::Haproxy),
+            ),
+            (&[Target::Direct], &[], None),
+        ];
+        for (targets, skipped, want) in cases {
+            let rows: Vec<Row> = targets
+                .iter()
+                .map(|&t| {
+                    if skipped.contains(&t) {
+                        Row::skipped(t, "missing".into())
+                    } else {
+                        Row::new(t)
+                    }
+                })
+                .collect();
+            assert_eq!(baseline(&rows).map(|r| r.target), *want, "{targets:?}");
+        }
+    }
+
+    #[test]
+    fn skipped_and_missing_cells() {
+        let mut direct = Row::new(Target::Direct);
+        direct.latency = Some(lat(100, 200, 400));
+        let mut meshwork = Row::new(Target::Meshwork);
+        meshwork.notes.push("throughput phase failed: boom".into());
+        meshwork.reconnects = 2;
+        let rows = vec![
+            direct,
+            meshwork,
+            Row::skipped(Target::Nginx, "`nginx` not found | line1\nline2".into()),
+            Row::failed(Target::Haproxy, "exited early".into()),
+        ];
+        let table = results_table(&rows);
+        // No proxy latency measured: nothing to say about the missing direct row.
+        assert!(
+            !super::notes(&rows[1..])
+                .iter()
+                .any(|n| n.starts_with("added latency needs"))
+        );
+        let mut only_proxy = rows[1..].to_vec();
+        only_proxy[0].latency = Some(lat(1, 2, 3));
+        assert!(super::notes(&only_proxy)[0].starts_with("added latency needs"));
+        assert!(table.contains("| nginx | skipped: `nginx` not found \\| line1 | | | | | |"));
+        assert!(table.contains("| haproxy | **FAILED**: exited early | | | | | |"));
+        assert!(
+            table.contains("| meshwork | n/a | n/a | n/a | n/a | n/a | 0 |"),
+            "{table}"
+        );
+        let notes = notes(&rows);
+        assert_eq!(
+            notes,
+            [
+                "meshwork: the load generator had to re-open 2 connections (keep-alive \
+                 connections closed by the target or after errors); each adds a TCP handshake \
+                 to a latency.",
+                "meshwork: throughput phase failed: boom",
+                "nginx skipped: `nginx` not found | line1\nline2",
+                "haproxy **FAILED**: exited early",
+            ]
+        );
+    }
+
+    #[test]
+    fn render_includes_everything() {
+        let env = vec![("CPUs".to_owned(), "2".to_owned())];
+        let settings = Settings {
+            rate: 2000,
+            connections: 16,
+            throughput_connections: 64,
+            duration: 10,
+            warmup: 2,
+            pinning: "proxy on CPU 0".into(),
+        };
+        let report = render(&env, &settings, &sample_rows());
+        for want in [
+            "- CPUs: 2",
+            "at 2000 req/s over 16",
+            "closed loop, 64 connections",
+            "| haproxy | 95 | 250 | 500 | 501 | 100 | n/a |",
+            "| nginx | 160 | 400 | 800 | 801 | 100 | 3 / 40 |",
+            "**WARNING: haproxy had 3 errors**",
+            "Ratios are target ÷ nginx",
+        ] {
+            assert!(report.contains(want), "missing {want:?} in\n{report}");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Arrives in the next commit.

@@ -1,0 +1,16 @@
+//! The whole proxy in-process against real hyper/tonic upstreams and real clients on loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests: a panic is a failure with a message"
+)]
+
+mod admin;
+mod curl;
+mod errors;
+mod grpc;
+mod http;
+mod reload;
+mod routing;
+mod shutdown;
+mod upgrade;

@@ -1,0 +1,2 @@
+//! Arrives in the next commit.
+fn main() {}

@@ -56,7 +56,8 @@ pub struct Listener {
     /// Most downstream connections open at once across all workers; further clients wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Close a downstream connection that has had no request in flight and no bytes moving for this long. `0` = never.
+    /// Close a downstream connection once no byte has moved for this long (checked four times per period; a request in
+    /// flight finishes first). `0` = never.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Dur,
     /// Time allowed to receive a request's headers (HTTP/1.1) before the connection is closed.

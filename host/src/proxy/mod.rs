@@ -82,7 +82,8 @@ async fn proxy(
         .ok_or_else(|| ProxyError::UnknownCluster(cluster_name.clone()))?;
     if req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers()) {
         w.shared.stats.inc(Counter::DownstreamRqUpgrade);
-        return upgrade::forward(w, cluster, route, req).await;
+        // Boxed: upgrades are rare, and inlining their state would make every request's future larger.
+        return Box::pin(upgrade::forward(w, cluster, route, req)).await;
     }
     // Phase: upstream.
     forward(w, cluster, route, req).await
@@ -143,31 +144,31 @@ fn authority(req: &Request<Incoming>) -> Option<&str> {
 /// Rewrites the request target for the upstream protocol, keeping the original authority: HTTP/1.1 gets origin-form
 /// plus `Host`; HTTP/2 gets `:scheme` and `:authority` and no `Host`.
 fn set_upstream_target(parts: &mut http::request::Parts, proto: Proto) {
-    let authority = parts
-        .uri
-        .authority()
-        .cloned()
-        .or_else(|| parts.headers.get(header::HOST)?.to_str().ok()?.parse().ok());
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     match proto {
         Proto::H1 => {
             parts.version = Version::HTTP_11;
-            if let Some(a) = &authority
+            if let Some(a) = parts.uri.authority()
                 && !parts.headers.contains_key(header::HOST)
                 && let Ok(v) = HeaderValue::from_str(a.as_str())
             {
                 parts.headers.insert(header::HOST, v);
             }
-            parts.uri = Uri::from(path);
+            // Origin-form. The common case, a request that already is origin-form, keeps its URI untouched.
+            if parts.uri.authority().is_some() || parts.uri.scheme().is_some() {
+                parts.uri = Uri::from(path_and_query(&parts.uri));
+            }
         }
         Proto::H2 => {
+            let authority = parts
+                .uri
+                .authority()
+                .cloned()
+                .or_else(|| parts.headers.get(header::HOST)?.to_str().ok()?.parse().ok());
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
-            let mut uri = Uri::builder().scheme(Scheme::HTTP).path_and_query(path);
+            let mut uri = Uri::builder()
+                .scheme(Scheme::HTTP)
+                .path_and_query(path_and_query(&parts.uri));
             if let Some(a) = authority {
                 uri = uri.authority(a);
             }
@@ -176,6 +177,12 @@ fn set_upstream_target(parts: &mut http::request::Parts, proto: Proto) {
             }
         }
     }
+}
+
+fn path_and_query(uri: &Uri) -> http::uri::PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
 }
 
 fn count_error(w: &WorkerCtx, e: &ProxyError) {

@@ -1,52 +1,41 @@
-//! An IO wrapper that remembers when bytes last moved, for the downstream idle timeout.
+//! An IO wrapper that notes when bytes move, for the downstream idle timeout.
 
 use std::{
     io,
     pin::Pin,
     sync::{
-        Arc, OnceLock,
-        atomic::{AtomicU64, Ordering},
+        Arc,
+        atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
 };
 
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    time::Instant,
-};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// When bytes last moved on a connection. Upgraded connections may move between threads, so this is atomic; it is
-/// only ever touched by one worker, so the atomic is uncontended.
+/// Whether bytes moved since the idle check last looked. Setting a flag on each read or write is a plain store, far
+/// cheaper than reading the clock per syscall; the idle check runs a few times per idle period and clears it.
+/// Upgraded connections may move between threads, so this is atomic; only one worker touches it, so it is uncontended.
 #[derive(Debug, Default)]
-pub struct LastActive(AtomicU64);
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
+pub struct LastActive(AtomicBool);
 
 impl LastActive {
-    /// Active now.
+    /// A fresh flag.
     pub fn new() -> Arc<Self> {
-        let me = Arc::new(LastActive::default());
-        me.touch();
-        me
+        Arc::new(LastActive(AtomicBool::new(true)))
     }
 
     fn touch(&self) {
-        let nanos = Instant::now().saturating_duration_since(epoch()).as_nanos();
-        self.0
-            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.0.store(true, Ordering::Relaxed);
     }
 
-    /// The last time bytes moved.
-    pub fn get(&self) -> Instant {
-        epoch() + std::time::Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    /// Whether bytes moved since the last call; clears the flag.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Records the time of the last successful read or write.
+    /// Notes every successful read or write.
     pub struct Activity<T> {
         #[pin]
         inner: T,
@@ -55,7 +44,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<T> Activity<T> {
-    /// Wraps `inner`; `last` is updated on every read or write that moved bytes.
+    /// Wraps `inner`; `last` is set on every read or write that moved bytes.
     pub fn new(inner: T, last: Arc<LastActive>) -> Self {
         Activity { inner, last }
     }

@@ -1,14 +1,22 @@
 //! Accepting and serving downstream connections: HTTP/1.1 and HTTP/2 (prior knowledge) on the same port, idle timeout,
 //! header limits, upgrades, and graceful shutdown on drain or listener removal.
 
-use std::{cell::Cell, rc::Rc, sync::Arc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    future::{Future, poll_fn},
+    rc::Rc,
+    sync::Arc,
+    task::Waker,
+    time::Duration,
+};
 
 use hyper::service::service_fn;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::conn::auto,
 };
-use tokio::{net::TcpStream, sync::watch, time::Instant};
+use tokio::{net::TcpStream, sync::watch};
 
 use super::{
     activity::{Activity, LastActive},
@@ -22,37 +30,134 @@ use crate::{
     stats::Counter,
 };
 
-/// Counts a worker's open connections so a drain can wait for them.
+/// A worker's open connections. Drain, listener removal and idleness reach a connection through its [`Control`]: set a
+/// flag and wake its task. Nothing is polled per connection for these rare events, so a connection's task does no work
+/// beyond serving HTTP when it wakes.
 #[derive(Default)]
 pub struct Tracker {
-    open: Cell<usize>,
+    conns: RefCell<HashMap<u64, Rc<Control>>>,
+    next_id: Cell<u64>,
     closed: tokio::sync::Notify,
+}
+
+/// How the worker reaches one connection.
+struct Control {
+    listener: Arc<str>,
+    shutdown: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+    activity: Arc<LastActive>,
+    idle_timeout: Option<Duration>,
+    quiet: Cell<Duration>,
+}
+
+impl Control {
+    fn shut_down(&self) {
+        self.shutdown.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
 }
 
 impl Tracker {
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open.get()
+        self.conns.borrow().len()
     }
 
     /// Resolves once no connection is open.
     pub async fn all_closed(&self) {
-        while self.open.get() > 0 {
-            self.closed.notified().await;
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.conns.borrow().is_empty() {
+                return;
+            }
+            closed.await;
+        }
+    }
+
+    /// Asks every connection to finish what it is doing and close (HTTP/2: GOAWAY).
+    pub fn shut_down_all(&self) {
+        for c in self.conns.borrow().values() {
+            c.shut_down();
+        }
+    }
+
+    fn shut_down_listener(&self, name: &str) {
+        for c in self
+            .conns
+            .borrow()
+            .values()
+            .filter(|c| *c.listener == *name)
+        {
+            c.shut_down();
+        }
+    }
+
+    /// Called every `tick`: closes connections that moved no byte for their listener's idle timeout.
+    pub fn sweep_idle(&self, tick: Duration) {
+        for c in self.conns.borrow().values() {
+            let Some(idle) = c.idle_timeout else { continue };
+            let quiet = if c.activity.take() {
+                Duration::ZERO
+            } else {
+                c.quiet.get() + tick
+            };
+            c.quiet.set(quiet);
+            if quiet >= idle && !c.shutdown.get() {
+                tracing::debug!(listener = %c.listener, "closing idle downstream connection");
+                c.shut_down();
+            }
+        }
+    }
+
+    /// The sweep interval for the shortest idle timeout among open connections: a quarter of it, within 10 ms–1 s.
+    pub fn sweep_interval(&self) -> Duration {
+        let shortest = self
+            .conns
+            .borrow()
+            .values()
+            .filter_map(|c| c.idle_timeout)
+            .min();
+        shortest.map_or(Duration::from_secs(1), |d| {
+            (d / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        })
+    }
+
+    fn register(self: &Rc<Self>, control: Control) -> Open {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let control = Rc::new(control);
+        self.conns.borrow_mut().insert(id, control.clone());
+        Open {
+            tracker: self.clone(),
+            id,
+            control,
         }
     }
 }
 
 struct Open {
     tracker: Rc<Tracker>,
-    limit: Arc<ConnLimit>,
+    id: u64,
+    control: Rc<Control>,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.limit.release();
-        self.tracker.open.set(self.tracker.open.get() - 1);
+        self.tracker.conns.borrow_mut().remove(&self.id);
         self.tracker.closed.notify_waiters();
+    }
+}
+
+/// Returns the connection slot to the listener's limit when the connection ends.
+struct Slot(Arc<ConnLimit>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
@@ -76,7 +181,10 @@ pub async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.wait_for(|s| *s) => {
+                tracker.shut_down_listener(&name);
+                break;
+            }
             _ = drain.wait_for(|d| *d) => break,
             accepted = listener.accept() => accepted,
         };
@@ -101,7 +209,10 @@ pub async fn accept_loop(
             tracing::debug!(listener = %name, "connection limit reached; waiting for a slot");
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stop.wait_for(|s| *s) => {
+                    tracker.shut_down_listener(&name);
+                    break;
+                }
                 _ = drain.wait_for(|d| *d) => break,
                 () = limit.acquire(max) => {}
             }
@@ -110,17 +221,22 @@ pub async fn accept_loop(
             limit.release();
             break;
         };
-        tracker.open.set(tracker.open.get() + 1);
-        let open = Open {
-            tracker: tracker.clone(),
-            limit: limit.clone(),
-        };
+        let slot = Slot(limit.clone());
+        let activity = LastActive::new();
+        let open = tracker.register(Control {
+            listener: name.clone(),
+            shutdown: Cell::new(w.shared.draining()),
+            waker: RefCell::new(None),
+            activity: activity.clone(),
+            idle_timeout: config.idle_timeout,
+            quiet: Cell::new(Duration::ZERO),
+        });
         w.shared.stats.inc(Counter::DownstreamCxTotal);
         let info = Rc::new(ConnInfo {
             listener: name.clone(),
             peer,
         });
-        tokio::task::spawn_local(serve(w.clone(), config, stream, info, stop.clone(), open));
+        tokio::task::spawn_local(serve(w.clone(), config, stream, info, activity, open, slot));
     }
     tracing::debug!(listener = %name, worker = w.id, "stopped accepting");
 }
@@ -130,12 +246,12 @@ async fn serve(
     config: Arc<Listener>,
     stream: TcpStream,
     info: Rc<ConnInfo>,
-    mut stop: watch::Receiver<bool>,
+    activity: Arc<LastActive>,
     open: Open,
+    slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
-    let last = LastActive::new();
-    let io = TokioIo::new(Activity::new(stream, last.clone()));
+    let io = TokioIo::new(Activity::new(stream, activity));
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
@@ -154,40 +270,27 @@ async fn serve(
     };
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
-    let mut drain = w.shared.drain.subscribe();
+    let control = &open.control;
     let mut shutting_down = false;
-    let idle = config.idle_timeout;
-    let idle_check = tokio::time::sleep(idle.unwrap_or(Duration::MAX / 4));
-    tokio::pin!(idle_check);
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "downstream connection ended with an error");
-                }
-                break;
-            }
-            _ = drain.wait_for(|d| *d), if !shutting_down => {
-                shutting_down = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = stop.wait_for(|s| *s), if !shutting_down => {
-                shutting_down = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = &mut idle_check, if idle.is_some() && !shutting_down => {
-                let Some(idle) = idle else { continue };
-                let quiet_until = last.get() + idle;
-                if Instant::now() >= quiet_until {
-                    tracing::debug!(listener = %config.name, "closing idle downstream connection");
-                    shutting_down = true;
-                    conn.as_mut().graceful_shutdown();
-                } else {
-                    idle_check.as_mut().reset(quiet_until);
-                }
+    let result = poll_fn(|cx| {
+        if control.shutdown.get() && !shutting_down {
+            shutting_down = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let polled = conn.as_mut().poll(cx);
+        if polled.is_pending() {
+            let mut waker = control.waker.borrow_mut();
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
             }
         }
+        polled
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream connection ended with an error");
     }
     w.shared.stats.inc(Counter::DownstreamCxDestroy);
+    drop(slot);
     drop(open);
 }

@@ -89,14 +89,21 @@ async fn run(id: usize, shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
     let conns = Rc::new(conn::Tracker::default());
     let mut drain = shared.drain.subscribe();
     let mut force = shared.force.subscribe();
+    // One timer per worker: closes idle downstream connections and, about once a second, idle upstream connections.
     let sweeper = tokio::task::spawn_local({
-        let w = w.clone();
+        let (w, conns) = (w.clone(), conns.clone());
         async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut since_upstream_sweep = Duration::ZERO;
             loop {
-                tick.tick().await;
-                let snapshot = w.snapshot();
-                w.upstreams.sweep(&snapshot);
+                let tick = conns.sweep_interval();
+                tokio::time::sleep(tick).await;
+                conns.sweep_idle(tick);
+                since_upstream_sweep += tick;
+                if since_upstream_sweep >= Duration::from_secs(1) {
+                    since_upstream_sweep = Duration::ZERO;
+                    let snapshot = w.snapshot();
+                    w.upstreams.sweep(&snapshot);
+                }
             }
         }
     });
@@ -115,6 +122,7 @@ async fn run(id: usize, shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         }
     }
     tracing::debug!(worker = id, connections = conns.open(), "worker draining");
+    conns.shut_down_all();
     // Accept loops see the drain themselves and close their sockets; connections finish their in-flight requests.
     tokio::select! {
         _ = conns.all_closed() => {}

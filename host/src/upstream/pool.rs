@@ -144,7 +144,9 @@ impl EndpointPool {
             }
             let open = self.h1.borrow().len() as u32 + self.h1_connecting.get();
             if open < settings.max_connections {
-                return self.connect_h1(settings, stats).await;
+                // Boxed: connecting is the cold path, and its state (TCP connect plus handshake) would otherwise be
+                // part of, and moved with, every request's future.
+                return Box::pin(self.connect_h1(settings, stats)).await;
             }
             // At the limit: wait until one of the open connections can take a request (or closes).
             poll_fn(|cx| {
@@ -217,28 +219,37 @@ impl EndpointPool {
             }
             let notify = Rc::new(tokio::sync::Notify::new());
             *self.h2_connecting.borrow_mut() = Some(notify.clone());
-            let result = async {
-                let io = connect(self.addr, settings.connect_timeout, stats).await?;
-                let (tx, conn) = http2::Builder::new(LocalExec)
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Duration::from_secs(30))
-                    .keep_alive_timeout(Duration::from_secs(10))
-                    .handshake(io)
-                    .await
-                    .map_err(|source| ProxyError::Handshake { addr: self.addr, source })?;
-                tokio::task::spawn_local(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
-                    }
-                });
-                Ok(tx)
-            }
-            .await;
+            // Boxed for the same reason as the HTTP/1.1 connect: keep the cold path out of every request's future.
+            let result = Box::pin(self.connect_h2(settings, stats)).await;
             *self.h2_connecting.borrow_mut() = None;
             *self.h2.borrow_mut() = result.as_ref().ok().cloned();
             notify.notify_waiters();
             return result;
         }
+    }
+
+    async fn connect_h2(
+        &self,
+        settings: PoolSettings,
+        stats: &Stats,
+    ) -> Result<http2::SendRequest<ReqBody>, ProxyError> {
+        let io = connect(self.addr, settings.connect_timeout, stats).await?;
+        let (tx, conn) = http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(io)
+            .await
+            .map_err(|source| ProxyError::Handshake {
+                addr: self.addr,
+                source,
+            })?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        Ok(tx)
     }
 
     /// Closes HTTP/1.1 connections idle for longer than `idle` and forgets closed HTTP/2 connections. Returns whether

@@ -206,15 +206,7 @@ async fn malformed_and_oversized_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_overflow_is_503() {
-    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let up = upstream(move |_req| {
-        let mut rx = release_rx.clone();
-        async move {
-            let _ = rx.wait_for(|r| *r).await;
-            Response::new(full("done"))
-        }
-    })
-    .await;
+    let (up, release_tx) = gated_upstream("done").await;
     let mut tp = TestProxy::start(&proxy_yaml(
         &route("/", "app"),
         &cluster("app", &[up], "    max_requests: 2\n"),
@@ -223,19 +215,7 @@ async fn cluster_overflow_is_503() {
     let held: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async move { get(addr, "/").await }))
         .collect();
-    let tp_ref = &tp;
-    eventually(
-        Duration::from_secs(5),
-        "two requests in flight",
-        || async move {
-            tp_ref
-                .admin_get("/stats")
-                .await
-                .1
-                .contains("cluster.app.upstream_rq_active: 2")
-        },
-    )
-    .await;
+    tp.wait_active("app", 2).await;
     let (status, body) = get(tp.addr, "/").await;
     assert_eq!(status, 503);
     assert!(body.starts_with("upstream overflow"), "{body}");

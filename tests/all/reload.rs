@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use http::{Request, Response};
+use http::Request;
 use meshwork_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,15 +83,7 @@ async fn reload_under_load_drops_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_requests_finish_on_their_snapshot() {
-    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let slow_old = upstream(move |_req| {
-        let mut rx = release_rx.clone();
-        async move {
-            let _ = rx.wait_for(|r| *r).await;
-            Response::new(full("old"))
-        }
-    })
-    .await;
+    let (slow_old, release_tx) = gated_upstream("old").await;
     let new = named_upstream("new").await;
     let clusters = format!(
         "{}{}",
@@ -101,15 +93,7 @@ async fn in_flight_requests_finish_on_their_snapshot() {
     let mut tp = TestProxy::start(&proxy_yaml(&route("/", "old"), &clusters));
     let addr = tp.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/").await });
-    let tp_ref = &tp;
-    eventually(Duration::from_secs(5), "request in flight", || async move {
-        tp_ref
-            .admin_get("/stats")
-            .await
-            .1
-            .contains("cluster.old.upstream_rq_active: 1")
-    })
-    .await;
+    tp.wait_active("old", 1).await;
     tp.apply(&proxy_yaml(&route("/", "new"), &clusters));
     assert_eq!(
         get(tp.addr, "/").await,

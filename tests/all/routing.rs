@@ -138,15 +138,7 @@ async fn round_robin_spreads_evenly_and_least_request_avoids_the_busy_endpoint()
     tp.shutdown().await;
 
     // least_request: one endpoint holds requests open; new requests go to the idle one.
-    let (hold_tx, hold_rx) = tokio::sync::watch::channel(false);
-    let busy = upstream(move |_req| {
-        let mut rx = hold_rx.clone();
-        async move {
-            let _ = rx.wait_for(|r| *r).await;
-            http::Response::new(full("busy"))
-        }
-    })
-    .await;
+    let (busy, hold_tx) = gated_upstream("busy").await;
     let idle = named_upstream("idle").await;
     let yaml = proxy_yaml(
         &route("/", "lr"),
@@ -160,16 +152,7 @@ async fn round_robin_spreads_evenly_and_least_request_avoids_the_busy_endpoint()
     let parked: Vec<_> = (0..40)
         .map(|_| tokio::spawn(async move { get(addr, "/").await }))
         .collect();
-    let tp_ref = &tp;
-    eventually(
-        std::time::Duration::from_secs(5),
-        "requests parked on the busy endpoint",
-        || async move {
-            let text = tp_ref.admin_get("/stats").await.1;
-            !text.contains("cluster.lr.upstream_rq_active: 0")
-        },
-    )
-    .await;
+    tp.wait_active("lr", 1).await;
     let mut idle_hits = 0;
     for _ in 0..20 {
         if get(addr, "/").await.1 == "idle" {

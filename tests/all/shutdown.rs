@@ -8,30 +8,14 @@ use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
-    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let slow = upstream(move |_req| {
-        let mut rx = release_rx.clone();
-        async move {
-            let _ = rx.wait_for(|r| *r).await;
-            Response::new(full("finished"))
-        }
-    })
-    .await;
+    let (slow, release_tx) = gated_upstream("finished").await;
     let mut tp = TestProxy::start(&proxy_yaml(
         &route("/", "slow"),
         &cluster("slow", &[slow], ""),
     ));
     let addr = tp.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/").await });
-    let tp_ref = &tp;
-    eventually(Duration::from_secs(5), "request in flight", || async move {
-        tp_ref
-            .admin_get("/stats")
-            .await
-            .1
-            .contains("cluster.slow.upstream_rq_active: 1")
-    })
-    .await;
+    tp.wait_active("slow", 1).await;
     let (status, _) = send(
         tp.admin,
         Request::post("/quitquitquit")
@@ -84,15 +68,7 @@ async fn drain_deadline_closes_stuck_connections() {
         )
         .await
     });
-    let tp_ref = &tp;
-    eventually(Duration::from_secs(5), "request in flight", || async move {
-        tp_ref
-            .admin_get("/stats")
-            .await
-            .1
-            .contains("cluster.stuck.upstream_rq_active: 1")
-    })
-    .await;
+    tp.wait_active("stuck", 1).await;
     let started = std::time::Instant::now();
     tp.shutdown().await;
     assert!(

@@ -247,3 +247,34 @@ pub async fn send_on(
     conn.ready().await?;
     conn.send_request(req).await
 }
+
+/// An upstream that holds every request until the returned switch is set to `true`, then answers `200` with `body`.
+pub async fn gated_upstream(body: &'static str) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let addr = upstream(move |_req| {
+        let mut gate = gate.clone();
+        async move {
+            let _ = gate.wait_for(|open| *open).await;
+            Response::new(full(body))
+        }
+    })
+    .await;
+    (addr, open)
+}
+
+impl TestProxy {
+    /// Requests in flight to `cluster`, from `/stats`.
+    pub async fn active_requests(&self, cluster: &str) -> u64 {
+        self.stat(&format!("cluster.{cluster}.upstream_rq_active"))
+            .await
+    }
+
+    /// Waits until at least `n` requests are in flight to `cluster`.
+    pub async fn wait_active(&self, cluster: &str, n: u64) {
+        let what = format!("{n} request(s) in flight to {cluster}");
+        eventually(Duration::from_secs(5), &what, || async {
+            self.active_requests(cluster).await >= n
+        })
+        .await;
+    }
+}

@@ -16,7 +16,10 @@ use crate::{
     model::{Cluster, Route},
     server::worker::WorkerCtx,
     stats::Counter,
-    upstream::{InflightGuard, Proto, pool::connect},
+    upstream::{
+        InflightGuard, Proto,
+        pool::{connect, spawn_conn},
+    },
 };
 
 pub(super) async fn forward(
@@ -39,11 +42,7 @@ pub(super) async fn forward(
         let (mut tx, conn) = http1::handshake(io)
             .await
             .map_err(|source| ProxyError::Handshake { addr, source })?;
-        tokio::task::spawn_local(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upgrade handshake connection failed");
-            }
-        });
+        spawn_conn(conn.with_upgrades(), "HTTP/1.1 upgrade");
         tx.send_request(Request::from_parts(parts, ReqBody::stream(body, None)))
             .await
             .map_err(ProxyError::Reset)

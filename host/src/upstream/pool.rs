@@ -185,15 +185,8 @@ impl EndpointPool {
             let (tx, conn) = http1::Builder::new()
                 .handshake(io)
                 .await
-                .map_err(|source| ProxyError::Handshake {
-                    addr: self.addr,
-                    source,
-                })?;
-            tokio::task::spawn_local(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended with an error");
-                }
-            });
+                .map_err(|e| self.handshake_error(e))?;
+            spawn_conn(conn, "HTTP/1.1");
             Ok(tx)
         }
         .await;
@@ -240,16 +233,16 @@ impl EndpointPool {
             .keep_alive_timeout(Duration::from_secs(10))
             .handshake(io)
             .await
-            .map_err(|source| ProxyError::Handshake {
-                addr: self.addr,
-                source,
-            })?;
-        tokio::task::spawn_local(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
-            }
-        });
+            .map_err(|e| self.handshake_error(e))?;
+        spawn_conn(conn, "HTTP/2");
         Ok(tx)
+    }
+
+    fn handshake_error(&self, source: hyper::Error) -> ProxyError {
+        ProxyError::Handshake {
+            addr: self.addr,
+            source,
+        }
     }
 
     /// Closes HTTP/1.1 connections idle for longer than `idle` and forgets closed HTTP/2 connections. Returns whether
@@ -266,6 +259,18 @@ impl EndpointPool {
         }
         !conns.is_empty() || h2.is_some() || self.inflight.get() > 0
     }
+}
+
+/// Runs a client connection's I/O on this worker until it closes.
+pub(crate) fn spawn_conn<F>(conn: F, proto: &'static str)
+where
+    F: std::future::Future<Output = hyper::Result<()>> + 'static,
+{
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, proto, "upstream connection ended with an error");
+        }
+    });
 }
 
 pub(crate) async fn connect(

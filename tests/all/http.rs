@@ -255,3 +255,34 @@ async fn hop_by_hop_headers_do_not_cross_the_proxy() {
     assert_eq!(body_string(resp).await, "x-keep");
     tp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_endpoint_connection_limit_queues_requests_on_one_connection() {
+    let (up, release) = gated_upstream("served").await;
+    let yaml = proxy_yaml(
+        &route("/", "app"),
+        &cluster("app", &[up], "    max_connections_per_endpoint: 1\n"),
+    )
+    .replace("workers: 2", "workers: 1");
+    let mut tp = TestProxy::start(&yaml);
+    let addr = tp.addr;
+    // Concurrent requests while the only allowed connection is still being set up and then busy: they must wait for
+    // it, not open more connections (and not spin the worker).
+    let requests: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(async move { get(addr, "/").await }))
+        .collect();
+    tp.wait_active("app", 4).await;
+    release.send_replace(true);
+    for r in requests {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), r)
+            .await
+            .expect("request finished");
+        assert_eq!(r.unwrap(), (200, "served".into()));
+    }
+    assert_eq!(
+        tp.stat("upstream_cx_total").await,
+        1,
+        "one upstream connection, reused in turn"
+    );
+    tp.shutdown().await;
+}

@@ -108,9 +108,14 @@ async fn forward(
     set_upstream_target(&mut parts, proto);
     let upstream_req = Request::from_parts(parts, ReqBody::stream(body, route.idle_timeout));
     w.shared.stats.inc(Counter::UpstreamRqTotal);
-    let sent = guard
-        .pool()
-        .send(upstream_req, settings(cluster), &w.shared.stats);
+    // Boxed once here: the send state (connection checkout, the request, hyper's response future) is the bulk of the
+    // request's future, which would otherwise be copied again into the timeout wrapper and into hyper's in-flight slot
+    // (measured: 3.2 KB per request before).
+    let sent = Box::pin(
+        guard
+            .pool()
+            .send(upstream_req, settings(cluster), &w.shared.stats),
+    );
     let resp = match route.timeout {
         Some(t) => tokio::time::timeout(t, sent)
             .await

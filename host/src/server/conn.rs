@@ -43,6 +43,7 @@ pub struct Tracker {
 /// How the worker reaches one connection.
 struct Control {
     listener: Arc<str>,
+    listener_id: u64,
     shutdown: Cell<bool>,
     waker: RefCell<Option<Waker>>,
     activity: Arc<LastActive>,
@@ -85,12 +86,13 @@ impl Tracker {
         }
     }
 
-    fn shut_down_listener(&self, name: &str) {
+    /// Asks the connections of one listener registration to close (the listener was removed or replaced).
+    fn shut_down_listener(&self, listener_id: u64) {
         for c in self
             .conns
             .borrow()
             .values()
-            .filter(|c| *c.listener == *name)
+            .filter(|c| c.listener_id == listener_id)
         {
             c.shut_down();
         }
@@ -166,6 +168,7 @@ pub async fn accept_loop(
     w: Rc<WorkerCtx>,
     tracker: Rc<Tracker>,
     name: Arc<str>,
+    listener_id: u64,
     socket: std::net::TcpListener,
     limit: Arc<ConnLimit>,
     mut stop: watch::Receiver<bool>,
@@ -182,7 +185,7 @@ pub async fn accept_loop(
         let accepted = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => {
-                tracker.shut_down_listener(&name);
+                tracker.shut_down_listener(listener_id);
                 break;
             }
             _ = drain.wait_for(|d| *d) => break,
@@ -210,7 +213,7 @@ pub async fn accept_loop(
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => {
-                    tracker.shut_down_listener(&name);
+                    tracker.shut_down_listener(listener_id);
                     break;
                 }
                 _ = drain.wait_for(|d| *d) => break,
@@ -225,6 +228,7 @@ pub async fn accept_loop(
         let activity = LastActive::new();
         let open = tracker.register(Control {
             listener: name.clone(),
+            listener_id,
             shutdown: Cell::new(w.shared.draining()),
             waker: RefCell::new(None),
             activity: activity.clone(),

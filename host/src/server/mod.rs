@@ -232,11 +232,14 @@ impl Proxy {
         bound: SocketAddr,
         sockets: Vec<std::net::TcpListener>,
     ) -> Registered {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (stop, stop_rx) = watch::channel(false);
         let limit = Arc::new(ConnLimit::default());
         for (worker, socket) in self.workers.iter().zip(sockets) {
             let cmd = Command::Listen {
                 name: name.clone(),
+                id,
                 socket,
                 limit: limit.clone(),
                 stop: stop_rx.clone(),

@@ -1,7 +1,7 @@
 //! A worker: one OS thread with its own single-threaded tokio runtime and `LocalSet`, its own listening sockets and its
 //! own upstream pools. Workers share only the config snapshot (an atomic pointer) and counters.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc, time::Duration};
+use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, watch};
 
@@ -14,6 +14,8 @@ pub enum Command {
     Listen {
         /// Listener name.
         name: Arc<str>,
+        /// Unique per registration: a listener replaced under the same name gets a new id.
+        id: u64,
         /// This worker's socket.
         socket: std::net::TcpListener,
         /// The cap shared with the other workers.
@@ -107,14 +109,11 @@ async fn run(id: usize, shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
             }
         }
     });
-    let mut accepting: HashMap<Arc<str>, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
-                Some(Command::Listen { name, socket, limit, stop }) => {
-                    let task = conn::accept_loop(w.clone(), conns.clone(), name.clone(), socket, limit, stop);
-                    accepting.retain(|_, t| !t.is_finished());
-                    accepting.insert(name, tokio::task::spawn_local(task));
+                Some(Command::Listen { name, id, socket, limit, stop }) => {
+                    tokio::task::spawn_local(conn::accept_loop(w.clone(), conns.clone(), name, id, socket, limit, stop));
                 }
                 None => break,
             },

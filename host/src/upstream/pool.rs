@@ -50,6 +50,8 @@ pub struct EndpointPool {
     h1: RefCell<Vec<H1Conn>>,
     /// HTTP/1.1 connections being established (counted against the limit).
     h1_connecting: Cell<u32>,
+    /// Notified when an HTTP/1.1 connect finishes, successfully or not.
+    connected: tokio::sync::Notify,
     h2: RefCell<Option<http2::SendRequest<ReqBody>>>,
     h2_connecting: RefCell<Option<Rc<tokio::sync::Notify>>>,
     /// Requests in flight through this pool (for least-request balancing).
@@ -73,6 +75,7 @@ impl EndpointPool {
             proto,
             h1: RefCell::new(Vec::new()),
             h1_connecting: Cell::new(0),
+            connected: tokio::sync::Notify::new(),
             h2: RefCell::new(None),
             h2_connecting: RefCell::new(None),
             inflight: Cell::new(0),
@@ -148,18 +151,19 @@ impl EndpointPool {
                 // part of, and moved with, every request's future.
                 return Box::pin(self.connect_h1(settings, stats)).await;
             }
-            // At the limit: wait until one of the open connections can take a request (or closes).
+            // At the limit: wait until one of the open connections can take a request (or closes), or a connect in
+            // progress finishes (it may have failed, freeing a place).
+            let connected = self.connected.notified();
+            tokio::pin!(connected);
             poll_fn(|cx| {
-                let mut conns = self.h1.borrow_mut();
+                if connected.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
                 let mut any = false;
-                for c in conns.iter_mut() {
+                for c in self.h1.borrow_mut().iter_mut() {
                     any |= c.tx.poll_ready(cx).is_ready();
                 }
-                if any || conns.is_empty() {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
+                if any { Poll::Ready(()) } else { Poll::Pending }
             })
             .await;
         }
@@ -191,6 +195,9 @@ impl EndpointPool {
         }
         .await;
         self.h1_connecting.set(self.h1_connecting.get() - 1);
+        // Requests waiting at the connection limit re-check. On success the caller puts the new connection in the pool
+        // before it next yields, so they will find it there.
+        self.connected.notify_waiters();
         result
     }
 

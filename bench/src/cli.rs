@@ -21,6 +21,11 @@ was still busy and had to send it late.
 --throughput-connections connections, for --duration seconds.
   * peak RSS (VmHWM) of the proxy process, in MiB.
 
+With --rounds N, both phases run N times per target, the targets in a rotated order \
+each round; latency histograms are pooled over rounds (and added latency is computed \
+from the pooled percentiles), req/s is the median over rounds, and rounds in which the \
+load generator's own schedule lag p99 exceeded --max-lag-us are flagged as noisy.
+
 CPU layout: proxy on the first allowed CPU; load generator and upstream on the others. \
 With a single CPU nothing is pinned (and the report says so).
 
@@ -35,7 +40,7 @@ changing meshwork. nginx and HAProxy that are missing are skipped unless --insta
 
 Results on a shared 2-vCPU VM are indicative only: neighbours, frequency scaling and \
 the load generator sharing a core with the upstream all add noise. Compare targets \
-within one run, not across runs or machines.";
+within one run, not across runs or machines, and use --rounds 5 or more for a comparison.";
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
@@ -86,6 +91,18 @@ pub struct RunArgs {
     /// Warm-up seconds before each phase; their results are discarded.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub warmup: u64,
+
+    /// Rounds of both phases per target. All targets are started once; each round runs
+    /// them one after another, in an order rotated by one target per round. Latency
+    /// histograms are pooled over rounds, req/s is the median. Use 5 or more for a
+    /// comparison on a shared machine (--quick does not change it).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
+
+    /// A round whose load-generator schedule lag p99 (µs) is above this is flagged as
+    /// noisy in the report (it is still counted).
+    #[arg(long, value_name = "US", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_lag_us: u64,
 
     /// Connections for the closed-loop max-throughput phase.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -217,6 +234,7 @@ mod tests {
         for (argv, duration, warmup, targets) in cases {
             let cli = Cli::try_parse_from(*argv)?;
             assert!(cli.command.is_none());
+            assert_eq!((cli.run.rounds, cli.run.max_lag_us), (1, 1000), "{argv:?}");
             assert_eq!(cli.run.effective_duration(), *duration, "{argv:?}");
             assert_eq!(cli.run.effective_warmup(), *warmup, "{argv:?}");
             assert_eq!(cli.run.targets, *targets, "{argv:?}");
@@ -225,9 +243,32 @@ mod tests {
     }
 
     #[test]
+    fn parses_rounds() -> Result<(), clap::Error> {
+        let cases: &[(&[&str], u32, u64, u64)] = &[
+            (&["bench", "--rounds", "5"], 5, 1000, 10),
+            (&["bench", "--quick", "--rounds", "3"], 3, 1000, 3),
+            (
+                &["bench", "--rounds", "2", "--max-lag-us", "250"],
+                2,
+                250,
+                10,
+            ),
+        ];
+        for &(argv, rounds, max_lag_us, duration) in cases {
+            let cli = Cli::try_parse_from(argv)?;
+            assert_eq!(cli.run.rounds, rounds, "{argv:?}");
+            assert_eq!(cli.run.max_lag_us, max_lag_us, "{argv:?}");
+            assert_eq!(cli.run.effective_duration(), duration, "{argv:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn rejects_bad_options() {
         for argv in [
             &["bench", "--rate", "0"][..],
+            &["bench", "--rounds", "0"],
+            &["bench", "--max-lag-us", "0"],
             &["bench", "--quick", "--duration", "4"],
             &["bench", "--targets", "envoy"],
         ] {

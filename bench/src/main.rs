@@ -27,6 +27,7 @@ mod probe;
 mod process;
 mod report;
 mod run;
+mod stats;
 mod sys;
 mod targets;
 mod upstream;

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 
 use crate::cli::Target;
 use crate::loadgen::ErrorCounts;
+use crate::stats::Spread;
 
 /// Latency percentiles of one open-loop run, in µs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,13 +69,14 @@ pub struct Row {
     /// Whether `skipped` is a failure (it was meant to run but could not) rather than
     /// a missing optional target.
     pub failed: bool,
-    /// Fixed-rate latency percentiles.
+    /// Fixed-rate latency percentiles of all rounds pooled (histograms added).
     pub latency: Option<Latency>,
-    /// How late the load generator's schedule thread released requests (its own noise).
+    /// How late the load generator's schedule thread released requests (its own
+    /// noise), all rounds pooled.
     pub schedule_lag: Option<Latency>,
-    /// Closed-loop maximum requests/s.
-    pub rps: Option<f64>,
-    /// Peak RSS of the proxy process, MiB.
+    /// What each round measured, in round order.
+    pub rounds: Vec<Round>,
+    /// Peak RSS of the proxy process over the whole run, MiB.
     pub rss_mib: Option<f64>,
     /// Errors in both phases, warm-ups included.
     pub errors: ErrorCounts,
@@ -110,11 +112,58 @@ impl Row {
             failed: false,
             latency: None,
             schedule_lag: None,
-            rps: None,
+            rounds: Vec::new(),
             rss_mib: None,
             errors: ErrorCounts::default(),
             reconnects: 0,
             notes: Vec::new(),
+        }
+    }
+
+    /// Median and range over rounds of the closed-loop req/s.
+    pub fn rps(&self) -> Option<Spread> {
+        Spread::of(self.rounds.iter().filter_map(|r| r.rps))
+    }
+
+    /// Median and range over rounds of the per-round p99 (µs).
+    pub fn p99_per_round(&self) -> Option<Spread> {
+        Spread::of_u64(self.rounds.iter().filter_map(|r| r.latency.map(|l| l.p99)))
+    }
+
+    /// The rounds whose schedule-lag p99 exceeded `max_lag_us`: `(round, lag p99)`.
+    pub fn noisy_rounds(&self, max_lag_us: u64) -> Vec<(usize, u64)> {
+        self.rounds
+            .iter()
+            .filter_map(|r| Some((r.number, r.schedule_lag?.p99)))
+            .filter(|&(_, lag)| lag > max_lag_us)
+            .collect()
+    }
+}
+
+/// One round of one target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Round {
+    /// Round number, from 1.
+    pub number: usize,
+    /// Where the target ran in that round's order, from 1.
+    pub position: usize,
+    /// Latency percentiles of this round alone.
+    pub latency: Option<Latency>,
+    /// Schedule lag of this round's latency phase.
+    pub schedule_lag: Option<Latency>,
+    /// Closed-loop requests/s of this round.
+    pub rps: Option<f64>,
+}
+
+impl Round {
+    /// A round with nothing measured yet.
+    pub fn new(number: usize, position: usize) -> Self {
+        Self {
+            number,
+            position,
+            latency: None,
+            schedule_lag: None,
+            rps: None,
         }
     }
 }
@@ -134,6 +183,10 @@ pub struct Settings {
     pub warmup: u64,
     /// How processes were pinned, in words.
     pub pinning: String,
+    /// Rounds of both phases per target.
+    pub rounds: usize,
+    /// Schedule-lag p99 (µs) above which a round is flagged as noisy.
+    pub max_lag_us: u64,
 }
 
 /// The target ratios are computed against: nginx, else meshwork, else HAProxy
@@ -171,8 +224,10 @@ fn cell_text(s: &str) -> String {
     s.lines().next().unwrap_or_default().replace('|', "\\|")
 }
 
-/// The main results table, one line per target, ratios to the baseline.
-pub fn results_table(rows: &[Row]) -> String {
+/// The main results table, one line per target, ratios to the baseline. Latency is
+/// pooled over all rounds; req/s is the median over rounds (`rounds` is the number of
+/// rounds that were asked for, for the header).
+pub fn results_table(rows: &[Row], rounds: usize) -> String {
     let direct = rows
         .iter()
         .find(|r| r.target == Target::Direct)
@@ -181,10 +236,15 @@ pub fn results_table(rows: &[Row]) -> String {
     let suffix = base.map_or_else(String::new, |b| format!(" (× {})", b.target));
     let base_added = base.and_then(|b| added_latency(b, direct.as_ref()));
 
+    let median = if rounds > 1 {
+        format!(", median of {rounds} rounds")
+    } else {
+        String::new()
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| target | added p50 µs{suffix} | added p99 µs{suffix} | added p99.9 µs{suffix} | max req/s, proxy on 1 CPU{suffix} | peak RSS MiB{suffix} | errors |"
+        "| target | added p50 µs{suffix} | added p99 µs{suffix} | added p99.9 µs{suffix} | max req/s, proxy on 1 CPU{median}{suffix} | peak RSS MiB{suffix} | errors |"
     );
     out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
@@ -210,7 +270,8 @@ pub fn results_table(rows: &[Row]) -> String {
                 )
             })
         };
-        let rps = cell_with_ratio(row.rps, base.and_then(|b| b.rps), 0);
+        let median_rps = |r: &Row| r.rps().map(|s| s.median);
+        let rps = cell_with_ratio(median_rps(row), base.and_then(median_rps), 0);
         let rss = if row.target == Target::Direct {
             "—".to_owned()
         } else {
@@ -232,38 +293,109 @@ pub fn results_table(rows: &[Row]) -> String {
     out
 }
 
-/// The raw (not subtracted) latency percentiles, and the load generator's own
-/// schedule lag, for context.
-pub fn raw_latency_table(rows: &[Row]) -> String {
+/// The raw (not subtracted) pooled latency percentiles with, per target, the spread
+/// over rounds of p99 and req/s, the pooled schedule lag of the load generator, and
+/// the rounds whose schedule lag p99 exceeded `max_lag_us`.
+pub fn raw_latency_table(rows: &[Row], max_lag_us: u64) -> String {
     let mut out = String::from(
-        "| target | p50 µs | p99 µs | p99.9 µs | max µs | measured requests | schedule lag p99 / max µs |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| target | p50 µs | p99 µs | p99.9 µs | max µs | measured requests | p99 per round µs: median (min–max) | schedule lag p99 / max µs | req/s per round: median (min–max) | noisy rounds |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for row in rows.iter().filter(|r| r.skipped.is_none()) {
         let lag = row
             .schedule_lag
             .map_or_else(|| "n/a".to_owned(), |l| format!("{} / {}", l.p99, l.max));
-        match &row.latency {
-            Some(l) => {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} | {lag} |",
-                    row.target, l.p50, l.p99, l.p999, l.max, l.count
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "| {} | n/a | n/a | n/a | n/a | 0 | {lag} |",
-                    row.target
-                );
-            }
-        }
+        let pooled = row.latency.map_or_else(
+            || "n/a | n/a | n/a | n/a | 0".to_owned(),
+            |l| {
+                format!(
+                    "{} | {} | {} | {} | {}",
+                    l.p50, l.p99, l.p999, l.max, l.count
+                )
+            },
+        );
+        let spread = |s: Option<Spread>| s.map_or_else(|| "n/a".to_owned(), |s| s.display(0));
+        let noisy = row.noisy_rounds(max_lag_us);
+        let noisy = if noisy.is_empty() {
+            format!("0 of {}", row.rounds.len())
+        } else {
+            let which: Vec<String> = noisy.iter().map(|(n, _)| n.to_string()).collect();
+            format!(
+                "⚠ {} of {} (round {})",
+                noisy.len(),
+                row.rounds.len(),
+                which.join(", ")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {pooled} | {} | {lag} | {} | {noisy} |",
+            row.target,
+            spread(row.p99_per_round()),
+            spread(row.rps()),
+        );
     }
     out
 }
 
-/// Footnotes: errors by kind, skipped targets with full reasons, failed phases.
-pub fn notes(rows: &[Row]) -> Vec<String> {
+/// One column per round: each target's p99, schedule lag p99 and req/s in that round
+/// (⚠ marks a noisy round), and a last line with the order the targets ran in.
+pub fn rounds_table(rows: &[Row], rounds: usize, max_lag_us: u64) -> String {
+    let mut out = String::from("| target |");
+    for n in 1..=rounds {
+        let _ = write!(out, " round {n} |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(rounds));
+    out.push('\n');
+    let measured: Vec<&Row> = rows.iter().filter(|r| r.skipped.is_none()).collect();
+    for row in &measured {
+        let _ = write!(out, "| {} |", row.target);
+        for n in 1..=rounds {
+            let cell = row.rounds.iter().find(|r| r.number == n).map_or_else(
+                || "—".to_owned(),
+                |r| {
+                    let p99 = r
+                        .latency
+                        .map_or_else(|| "n/a".to_owned(), |l| l.p99.to_string());
+                    let lag = r
+                        .schedule_lag
+                        .map_or_else(|| "n/a".to_owned(), |l| l.p99.to_string());
+                    let rps = r
+                        .rps
+                        .map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"));
+                    let flag = if r.schedule_lag.is_some_and(|l| l.p99 > max_lag_us) {
+                        " ⚠"
+                    } else {
+                        ""
+                    };
+                    format!("{p99} / {lag} / {rps}{flag}")
+                },
+            );
+            let _ = write!(out, " {cell} |");
+        }
+        out.push('\n');
+    }
+    out.push_str("| *order* |");
+    for n in 1..=rounds {
+        let mut ran: Vec<(usize, Target)> = measured
+            .iter()
+            .filter_map(|row| {
+                let r = row.rounds.iter().find(|r| r.number == n)?;
+                Some((r.position, row.target))
+            })
+            .collect();
+        ran.sort_by_key(|&(position, _)| position);
+        let order: Vec<String> = ran.iter().map(|(_, t)| t.to_string()).collect();
+        let _ = write!(out, " {} |", order.join(" → "));
+    }
+    out.push('\n');
+    out
+}
+
+/// Footnotes: errors by kind, noisy rounds, skipped targets with full reasons, failed
+/// phases.
+pub fn notes(rows: &[Row], max_lag_us: u64) -> Vec<String> {
     let mut notes = Vec::new();
     let has_direct = rows
         .iter()
@@ -287,6 +419,22 @@ pub fn notes(rows: &[Row]) -> Vec<String> {
                 e.status,
                 e.body,
                 e.unfinished
+            ));
+        }
+        let noisy = row.noisy_rounds(max_lag_us);
+        if !noisy.is_empty() {
+            let which: Vec<String> = noisy
+                .iter()
+                .map(|(n, lag)| format!("round {n}: {lag} µs"))
+                .collect();
+            notes.push(format!(
+                "{}: noisy rounds: {} of {} had a load-generator schedule lag p99 above \
+                 {max_lag_us} µs ({}). They are still pooled; compare their p99 with the \
+                 other rounds' in the per-round table before trusting the tail.",
+                row.target,
+                noisy.len(),
+                row.rounds.len(),
+                which.join(", ")
             ));
         }
         if row.reconnects > 0 {
@@ -313,6 +461,20 @@ pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> St
     for (key, value) in env {
         let _ = writeln!(out, "- {key}: {value}");
     }
+    let rounds_text = if settings.rounds > 1 {
+        format!(
+            "Both phases ran {n} rounds per target. All targets stayed up for the whole run; \
+             within a round they ran one after another, in an order rotated by one target per \
+             round (last line of the per-round table). Latency percentiles are those of all \
+             rounds' samples pooled (HdrHistograms added): added latency = pooled target \
+             percentile − pooled direct percentile. Max req/s is the median over rounds. ",
+            n = settings.rounds
+        )
+    } else {
+        "One round per target: on a shared machine the tail (p99, p99.9) of a single run \
+         can vary several-fold from run to run; for a comparison use --rounds 5 or more. "
+            .to_owned()
+    };
     let _ = write!(
         out,
         "\n## Results\n\n\
@@ -320,7 +482,7 @@ pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> St
          keep-alive connections (open loop, latency from the intended send time, so \
          coordinated omission is corrected), {dur} s measured after {warm} s warm-up. \
          Max req/s: closed loop, {tconns} connections, {dur} s after {warm} s warm-up. \
-         Pinning: {pin}. {ratios}\n\n",
+         {rounds_text}Pinning: {pin}. {ratios}\n\n",
         rate = settings.rate,
         conns = settings.connections,
         dur = settings.duration,
@@ -336,12 +498,29 @@ pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> St
             )
         ),
     );
-    out.push_str(&results_table(rows));
+    out.push_str(&results_table(rows, settings.rounds));
     if rows.iter().any(|r| r.skipped.is_none()) {
-        out.push_str("\nRaw latency (not subtracted):\n\n");
-        out.push_str(&raw_latency_table(rows));
+        let what = if settings.rounds > 1 {
+            "Raw latency, pooled over rounds (not subtracted), its spread over rounds, and the \
+             load generator's schedule lag, pooled over rounds"
+        } else {
+            "Raw latency (not subtracted) and the load generator's schedule lag"
+        };
+        let _ = write!(
+            out,
+            "\n{what}, which every latency includes. A round is noisy when its schedule lag \
+             p99 exceeds {max} µs.\n\n",
+            max = settings.max_lag_us
+        );
+        out.push_str(&raw_latency_table(rows, settings.max_lag_us));
+        if settings.rounds > 1 {
+            out.push_str(
+                "\nPer round: p99 µs / schedule lag p99 µs / max req/s (⚠ = noisy round):\n\n",
+            );
+            out.push_str(&rounds_table(rows, settings.rounds, settings.max_lag_us));
+        }
     }
-    let notes = notes(rows);
+    let notes = notes(rows, settings.max_lag_us);
     if !notes.is_empty() {
         out.push_str("\nNotes:\n\n");
         for note in notes {
@@ -423,17 +602,35 @@ mod tests {
         }
     }
 
+    /// A round with only req/s measured.
+    fn rps_round(number: usize, rps: f64) -> Round {
+        Round {
+            rps: Some(rps),
+            ..Round::new(number, 1)
+        }
+    }
+
+    /// A full round: p99 and schedule-lag p99 in µs, req/s.
+    fn round(number: usize, position: usize, p99: u64, lag_p99: u64, rps: f64) -> Round {
+        Round {
+            latency: Some(lat(p99 / 2, p99, p99 * 2)),
+            schedule_lag: Some(lat(1, lag_p99, lag_p99 + 10)),
+            rps: Some(rps),
+            ..Round::new(number, position)
+        }
+    }
+
     fn sample_rows() -> Vec<Row> {
         let mut direct = Row::new(Target::Direct);
         direct.latency = Some(lat(100, 200, 400));
-        direct.rps = Some(50_000.0);
+        direct.rounds = vec![rps_round(1, 50_000.0)];
         let mut meshwork = Row::new(Target::Meshwork);
         meshwork.latency = Some(lat(130, 300, 600));
-        meshwork.rps = Some(30_000.0);
+        meshwork.rounds = vec![rps_round(1, 30_000.0)];
         meshwork.rss_mib = Some(6.0);
         let mut nginx = Row::new(Target::Nginx);
         nginx.latency = Some(lat(160, 400, 800));
-        nginx.rps = Some(20_000.0);
+        nginx.rounds = vec![rps_round(1, 20_000.0)];
         nginx.rss_mib = Some(4.0);
         nginx.schedule_lag = Some(Latency {
             p50: 1,
@@ -444,15 +641,37 @@ mod tests {
         });
         let mut haproxy = Row::new(Target::Haproxy);
         haproxy.latency = Some(lat(95, 250, 500));
-        haproxy.rps = Some(25_000.0);
+        haproxy.rounds = vec![rps_round(1, 25_000.0)];
         haproxy.rss_mib = Some(12.0);
         haproxy.errors.status = 3;
         vec![direct, meshwork, nginx, haproxy]
     }
 
+    /// Three rounds of direct and nginx, rotated; nginx's round 3 is noisy.
+    fn three_round_rows() -> Vec<Row> {
+        let mut direct = Row::new(Target::Direct);
+        direct.latency = Some(lat(60, 150, 900));
+        direct.schedule_lag = Some(lat(2, 40, 300));
+        direct.rounds = vec![
+            round(1, 1, 140, 30, 40_000.0),
+            round(2, 2, 150, 45, 44_000.0),
+            round(3, 1, 900, 400, 38_000.0),
+        ];
+        let mut nginx = Row::new(Target::Nginx);
+        nginx.latency = Some(lat(80, 300, 2500));
+        nginx.schedule_lag = Some(lat(2, 60, 1500));
+        nginx.rss_mib = Some(4.0);
+        nginx.rounds = vec![
+            round(1, 2, 200, 35, 21_000.0),
+            round(2, 1, 250, 50, 20_000.0),
+            round(3, 2, 2400, 1300, 15_000.0),
+        ];
+        vec![direct, nginx]
+    }
+
     #[test]
     fn results_table_format() {
-        let got = results_table(&sample_rows());
+        let got = results_table(&sample_rows(), 1);
         let want = "\
 | target | added p50 µs (× nginx) | added p99 µs (× nginx) | added p99.9 µs (× nginx) | max req/s, proxy on 1 CPU (× nginx) | peak RSS MiB (× nginx) | errors |
 |---|---:|---:|---:|---:|---:|---|
@@ -462,6 +681,81 @@ mod tests {
 | haproxy | -5 | 50 (0.25×) | 100 (0.25×) | 25000 (1.25×) | 12.0 (3.00×) | **⚠ 3 ERRORS** |
 ";
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn results_table_uses_pooled_latency_and_median_rps() {
+        let got = results_table(&three_round_rows(), 3);
+        let want = "\
+| target | added p50 µs (× nginx) | added p99 µs (× nginx) | added p99.9 µs (× nginx) | max req/s, proxy on 1 CPU, median of 3 rounds (× nginx) | peak RSS MiB (× nginx) | errors |
+|---|---:|---:|---:|---:|---:|---|
+| direct | — (reference) | — (reference) | — (reference) | 40000 (2.00×) | — | 0 |
+| nginx | 20 (1.00×) | 150 (1.00×) | 1600 (1.00×) | 20000 (1.00×) | 4.0 (1.00×) | 0 |
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn noisy_rounds_by_threshold() {
+        let rows = three_round_rows();
+        let cases: &[(usize, u64, &[(usize, u64)])] = &[
+            (0, 1000, &[]),
+            (0, 100, &[(3, 400)]),
+            (1, 1000, &[(3, 1300)]),
+            (1, 1300, &[]),
+            (1, 40, &[(2, 50), (3, 1300)]),
+        ];
+        for &(row, max_lag_us, want) in cases {
+            assert_eq!(
+                rows[row].noisy_rounds(max_lag_us),
+                want,
+                "{} at {max_lag_us} µs",
+                rows[row].target
+            );
+        }
+        // A round without a latency phase result is never flagged.
+        let mut row = Row::new(Target::Nginx);
+        row.rounds = vec![rps_round(1, 1.0)];
+        assert!(row.noisy_rounds(0).is_empty());
+    }
+
+    #[test]
+    fn raw_table_with_rounds() {
+        let got = raw_latency_table(&three_round_rows(), 1000);
+        let want = "\
+| target | p50 µs | p99 µs | p99.9 µs | max µs | measured requests | p99 per round µs: median (min–max) | schedule lag p99 / max µs | req/s per round: median (min–max) | noisy rounds |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| direct | 60 | 150 | 900 | 901 | 100 | 150 (140–900) | 40 / 301 | 40000 (38000–44000) | 0 of 3 |
+| nginx | 80 | 300 | 2500 | 2501 | 100 | 250 (200–2400) | 60 / 1501 | 20000 (15000–21000) | ⚠ 1 of 3 (round 3) |
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn rounds_table_format() {
+        let mut rows = three_round_rows();
+        // A target that stopped after round 1 and one that never ran.
+        rows[1].rounds.truncate(1);
+        rows.push(Row::skipped(Target::Haproxy, "missing".into()));
+        let got = rounds_table(&rows, 3, 1000);
+        let want = "\
+| target | round 1 | round 2 | round 3 |
+|---|---:|---:|---:|
+| direct | 140 / 30 / 40000 | 150 / 45 / 44000 | 900 / 400 / 38000 |
+| nginx | 200 / 35 / 21000 | — | — |
+| *order* | direct → nginx | direct | direct |
+";
+        assert_eq!(got, want);
+        let got = rounds_table(&three_round_rows(), 3, 300);
+        assert!(
+            got.contains("| nginx | 200 / 35 / 21000 | 250 / 50 / 20000 | 2400 / 1300 / 15000 ⚠ |"),
+            "{got}"
+        );
+        assert!(got.contains("| 900 / 400 / 38000 ⚠ |"), "{got}");
+        assert!(
+            got.contains("| *order* | direct → nginx | nginx → direct | direct → nginx |"),
+            "{got}"
+        );
     }
 
     #[test]
@@ -512,23 +806,23 @@ mod tests {
             Row::skipped(Target::Nginx, "`nginx` not found | line1\nline2".into()),
             Row::failed(Target::Haproxy, "exited early".into()),
         ];
-        let table = results_table(&rows);
+        let table = results_table(&rows, 1);
         // No proxy latency measured: nothing to say about the missing direct row.
         assert!(
-            !super::notes(&rows[1..])
+            !super::notes(&rows[1..], 1000)
                 .iter()
                 .any(|n| n.starts_with("added latency needs"))
         );
         let mut only_proxy = rows[1..].to_vec();
         only_proxy[0].latency = Some(lat(1, 2, 3));
-        assert!(super::notes(&only_proxy)[0].starts_with("added latency needs"));
+        assert!(super::notes(&only_proxy, 1000)[0].starts_with("added latency needs"));
         assert!(table.contains("| nginx | skipped: `nginx` not found \\| line1 | | | | | |"));
         assert!(table.contains("| haproxy | **FAILED**: exited early | | | | | |"));
         assert!(
             table.contains("| meshwork | n/a | n/a | n/a | n/a | n/a | 0 |"),
             "{table}"
         );
-        let notes = notes(&rows);
+        let notes = notes(&rows, 1000);
         assert_eq!(
             notes,
             [
@@ -552,18 +846,54 @@ mod tests {
             duration: 10,
             warmup: 2,
             pinning: "proxy on CPU 0".into(),
+            rounds: 1,
+            max_lag_us: 1000,
         };
         let report = render(&env, &settings, &sample_rows());
         for want in [
             "- CPUs: 2",
             "at 2000 req/s over 16",
             "closed loop, 64 connections",
-            "| haproxy | 95 | 250 | 500 | 501 | 100 | n/a |",
-            "| nginx | 160 | 400 | 800 | 801 | 100 | 3 / 40 |",
+            "One round per target",
+            "--rounds 5",
+            "| haproxy | 95 | 250 | 500 | 501 | 100 | n/a | n/a | 25000 | 0 of 1 |",
+            "| nginx | 160 | 400 | 800 | 801 | 100 | n/a | 3 / 40 | 20000 | 0 of 1 |",
             "**WARNING: haproxy had 3 errors**",
             "Ratios are target ÷ nginx",
         ] {
             assert!(report.contains(want), "missing {want:?} in\n{report}");
         }
+        for unwanted in ["Per round", "pooled over rounds", "noisy rounds:"] {
+            assert!(!report.contains(unwanted), "{unwanted:?} in\n{report}");
+        }
+    }
+
+    #[test]
+    fn render_with_rounds() {
+        let settings = Settings {
+            rate: 2000,
+            connections: 16,
+            throughput_connections: 64,
+            duration: 10,
+            warmup: 2,
+            pinning: "proxy on CPU 0".into(),
+            rounds: 3,
+            max_lag_us: 1000,
+        };
+        let report = render(&[], &settings, &three_round_rows());
+        for want in [
+            "Both phases ran 3 rounds per target",
+            "pooled target percentile − pooled direct percentile",
+            "Raw latency, pooled over rounds",
+            "exceeds 1000 µs",
+            "median of 3 rounds (× nginx)",
+            "Per round: p99 µs / schedule lag p99 µs / max req/s",
+            "| *order* | direct → nginx | nginx → direct | direct → nginx |",
+            "- nginx: noisy rounds: 1 of 3 had a load-generator schedule lag p99 above 1000 µs \
+             (round 3: 1300 µs).",
+        ] {
+            assert!(report.contains(want), "missing {want:?} in\n{report}");
+        }
+        assert!(!report.contains("- direct: noisy"), "{report}");
     }
 }

@@ -1,5 +1,6 @@
-//! The benchmark run: CPU layout, environment, upstream, then each target in turn
-//! (start, pre-flight, fixed-rate latency, closed-loop throughput, peak RSS, stop),
+//! The benchmark run: CPU layout, environment, upstream, then every target started
+//! (with a pre-flight request), `--rounds` rounds in which the targets take turns in a
+//! rotated order (fixed-rate latency, then closed-loop throughput), peak RSS, stop,
 //! and finally the report.
 
 use std::fs;
@@ -12,8 +13,9 @@ use anyhow::{Context as _, bail};
 use crate::cli::{RunArgs, Target};
 use crate::loadgen::LoadGen;
 use crate::process::{self, Proc, TempDir};
-use crate::report::{self, Latency, Row, Settings};
-use crate::targets::{self, Prepared};
+use crate::report::{self, Latency, Round, Row, Settings};
+use crate::stats::{self, Pooled};
+use crate::targets::{self, Prepared, Running};
 use crate::upstream::BODY_LEN;
 use crate::{probe, sys};
 
@@ -126,6 +128,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Verdict> {
             args.throughput_connections
         ),
     ));
+    env.push((
+        "rounds".into(),
+        format!(
+            "{} of both phases per target, targets in an order rotated by one per round; \
+             a round is noisy when the load generator's schedule lag p99 exceeds {} µs",
+            args.rounds, args.max_lag_us
+        ),
+    ));
     if cfg!(debug_assertions) {
         env.push((
             "WARNING".into(),
@@ -153,17 +163,62 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Verdict> {
         throughput_connections: args.throughput_connections,
         warmup: Duration::from_secs(warmup),
         duration: Duration::from_secs(duration),
+        max_lag_us: args.max_lag_us,
     };
 
-    let mut rows = Vec::new();
-    for (target, p) in prepared {
-        let row = match p {
-            Err(reason) if target == Target::Meshwork => Row::failed(target, reason),
-            Err(reason) => Row::skipped(target, reason),
-            Ok(p) => measure(target, &p, upstream_addr, proxy_cpus, &phase),
-        };
-        rows.push(row);
+    // Start every target once; they all stay up for every round.
+    let mut entries: Vec<Entry> = prepared
+        .into_iter()
+        .map(|(target, p)| {
+            let (row, live) = match p {
+                Err(reason) if target == Target::Meshwork => (Row::failed(target, reason), None),
+                Err(reason) => (Row::skipped(target, reason), None),
+                Ok(p) => match start(target, &p, upstream_addr, proxy_cpus) {
+                    Ok(live) => (Row::new(target), Some(live)),
+                    Err(reason) => (Row::failed(target, reason), None),
+                },
+            };
+            Entry { row, live }
+        })
+        .collect();
+    let started: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].live.is_some())
+        .collect();
+    let rounds = usize::try_from(args.rounds).unwrap_or(1);
+    let per_round = 2 * (warmup + duration) * u64::try_from(started.len()).unwrap_or(0);
+    progress!(
+        "{rounds} round(s) of {} target(s): about {} min of measuring",
+        started.len(),
+        (per_round * u64::from(args.rounds)).div_ceil(60)
+    );
+    for round in 0..rounds {
+        let order: Vec<usize> = stats::rotation(round, started.len())
+            .into_iter()
+            .map(|i| started[i])
+            .collect();
+        let names: Vec<String> = order
+            .iter()
+            .map(|&i| entries[i].row.target.to_string())
+            .collect();
+        progress!("round {}/{rounds}: {}", round + 1, names.join(" → "));
+        for (position, &i) in order.iter().enumerate() {
+            let Entry { row, live } = &mut entries[i];
+            if let Some(live) = live
+                && live.alive
+            {
+                live.measure_round(row, round + 1, rounds, position + 1, &phase);
+            }
+        }
     }
+    let rows: Vec<Row> = entries
+        .into_iter()
+        .map(|Entry { mut row, live }| {
+            if let Some(live) = live {
+                live.finish(&mut row);
+            }
+            row
+        })
+        .collect();
     upstream.stop()?;
 
     let settings = Settings {
@@ -173,6 +228,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Verdict> {
         duration,
         warmup,
         pinning,
+        rounds,
+        max_lag_us: args.max_lag_us,
     };
     let text = report::render(&env, &settings, &rows);
     print!("{text}");
@@ -226,109 +283,189 @@ struct Phase<'a> {
     throughput_connections: u32,
     warmup: Duration,
     duration: Duration,
+    /// Schedule-lag p99 (µs) above which a round is reported as noisy.
+    max_lag_us: u64,
 }
 
-/// Starts `target`, measures latency, throughput and RSS, stops it.
-fn measure(
+/// A selected target: its row, and the running process while it is up.
+struct Entry {
+    row: Row,
+    /// `None` when it was skipped or failed to start.
+    live: Option<Live>,
+}
+
+/// A started target, kept up for all rounds, and its histograms pooled so far.
+struct Live {
+    running: Running,
+    latency: Pooled,
+    schedule_lag: Pooled,
+    /// Cleared when the process died; later rounds skip it.
+    alive: bool,
+}
+
+/// Starts `target` and checks it with a pre-flight request; `Err` says why it failed.
+fn start(
     target: Target,
     prepared: &Prepared,
     upstream: SocketAddr,
     cpus: Option<&[usize]>,
-    phase: &Phase<'_>,
-) -> Row {
+) -> Result<Live, String> {
     progress!("{target}: starting");
     let running = match prepared.start(upstream, cpus) {
         Ok(r) => r,
         Err(e) => {
             progress!("{target}: failed to start: {e:#}");
-            return Row::failed(target, format!("failed to start: {e:#}"));
+            return Err(format!("failed to start: {e:#}"));
         }
     };
     if let Err(e) = preflight(running.addr) {
         progress!("{target}: pre-flight failed: {e:#}");
         let _ = running.stop();
-        return Row::failed(target, format!("pre-flight request failed: {e:#}"));
+        return Err(format!("pre-flight request failed: {e:#}"));
     }
+    Ok(Live {
+        running,
+        latency: Pooled::default(),
+        schedule_lag: Pooled::default(),
+        alive: true,
+    })
+}
 
-    let mut row = Row::new(target);
-    progress!(
-        "{target}: latency phase ({} req/s, {} connections, {:?} + {:?})",
-        phase.rate,
-        phase.connections,
-        phase.warmup,
-        phase.duration
-    );
-    match phase.loadgen.open_loop(
-        running.addr,
-        phase.rate,
-        phase.connections,
-        phase.warmup,
-        phase.duration,
+impl Live {
+    /// Runs both phases once (round `number` of `total`, at `position` in its order)
+    /// and adds the results to `row` and the pooled histograms.
+    fn measure_round(
+        &mut self,
+        row: &mut Row,
+        number: usize,
+        total: usize,
+        position: usize,
+        phase: &Phase<'_>,
     ) {
-        Ok(r) => {
-            row.latency = Latency::from_histogram(&r.histogram);
-            row.schedule_lag = Latency::from_histogram(&r.schedule_lag);
-            row.reconnects += r.reconnects;
-            row.errors.merge(&r.errors);
-            if let Some(l) = &row.latency {
+        let target = row.target;
+        let tag = if total > 1 {
+            format!("{target} [round {number}/{total}]")
+        } else {
+            target.to_string()
+        };
+        let in_round = if total > 1 {
+            format!(" in round {number}")
+        } else {
+            String::new()
+        };
+        let mut round = Round::new(number, position);
+        let addr = self.running.addr;
+
+        progress!(
+            "{tag}: latency phase ({} req/s, {} connections, {:?} + {:?})",
+            phase.rate,
+            phase.connections,
+            phase.warmup,
+            phase.duration
+        );
+        match phase.loadgen.open_loop(
+            addr,
+            phase.rate,
+            phase.connections,
+            phase.warmup,
+            phase.duration,
+        ) {
+            Ok(r) => {
+                round.latency = Latency::from_histogram(&r.histogram);
+                round.schedule_lag = Latency::from_histogram(&r.schedule_lag);
+                let pooled = self
+                    .latency
+                    .add(&r.histogram)
+                    .and_then(|()| self.schedule_lag.add(&r.schedule_lag));
+                if let Err(e) = pooled {
+                    row.notes.push(format!("{e:#}{in_round}"));
+                }
+                row.reconnects += r.reconnects;
+                row.errors.merge(&r.errors);
+                if let Some(l) = &round.latency {
+                    let lag = round.schedule_lag.map_or(0, |lag| lag.p99);
+                    progress!(
+                        "{tag}: p50 {} µs, p99 {} µs, p99.9 {} µs ({} requests, {} errors, \
+                         schedule lag p99 {lag} µs{})",
+                        l.p50,
+                        l.p99,
+                        l.p999,
+                        l.count,
+                        r.errors.total(),
+                        if lag > phase.max_lag_us {
+                            ": NOISY round"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            Err(e) => row
+                .notes
+                .push(format!("latency phase failed{in_round}: {e:#}")),
+        }
+
+        progress!(
+            "{tag}: throughput phase ({} connections, {:?} + {:?})",
+            phase.throughput_connections,
+            phase.warmup,
+            phase.duration
+        );
+        match phase.loadgen.closed_loop(
+            addr,
+            phase.throughput_connections,
+            phase.warmup,
+            phase.duration,
+        ) {
+            Ok(r) => {
+                round.rps = Some(r.rps);
+                row.reconnects += r.reconnects;
+                row.errors.merge(&r.errors);
                 progress!(
-                    "{target}: p50 {} µs, p99 {} µs, p99.9 {} µs ({} requests, {} errors, \
-                     schedule lag p99 {} µs)",
-                    l.p50,
-                    l.p99,
-                    l.p999,
-                    l.count,
-                    r.errors.total(),
-                    row.schedule_lag.map_or(0, |lag| lag.p99)
+                    "{tag}: {:.0} req/s ({} requests, {} errors)",
+                    r.rps,
+                    r.completed,
+                    r.errors.total()
                 );
             }
+            Err(e) => row
+                .notes
+                .push(format!("throughput phase failed{in_round}: {e:#}")),
         }
-        Err(e) => row.notes.push(format!("latency phase failed: {e:#}")),
+        row.rounds.push(round);
+
+        if let Some(proc) = self.running.proc.as_ref()
+            && let Err(e) = proc_alive(proc)
+        {
+            let later = if number < total {
+                "; later rounds skipped"
+            } else {
+                ""
+            };
+            row.notes.push(format!(
+                "process died during the run{in_round}: {e:#}{later}"
+            ));
+            self.alive = false;
+        }
     }
 
-    progress!(
-        "{target}: throughput phase ({} connections, {:?} + {:?})",
-        phase.throughput_connections,
-        phase.warmup,
-        phase.duration
-    );
-    match phase.loadgen.closed_loop(
-        running.addr,
-        phase.throughput_connections,
-        phase.warmup,
-        phase.duration,
-    ) {
-        Ok(r) => {
-            row.rps = Some(r.rps);
-            row.reconnects += r.reconnects;
-            row.errors.merge(&r.errors);
-            progress!(
-                "{target}: {:.0} req/s ({} requests, {} errors)",
-                r.rps,
-                r.completed,
-                r.errors.total()
-            );
+    /// Fills in the pooled percentiles, reads the peak RSS (over all rounds) and stops
+    /// the target.
+    fn finish(self, row: &mut Row) {
+        row.latency = self.latency.latency();
+        row.schedule_lag = self.schedule_lag.latency();
+        if let Some(proc) = &self.running.proc {
+            match proc.peak_rss_kib() {
+                #[expect(clippy::cast_precision_loss, reason = "KiB counts are far below 2^52")]
+                Ok(kib) => row.rss_mib = Some(kib as f64 / 1024.0),
+                Err(e) if self.alive => row.notes.push(format!("peak RSS unavailable: {e:#}")),
+                Err(_) => {}
+            }
         }
-        Err(e) => row.notes.push(format!("throughput phase failed: {e:#}")),
-    }
-
-    if let Some(proc) = &running.proc {
-        match proc.peak_rss_kib() {
-            #[expect(clippy::cast_precision_loss, reason = "KiB counts are far below 2^52")]
-            Ok(kib) => row.rss_mib = Some(kib as f64 / 1024.0),
-            Err(e) => row.notes.push(format!("peak RSS unavailable: {e:#}")),
+        if let Err(e) = self.running.stop() {
+            row.notes.push(format!("stopping failed: {e:#}"));
         }
     }
-    if let Some(proc) = running.proc.as_ref()
-        && let Err(e) = proc_alive(proc)
-    {
-        row.notes
-            .push(format!("process died during the run: {e:#}"));
-    }
-    if let Err(e) = running.stop() {
-        row.notes.push(format!("stopping failed: {e:#}"));
-    }
-    row
 }
 
 /// Whether the process is still running (via /proc, without reaping it).

@@ -262,3 +262,34 @@ async fn stream_idle_timeout_aborts_a_stalled_body() {
     assert!(started.elapsed() < Duration::from_secs(5));
     tp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_headers_are_cut_off() {
+    let up = named_upstream("ok").await;
+    let yaml = proxy_yaml(&route("/", "app"), &cluster("app", &[up], "")).replace(
+        "    address: 127.0.0.1:0\n    virtual_hosts",
+        "    address: 127.0.0.1:0\n    request_headers_timeout: 300ms\n    virtual_hosts",
+    );
+    let mut tp = TestProxy::start(&yaml);
+    let mut s = tokio::net::TcpStream::connect(tp.addr).await.unwrap();
+    // A slowloris client: part of a request head, then nothing.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap_or_default();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "cut off before the timeout: {took:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "no request was served"
+    );
+    // A prompt client on a fresh connection is unaffected.
+    assert_eq!(get(tp.addr, "/").await, (200, "ok".into()));
+    tp.shutdown().await;
+}

@@ -206,7 +206,8 @@ async fn malformed_and_oversized_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_overflow_is_503() {
-    let (up, release_tx) = gated_upstream("done").await;
+    let gate = gated_upstream("done").await;
+    let up = gate.addr;
     let mut tp = TestProxy::start(&proxy_yaml(
         &route("/", "app"),
         &cluster("app", &[up], "    max_requests: 2\n"),
@@ -219,7 +220,7 @@ async fn cluster_overflow_is_503() {
     let (status, body) = get(tp.addr, "/").await;
     assert_eq!(status, 503);
     assert!(body.starts_with("upstream overflow"), "{body}");
-    release_tx.send_replace(true);
+    gate.open();
     for h in held {
         assert_eq!(h.await.unwrap(), (200, "done".into()));
     }

@@ -258,7 +258,8 @@ async fn hop_by_hop_headers_do_not_cross_the_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_endpoint_connection_limit_queues_requests_on_one_connection() {
-    let (up, release) = gated_upstream("served").await;
+    let gate = gated_upstream("served").await;
+    let up = gate.addr;
     let yaml = proxy_yaml(
         &route("/", "app"),
         &cluster("app", &[up], "    max_connections_per_endpoint: 1\n"),
@@ -272,7 +273,7 @@ async fn per_endpoint_connection_limit_queues_requests_on_one_connection() {
         .map(|_| tokio::spawn(async move { get(addr, "/").await }))
         .collect();
     tp.wait_active("app", 4).await;
-    release.send_replace(true);
+    gate.open();
     for r in requests {
         let r = tokio::time::timeout(std::time::Duration::from_secs(10), r)
             .await

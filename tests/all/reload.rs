@@ -83,7 +83,8 @@ async fn reload_under_load_drops_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_requests_finish_on_their_snapshot() {
-    let (slow_old, release_tx) = gated_upstream("old").await;
+    let gate = gated_upstream("old").await;
+    let slow_old = gate.addr;
     let new = named_upstream("new").await;
     let clusters = format!(
         "{}{}",
@@ -100,7 +101,7 @@ async fn in_flight_requests_finish_on_their_snapshot() {
         (200, "new".into()),
         "new requests use the new snapshot"
     );
-    release_tx.send_replace(true);
+    gate.open();
     assert_eq!(
         in_flight.await.unwrap(),
         (200, "old".into()),

@@ -1,7 +1,14 @@
 //! Routing through the running proxy: virtual hosts, header and method matches, weighted splits, direct responses,
 //! no-route 404, and both load-balancing policies.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use http::Request;
 use meshwork_tests::*;
@@ -138,7 +145,8 @@ async fn round_robin_spreads_evenly_and_least_request_avoids_the_busy_endpoint()
     tp.shutdown().await;
 
     // least_request: one endpoint holds requests open; new requests go to the idle one.
-    let (busy, hold_tx) = gated_upstream("busy").await;
+    let busy_gate = gated_upstream("busy").await;
+    let busy = busy_gate.addr;
     let idle = named_upstream("idle").await;
     let yaml = proxy_yaml(
         &route("/", "lr"),
@@ -147,15 +155,36 @@ async fn round_robin_spreads_evenly_and_least_request_avoids_the_busy_endpoint()
     .replace("workers: 2", "workers: 1");
     let mut tp = TestProxy::start(&yaml);
     let addr = tp.addr;
-    // Park requests on the busy endpoint: each lands there with probability >= 1/2 while it is idle, so with 40 at
-    // least one does (all missing has probability 2^-40); those stay in flight.
+    // Park requests on the busy endpoint. Sent concurrently, some land there (P2C picks it whenever it has fewer in
+    // flight than the idle one); those stay held, the rest finish at the idle endpoint.
+    let done = Arc::new(AtomicUsize::new(0));
     let parked: Vec<_> = (0..40)
-        .map(|_| tokio::spawn(async move { get(addr, "/").await }))
+        .map(|_| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let r = get(addr, "/").await;
+                done.fetch_add(1, Ordering::SeqCst);
+                r
+            })
+        })
         .collect();
-    tp.wait_active("lr", 1).await;
+    // Settled: every parked request either finished (idle endpoint) or is held at the busy one, so nothing is in
+    // flight to the idle endpoint any more.
+    let (gate_ref, done_ref) = (&busy_gate, &done);
+    eventually(
+        Duration::from_secs(10),
+        "parked requests settled",
+        || async move { gate_ref.arrived() + done_ref.load(Ordering::SeqCst) == 40 },
+    )
+    .await;
+    assert!(
+        busy_gate.arrived() >= 1,
+        "some requests must be held at the busy endpoint"
+    );
     let mut idle_hits = 0;
     for _ in 0..20 {
-        if get(addr, "/").await.1 == "idle" {
+        let probe = tokio::time::timeout(Duration::from_secs(5), get(addr, "/")).await;
+        if probe.is_ok_and(|(_, body)| body == "idle") {
             idle_hits += 1;
         }
     }
@@ -163,7 +192,7 @@ async fn round_robin_spreads_evenly_and_least_request_avoids_the_busy_endpoint()
         idle_hits, 20,
         "with requests in flight on one endpoint, P2C of two always picks the other"
     );
-    hold_tx.send_replace(true);
+    busy_gate.open();
     for p in parked {
         assert_eq!(p.await.unwrap().0, 200);
     }

@@ -8,7 +8,8 @@ use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
-    let (slow, release_tx) = gated_upstream("finished").await;
+    let gate = gated_upstream("finished").await;
+    let slow = gate.addr;
     let mut tp = TestProxy::start(&proxy_yaml(
         &route("/", "slow"),
         &cluster("slow", &[slow], ""),
@@ -38,7 +39,7 @@ async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
         || async move { tokio::net::TcpStream::connect(addr).await.is_err() },
     )
     .await;
-    release_tx.send_replace(true);
+    gate.open();
     assert_eq!(
         in_flight.await.unwrap(),
         (200, "finished".into()),

@@ -248,18 +248,45 @@ pub async fn send_on(
     conn.send_request(req).await
 }
 
-/// An upstream that holds every request until the returned switch is set to `true`, then answers `200` with `body`.
-pub async fn gated_upstream(body: &'static str) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+/// An upstream that holds every request until it is opened, then answers `200` with its body.
+pub struct Gate {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    open: tokio::sync::watch::Sender<bool>,
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    /// Releases every held request, and answers later ones at once.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Requests that have reached the upstream so far.
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Starts a [`Gate`] answering `body`.
+pub async fn gated_upstream(body: &'static str) -> Gate {
     let (open, gate) = tokio::sync::watch::channel(false);
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = arrived.clone();
     let addr = upstream(move |_req| {
         let mut gate = gate.clone();
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async move {
             let _ = gate.wait_for(|open| *open).await;
             Response::new(full(body))
         }
     })
     .await;
-    (addr, open)
+    Gate {
+        addr,
+        open,
+        arrived,
+    }
 }
 
 impl TestProxy {

@@ -196,29 +196,25 @@ async fn server_streaming_watch_sees_updates() {
         health_check_response::ServingStatus::Serving as i32
     );
 
-    reporter
-        .set_service_status(SVC, ServingStatus::NotServing)
-        .await;
-    let second = within("second watch message", stream.message())
-        .await
-        .unwrap()
-        .expect("updated status");
-    assert_eq!(
-        second.status,
-        health_check_response::ServingStatus::NotServing as i32
-    );
-
-    reporter
-        .set_service_status(SVC, ServingStatus::Serving)
-        .await;
-    let third = within("third watch message", stream.message())
-        .await
-        .unwrap()
-        .expect("updated status");
-    assert_eq!(
-        third.status,
-        health_check_response::ServingStatus::Serving as i32
-    );
+    // Each change reaches the client through the proxy as its own stream message.
+    let changes = [
+        (
+            ServingStatus::NotServing,
+            health_check_response::ServingStatus::NotServing,
+        ),
+        (
+            ServingStatus::Serving,
+            health_check_response::ServingStatus::Serving,
+        ),
+    ];
+    for (set, seen) in changes {
+        reporter.set_service_status(SVC, set).await;
+        let update = within("watch update", stream.message())
+            .await
+            .unwrap()
+            .expect("updated status");
+        assert_eq!(update.status, seen as i32);
+    }
 
     // Unary calls share the connection with the open stream.
     let resp = within("check during watch", client.check(health_req(SVC)))

@@ -11,7 +11,8 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use meshwork_tests::{
-    TestProxy, closed_port, cluster, full, named_upstream, proxy_yaml, route, upstream,
+    TestProxy, closed_port, cluster, full, named_upstream, proxy_yaml, proxy_yaml_with, route,
+    upstream,
 };
 
 /// Longest a single curl run may take.
@@ -205,10 +206,10 @@ async fn curl_oversized_headers_get_431() {
         return;
     }
     let up = named_upstream("small headers are fine").await;
-    let yaml = format!(
-        "workers: 2\nadmin: {{ address: 127.0.0.1:0 }}\ndrain_timeout: 5s\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    max_request_headers_kb: 8\n    virtual_hosts:\n      - name: all\n        domains: [\"*\"]\n        routes:\n{}clusters:\n{}",
-        route("/", "up"),
-        cluster("up", &[up], "")
+    let yaml = proxy_yaml_with(
+        &["max_request_headers_kb: 8"],
+        &route("/", "up"),
+        &cluster("up", &[up], ""),
     );
     let mut tp = TestProxy::start(&yaml);
 

@@ -81,6 +81,18 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// A unary `Check` through the proxy must answer SERVING for `service`.
+async fn assert_serving(client: &mut HealthClient<Channel>, service: &str, what: &str) {
+    let resp = within(what, client.check(health_req(service)))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.get_ref().status,
+        health_check_response::ServingStatus::Serving as i32,
+        "{what}"
+    );
+}
+
 fn health_req(service: &str) -> HealthCheckRequest {
     HealthCheckRequest {
         service: service.into(),
@@ -93,22 +105,10 @@ async fn unary_check_and_error_status_pass_through() {
     let mut tp = grpc_proxy(up, "http2");
     let mut client = HealthClient::new(channel(&tp).await);
 
-    let resp = within("check", client.check(health_req(SVC)))
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.get_ref().status,
-        health_check_response::ServingStatus::Serving as i32
-    );
+    assert_serving(&mut client, SVC, "check").await;
 
     // The overall server health ("") is registered by the reporter too.
-    let resp = within("check overall", client.check(health_req("")))
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.get_ref().status,
-        health_check_response::ServingStatus::Serving as i32
-    );
+    assert_serving(&mut client, "", "check overall").await;
 
     // An unknown service: the server answers with grpc-status 5 and no message; the client must see exactly that.
     let err = within("check unknown", client.check(health_req("no.such.Service")))
@@ -118,13 +118,7 @@ async fn unary_check_and_error_status_pass_through() {
     assert_eq!(err.message(), "service not registered", "{err:?}");
 
     // The same connection keeps working after an error status.
-    let resp = within("check again", client.check(health_req(SVC)))
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.get_ref().status,
-        health_check_response::ServingStatus::Serving as i32
-    );
+    assert_serving(&mut client, SVC, "check again").await;
     tp.shutdown().await;
 }
 
@@ -217,13 +211,7 @@ async fn server_streaming_watch_sees_updates() {
     }
 
     // Unary calls share the connection with the open stream.
-    let resp = within("check during watch", client.check(health_req(SVC)))
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.get_ref().status,
-        health_check_response::ServingStatus::Serving as i32
-    );
+    assert_serving(&mut client, SVC, "check during watch").await;
     drop(stream);
     tp.shutdown().await;
 }
@@ -309,13 +297,7 @@ async fn downstream_protocol_cluster_follows_http2_client() {
 
     let mut client = HealthClient::new(channel(&tp).await);
     for _ in 0..3 {
-        let resp = within("check", client.check(health_req(SVC)))
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.get_ref().status,
-            health_check_response::ServingStatus::Serving as i32
-        );
+        assert_serving(&mut client, SVC, "check").await;
     }
     eventually(
         STEP,

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use meshwork_tests::*;
-use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
@@ -86,9 +85,10 @@ async fn drain_deadline_closes_stuck_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cap_queues_further_clients() {
     let up = named_upstream("ok").await;
-    let yaml = proxy_yaml(&route("/", "app"), &cluster("app", &[up], "")).replace(
-        "    address: 127.0.0.1:0\n    virtual_hosts",
-        "    address: 127.0.0.1:0\n    max_connections: 1\n    virtual_hosts",
+    let yaml = proxy_yaml_with(
+        &["max_connections: 1"],
+        &route("/", "app"),
+        &cluster("app", &[up], ""),
     );
     let mut tp = TestProxy::start(&yaml);
     let mut first = h1_conn(tp.addr).await;
@@ -118,31 +118,23 @@ async fn connection_cap_queues_further_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_downstream_connections_are_closed() {
     let up = named_upstream("ok").await;
-    let yaml = proxy_yaml(&route("/", "app"), &cluster("app", &[up], "")).replace(
-        "    address: 127.0.0.1:0\n    virtual_hosts",
-        "    address: 127.0.0.1:0\n    idle_timeout: 300ms\n    virtual_hosts",
+    let yaml = proxy_yaml_with(
+        &["idle_timeout: 300ms"],
+        &route("/", "app"),
+        &cluster("app", &[up], ""),
     );
     let mut tp = TestProxy::start(&yaml);
-    let mut s = tokio::net::TcpStream::connect(tp.addr).await.unwrap();
-    use tokio::io::AsyncWriteExt;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut buf = Vec::new();
-    // The response arrives, then the connection is closed for idleness (read_to_end returns).
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .expect("closed by the idle timeout")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf);
+    // The response arrives, then the connection is closed for idleness.
+    let reply = raw_exchange(tp.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let closed_after = reply.closed_after.expect("closed by the idle timeout");
     assert!(
-        text.starts_with("HTTP/1.1 200") && text.ends_with("ok"),
-        "{text}"
+        reply.text.starts_with("HTTP/1.1 200") && reply.text.ends_with("ok"),
+        "{}",
+        reply.text
     );
     assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "not closed before the idle timeout"
+        closed_after >= Duration::from_millis(250),
+        "not closed before the idle timeout: {closed_after:?}"
     );
     tp.shutdown().await;
 }

@@ -43,8 +43,17 @@ pub fn init_tracing() {
 /// A proxy config with one listener `main` on a free port and the admin API on a free port. `routes` is the YAML list
 /// of routes of the single `*` virtual host (indented by 10 spaces), `clusters` the YAML list of clusters (indented by 2).
 pub fn proxy_yaml(routes: &str, clusters: &str) -> String {
+    proxy_yaml_with(&[], routes, clusters)
+}
+
+/// [`proxy_yaml`] with extra settings on the `main` listener, e.g. `["idle_timeout: 300ms"]`.
+pub fn proxy_yaml_with(listener_options: &[&str], routes: &str, clusters: &str) -> String {
+    let options: String = listener_options
+        .iter()
+        .map(|o| format!("    {o}\n"))
+        .collect();
     format!(
-        "workers: 2\nadmin: {{ address: 127.0.0.1:0 }}\ndrain_timeout: 5s\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    virtual_hosts:\n      - name: all\n        domains: [\"*\"]\n        routes:\n{routes}\nclusters:\n{clusters}\n"
+        "workers: 2\nadmin: {{ address: 127.0.0.1:0 }}\ndrain_timeout: 5s\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n{options}    virtual_hosts:\n      - name: all\n        domains: [\"*\"]\n        routes:\n{routes}\nclusters:\n{clusters}\n"
     )
 }
 
@@ -303,5 +312,29 @@ impl TestProxy {
             self.active_requests(cluster).await >= n
         })
         .await;
+    }
+}
+
+/// What a raw TCP exchange got back.
+pub struct RawReply {
+    /// Everything read until the proxy closed the connection (or 5 s passed).
+    pub text: String,
+    /// How long after the request was written the proxy closed the connection; `None` if it did not within 5 s.
+    pub closed_after: Option<Duration>,
+}
+
+/// Writes `request` bytes on a new connection and reads until the proxy closes it (at most 5 s).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawReply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .is_ok();
+    RawReply {
+        text: String::from_utf8_lossy(&out).into_owned(),
+        closed_after: closed.then(|| started.elapsed()),
     }
 }

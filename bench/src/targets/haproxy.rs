@@ -1,15 +1,12 @@
 //! HAProxy: one thread, foreground (`-db`), HTTP mode with keep-alive on both sides
 //! and `http-reuse always` towards the upstream.
 
-use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::Context as _;
-
-use super::Running;
-use crate::process::{self, Proc, TempDir};
+use super::{Running, serving, write_config};
+use crate::process::{self, Proc};
 
 /// `HAProxy 2.6.12-1+deb12u4` from the output of `haproxy -v`.
 pub fn version(bin: &Path) -> String {
@@ -61,20 +58,12 @@ backend upstream
 
 /// Writes the config and starts `haproxy -db -f CONF`, waiting for its port.
 pub fn start(bin: &Path, upstream: SocketAddr, cpus: Option<&[usize]>) -> anyhow::Result<Running> {
-    let dir = TempDir::new("haproxy")?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
-    let conf = dir.path().join("haproxy.cfg");
-    fs::write(&conf, config(addr, upstream))
-        .with_context(|| format!("writing {}", conf.display()))?;
+    let (dir, addr, conf) =
+        write_config("haproxy", "haproxy.cfg", |addr, _| config(addr, upstream))?;
     let mut cmd = Command::new(bin);
     cmd.arg("-db").arg("-f").arg(&conf);
-    let mut proc = Proc::spawn("haproxy", cmd, &dir.path().join("output.log"), cpus)?;
-    proc.wait_for_port(addr, process::READY_TIMEOUT)?;
-    Ok(Running {
-        addr,
-        proc: Some(proc),
-        dir: Some(dir),
-    })
+    let proc = Proc::spawn("haproxy", cmd, &dir.path().join("output.log"), cpus)?;
+    serving(addr, proc, dir)
 }
 
 #[cfg(test)]

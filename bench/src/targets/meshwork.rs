@@ -1,17 +1,14 @@
 //! meshwork itself: locate (or build) the binary, write a one-listener config with
 //! one worker, start `meshwork proxy --config FILE`, wait for the admin `/ready`.
 
-use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Context as _;
-
-use super::Running;
+use super::{Running, serving, write_config};
 use crate::cli::workspace_root;
 use crate::probe;
-use crate::process::{self, Proc, TempDir};
+use crate::process::{self, Proc};
 
 /// The release binary in the workspace's target dir (honouring `CARGO_TARGET_DIR`).
 fn default_binary() -> PathBuf {
@@ -95,12 +92,10 @@ clusters:
 /// Writes the config, starts `meshwork proxy --config FILE`, waits for `/ready` = 200
 /// on the admin port and for the listener to accept connections.
 pub fn start(bin: &Path, upstream: SocketAddr, cpus: Option<&[usize]>) -> anyhow::Result<Running> {
-    let dir = TempDir::new("meshwork")?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
     let admin = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
-    let conf = dir.path().join("meshwork.yaml");
-    fs::write(&conf, config(addr, admin, upstream))
-        .with_context(|| format!("writing {}", conf.display()))?;
+    let (dir, addr, conf) = write_config("meshwork", "meshwork.yaml", |addr, _| {
+        config(addr, admin, upstream)
+    })?;
     let mut cmd = Command::new(bin);
     cmd.arg("proxy").arg("--config").arg(&conf);
     if std::env::var_os("RUST_LOG").is_none() {
@@ -121,12 +116,7 @@ pub fn start(bin: &Path, upstream: SocketAddr, cpus: Option<&[usize]>) -> anyhow
             Err(_) => e,
         });
     }
-    proc.wait_for_port(addr, process::READY_TIMEOUT)?;
-    Ok(Running {
-        addr,
-        proc: Some(proc),
-        dir: Some(dir),
-    })
+    serving(addr, proc, dir)
 }
 
 #[cfg(test)]

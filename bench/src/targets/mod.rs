@@ -5,11 +5,12 @@ pub mod haproxy;
 pub mod meshwork;
 pub mod nginx;
 
+use std::fs;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 
 use crate::cli::{RunArgs, Target};
 use crate::process::{self, Proc, TempDir};
@@ -25,6 +26,31 @@ pub enum Prepared {
     Nginx(PathBuf, String),
     /// haproxy binary.
     Haproxy(PathBuf),
+}
+
+/// A fresh temp dir for target `name` with its config written to `conf_name` (text from `conf`, given the address
+/// the proxy must listen on and the dir), and that address: a free loopback port.
+fn write_config(
+    name: &str,
+    conf_name: &str,
+    conf: impl FnOnce(SocketAddr, &Path) -> String,
+) -> anyhow::Result<(TempDir, SocketAddr, PathBuf)> {
+    let dir = TempDir::new(name)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
+    let path = dir.path().join(conf_name);
+    fs::write(&path, conf(addr, dir.path()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((dir, addr, path))
+}
+
+/// Waits until the started proxy accepts on `addr`, then hands it to the run.
+fn serving(addr: SocketAddr, mut proc: Proc, dir: TempDir) -> anyhow::Result<Running> {
+    proc.wait_for_port(addr, process::READY_TIMEOUT)?;
+    Ok(Running {
+        addr,
+        proc: Some(proc),
+        dir: Some(dir),
+    })
 }
 
 /// A started target.

@@ -2,15 +2,12 @@
 //! worker, upstream keep-alive pool, everything under a temp dir.
 
 use std::fmt::Write as _;
-use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::Context as _;
-
-use super::Running;
-use crate::process::{self, Proc, TempDir};
+use super::{Running, serving, write_config};
+use crate::process::Proc;
 
 /// `nginx/1.22.1` from the output of `nginx -V`.
 pub fn version(build: &str) -> String {
@@ -98,23 +95,16 @@ pub fn start(
     upstream: SocketAddr,
     cpus: Option<&[usize]>,
 ) -> anyhow::Result<Running> {
-    let dir = TempDir::new("nginx")?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
-    let conf = dir.path().join("nginx.conf");
-    fs::write(&conf, config(addr, upstream, dir.path(), build))
-        .with_context(|| format!("writing {}", conf.display()))?;
+    let (dir, addr, conf) = write_config("nginx", "nginx.conf", |addr, dir| {
+        config(addr, upstream, dir, build)
+    })?;
     let mut cmd = Command::new(bin);
     cmd.arg("-c").arg(&conf).arg("-p").arg(dir.path());
     if supports_error_log_flag(build) {
         cmd.arg("-e").arg(dir.path().join("error.log"));
     }
-    let mut proc = Proc::spawn("nginx", cmd, &dir.path().join("stdout.log"), cpus)?;
-    proc.wait_for_port(addr, process::READY_TIMEOUT)?;
-    Ok(Running {
-        addr,
-        proc: Some(proc),
-        dir: Some(dir),
-    })
+    let proc = Proc::spawn("nginx", cmd, &dir.path().join("stdout.log"), cpus)?;
+    serving(addr, proc, dir)
 }
 
 #[cfg(test)]

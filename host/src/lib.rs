@@ -6,13 +6,15 @@
 //!   live config ([`server::Proxy::apply`]) and graceful drain;
 //! - [`proxy`]: the per-request phase driver (route → upstream → response), streaming bodies;
 //! - [`model`]: the validated domain model (listeners → routes → clusters) and the pure routing decision;
+//! - [`wasm`]: proxy-wasm filters (ABI v0.2.1 on wasmtime): per-worker VMs and the per-request filter chain; the only
+//!   module with `unsafe` (loading precompiled modules), each use with a `// SAFETY:` comment;
 //! - [`upstream`]: endpoint selection and per-worker connection pools;
 //! - [`config`]: the YAML file format and its error reporting; [`watch`] applies file edits live;
 //! - [`admin`]: `/ready`, `/config_dump`, `/stats`, `/quitquitquit`.
 //!
 //! [`start`] wires them together and is what the `meshwork proxy` command and the end-to-end tests call.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod config;
@@ -23,6 +25,7 @@ mod rt;
 pub mod server;
 pub mod stats;
 pub mod upstream;
+pub mod wasm;
 pub mod watch;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};

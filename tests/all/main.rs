@@ -14,3 +14,4 @@ mod reload;
 mod routing;
 mod shutdown;
 mod upgrade;
+mod wasm;

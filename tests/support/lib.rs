@@ -338,3 +338,23 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> RawReply {
         closed_after: closed.then(|| started.elapsed()),
     }
 }
+
+/// The probe test filter (tests/filters/probe) built for wasm32-wasip1.
+pub const PROBE_WASM: &str = env!("PROBE_WASM");
+/// The probe built for wasm32-unknown-unknown (exports `malloc` instead of `proxy_on_memory_allocate`).
+pub const PROBE_WASM_UNKNOWN: &str = env!("PROBE_WASM_UNKNOWN");
+
+/// A plugin entry (YAML flow style) running the probe with `config`; `extra` adds fields, e.g. `failStrategy: FAIL_OPEN`.
+pub fn probe(name: &str, config: serde_json::Value, extra: &str) -> String {
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!("{{ name: {name}, url: \"{PROBE_WASM}\", pluginConfig: {config}{extra} }}")
+}
+
+/// A listener option attaching `plugins` to every route, for [`proxy_yaml_with`].
+pub fn filters(plugins: &[String]) -> String {
+    format!("filters: [{}]", plugins.join(", "))
+}

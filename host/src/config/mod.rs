@@ -5,6 +5,7 @@
 
 pub mod duration;
 mod locate;
+pub mod plugin;
 pub mod schema;
 
 use std::{fmt, path::Path};

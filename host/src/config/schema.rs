@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::duration::Dur;
+use super::{duration::Dur, plugin::WasmPlugin};
 
 /// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,9 @@ pub struct Listener {
     /// Most concurrent HTTP/2 streams per downstream connection.
     #[serde(default = "default_max_streams")]
     pub http2_max_concurrent_streams: u32,
+    /// WASM plugins every route of this listener runs, ordered by `phase` then `priority`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<WasmPlugin>,
     /// Virtual hosts, chosen by the request's `Host`/`:authority`.
     pub virtual_hosts: Vec<VirtualHost>,
 }
@@ -111,6 +114,9 @@ pub struct Route {
     /// Longest gap between body chunks in either direction once the response started; the stream is aborted after it.
     #[serde(default = "default_stream_idle_timeout")]
     pub idle_timeout: Dur,
+    /// WASM plugins for this route only, or changes to the listener's (by `name`: `disabled: true`, or new settings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<WasmPlugin>,
 }
 
 /// The match part of a route. All given conditions must hold.

@@ -4,6 +4,7 @@
 //! atomic pointer ([`crate::server::ConfigHandle`]); a new snapshot applies to new requests while in-flight ones finish on
 //! the snapshot they started with. The static YAML file builds snapshots today; xDS builds the same types later.
 
+pub mod plugins;
 pub mod route;
 
 use std::{
@@ -35,6 +36,8 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<Listener>>,
     /// Clusters by name.
     pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
+    /// Every distinct WASM plugin the routes use.
+    pub plugins: Vec<Arc<crate::wasm::PluginDef>>,
 }
 
 /// A downstream listener.
@@ -106,6 +109,7 @@ impl Snapshot {
             clusters.insert(cluster.name.clone(), cluster);
         }
         let has_cluster = |name: &str| clusters.contains_key(name);
+        let loader = plugins::Loader::new(prev);
         let mut listeners: Vec<Arc<Listener>> = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
             let field = format!("listeners[{i}]");
@@ -134,10 +138,12 @@ impl Snapshot {
                     "must be at least 1",
                 ));
             }
+            loader.check_listener(l, &field)?;
             let routes = RouteTable::compile(
                 &l.virtual_hosts,
                 &format!("{field}.virtual_hosts"),
                 &has_cluster,
+                &|r, rfield| loader.chain(l, &field, r, rfield),
             )?;
             listeners.push(Arc::new(Listener {
                 name: l.name.as_str().into(),
@@ -157,6 +163,7 @@ impl Snapshot {
             drain_timeout: config.drain_timeout.0,
             listeners,
             clusters,
+            plugins: loader.into_plugins(),
             config,
         })
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use regex::Regex;
 
+use super::plugins::Filters;
 use crate::config::{Invalid, schema};
 
 /// The compiled routes of one listener.
@@ -45,6 +46,8 @@ pub struct Route {
     pub timeout: Option<Duration>,
     /// Longest gap between body chunks.
     pub idle_timeout: Option<Duration>,
+    /// WASM plugins, in order.
+    pub filters: Filters,
 }
 
 #[derive(Debug)]
@@ -173,6 +176,7 @@ impl RouteTable {
         vhosts: &[schema::VirtualHost],
         field: &str,
         clusters: &dyn Fn(&str) -> bool,
+        filters: &dyn Fn(&schema::Route, &str) -> Result<Filters, Invalid>,
     ) -> Result<Self, Invalid> {
         let mut table = RouteTable {
             vhosts: Vec::new(),
@@ -241,7 +245,14 @@ impl RouteTable {
                 .iter()
                 .enumerate()
                 .map(|(ri, r)| {
-                    Route::compile(r, &format!("{vfield}.routes[{ri}]"), &vh.name, ri, clusters)
+                    Route::compile(
+                        r,
+                        &format!("{vfield}.routes[{ri}]"),
+                        &vh.name,
+                        ri,
+                        clusters,
+                        filters,
+                    )
                 })
                 .collect::<Result<_, _>>()?;
             table.vhosts.push(VirtualHost {
@@ -277,6 +288,7 @@ impl Route {
         vhost: &str,
         index: usize,
         clusters: &dyn Fn(&str) -> bool,
+        filters: &dyn Fn(&schema::Route, &str) -> Result<Filters, Invalid>,
     ) -> Result<Self, Invalid> {
         let m = &r.matcher;
         let mfield = format!("{field}.match");
@@ -368,6 +380,7 @@ impl Route {
             action,
             timeout: r.timeout.enabled(),
             idle_timeout: r.idle_timeout.enabled(),
+            filters: filters(r, field)?,
         })
     }
 }
@@ -471,7 +484,8 @@ mod tests {
   routes: [{ name: any, match: { prefix: /only }, cluster: any }]
 "#;
         let vhosts: Vec<schema::VirtualHost> = serde_yaml::from_str(yaml).expect("yaml");
-        RouteTable::compile(&vhosts, "vh", &|_| true).expect("compile")
+        RouteTable::compile(&vhosts, "vh", &|_| true, &|_, _| Ok(Filters::from([])))
+            .expect("compile")
     }
 
     #[test]
@@ -606,7 +620,9 @@ mod tests {
         ];
         for (yaml, field, msg) in cases {
             let vhosts: Vec<schema::VirtualHost> = serde_yaml::from_str(yaml).expect(yaml);
-            let err = RouteTable::compile(&vhosts, "vh", &|c| c == "c").expect_err(yaml);
+            let err =
+                RouteTable::compile(&vhosts, "vh", &|c| c == "c", &|_, _| Ok(Filters::from([])))
+                    .expect_err(yaml);
             assert_eq!(err.field, field, "{yaml}");
             assert!(err.message.contains(msg), "{yaml}: {}", err.message);
         }

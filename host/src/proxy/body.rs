@@ -5,6 +5,7 @@
 
 use std::{
     pin::Pin,
+    rc::Rc,
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -14,7 +15,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use crate::upstream::InflightGuard;
+use crate::{
+    upstream::InflightGuard,
+    wasm::{body::BodyFilter, chain::Chain, stream::Dir},
+};
 
 /// The boxed error type bodies report; hyper aborts the stream when it sees one.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -101,6 +105,11 @@ pin_project_lite::pin_project! {
         Full {
             data: Option<Bytes>,
         },
+        /// A body going through WASM plugins.
+        Filtered {
+            inner: Pin<Box<ReqBody>>,
+            filter: Box<BodyFilter>,
+        },
     }
 }
 
@@ -117,6 +126,21 @@ impl ReqBody {
     pub fn empty() -> Self {
         ReqBody::Full { data: None }
     }
+
+    /// A complete body.
+    pub fn full(data: Bytes) -> Self {
+        ReqBody::Full {
+            data: (!data.is_empty()).then_some(data),
+        }
+    }
+
+    /// `self` going through the request side of `chain`.
+    pub fn filtered(self, chain: Rc<Chain>) -> Self {
+        ReqBody::Filtered {
+            inner: Box::pin(self),
+            filter: Box::new(BodyFilter::new(chain, Dir::Request)),
+        }
+    }
 }
 
 impl Body for ReqBody {
@@ -130,6 +154,7 @@ impl Body for ReqBody {
         match self.project() {
             ReqProj::Stream { inner, idle } => poll_with_idle(inner, idle, cx),
             ReqProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ReqProj::Filtered { inner, filter } => filter.poll_frame(inner.as_mut(), cx),
         }
     }
 
@@ -137,6 +162,7 @@ impl Body for ReqBody {
         match self {
             ReqBody::Stream { inner, .. } => inner.is_end_stream(),
             ReqBody::Full { data } => data.is_none(),
+            ReqBody::Filtered { .. } => false,
         }
     }
 
@@ -146,6 +172,8 @@ impl Body for ReqBody {
             ReqBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            // Plugins may change the length.
+            ReqBody::Filtered { .. } => SizeHint::default(),
         }
     }
 }
@@ -164,6 +192,11 @@ pin_project_lite::pin_project! {
         /// A body the proxy wrote (local replies).
         Full {
             data: Option<Bytes>,
+        },
+        /// A body going through WASM plugins (which holds the request's filter chain until the end).
+        Filtered {
+            inner: Pin<Box<RespBody>>,
+            filter: Box<BodyFilter>,
         },
     }
 }
@@ -187,6 +220,16 @@ impl RespBody {
     }
 }
 
+impl RespBody {
+    /// `self` going through the response side of `chain`.
+    pub fn filtered(self, chain: Rc<Chain>) -> Self {
+        RespBody::Filtered {
+            inner: Box::pin(self),
+            filter: Box::new(BodyFilter::new(chain, Dir::Response)),
+        }
+    }
+}
+
 impl Body for RespBody {
     type Data = Bytes;
     type Error = BodyError;
@@ -204,6 +247,7 @@ impl Body for RespBody {
                 polled
             }
             RespProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RespProj::Filtered { inner, filter } => filter.poll_frame(inner.as_mut(), cx),
         }
     }
 
@@ -211,6 +255,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream { inner, .. } => inner.is_end_stream(),
             RespBody::Full { data } => data.is_none(),
+            RespBody::Filtered { .. } => false,
         }
     }
 
@@ -220,6 +265,7 @@ impl Body for RespBody {
             RespBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            RespBody::Filtered { .. } => SizeHint::default(),
         }
     }
 }

@@ -8,10 +8,11 @@
 //! response head with its body still streaming. The WASM filter chain (issue 3) hooks in at each of these points.
 
 pub mod body;
+mod filtered;
 pub mod headers;
 mod upgrade;
 
-use std::{convert::Infallible, net::SocketAddr, rc::Rc, sync::Arc};
+use std::{net::SocketAddr, rc::Rc, sync::Arc};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::Scheme};
@@ -33,19 +34,35 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The address the connection arrived on.
+    pub local: Option<SocketAddr>,
+    /// Unique per process (the `connection.id` property).
+    pub id: u64,
 }
 
-/// Handles one request; every failure becomes a local reply, so this never errors.
+/// A fresh connection id.
+pub fn next_connection_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A plugin reset the stream: hyper resets the HTTP/2 stream or closes the HTTP/1.1 connection.
+#[derive(Debug, thiserror::Error)]
+#[error("stream reset by a wasm plugin")]
+pub struct StreamReset;
+
+/// Handles one request; every failure becomes a local reply, so this errors only when a plugin resets the stream.
 pub async fn handle(
     w: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<RespBody>, Infallible> {
+) -> Result<Response<RespBody>, StreamReset> {
     let stats = &w.shared.stats;
     stats.inc(Counter::DownstreamRqTotal);
     let resp = match proxy(&w, &conn, req).await {
         Ok(resp) => resp,
-        Err(e) => {
+        Err(Stop::Reset) => return Err(StreamReset),
+        Err(Stop::Error(e)) => {
             tracing::debug!(peer = %conn.peer, listener = %conn.listener, error = %e, flag = e.flag(), "local reply");
             count_error(&w, &e);
             local_reply(e.status(), &e.client_message())
@@ -55,11 +72,23 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// Why [`proxy`] produced no response of its own.
+enum Stop {
+    Error(ProxyError),
+    Reset,
+}
+
+impl From<ProxyError> for Stop {
+    fn from(e: ProxyError) -> Self {
+        Stop::Error(e)
+    }
+}
+
 async fn proxy(
     w: &WorkerCtx,
     conn: &ConnInfo,
     req: Request<Incoming>,
-) -> Result<Response<RespBody>, ProxyError> {
+) -> Result<Response<RespBody>, Stop> {
     // Phase: request headers → route. The snapshot taken here serves the whole request, even if config changes.
     let snapshot = w.snapshot();
     let listener = snapshot
@@ -70,6 +99,12 @@ async fn proxy(
         .routes
         .select(authority, req.method(), req.uri().path(), req.headers())
         .ok_or(ProxyError::NoRoute)?;
+    if !route.filters.is_empty() {
+        // Boxed: the filtered path's state would otherwise enlarge every request's future.
+        return Box::pin(filtered::proxy(w, conn, &snapshot, route, req))
+            .await
+            .map_err(|StreamReset| Stop::Reset);
+    }
     let cluster_name = match &route.action {
         Action::Direct { status, body } => return Ok(direct(*status, body.clone())),
         action => action
@@ -83,17 +118,19 @@ async fn proxy(
     if req.version() <= Version::HTTP_11 && headers::is_upgrade(req.headers()) {
         w.shared.stats.inc(Counter::DownstreamRqUpgrade);
         // Boxed: upgrades are rare, and inlining their state would make every request's future larger.
-        return Box::pin(upgrade::forward(w, cluster, route, req)).await;
+        return Ok(Box::pin(upgrade::forward(w, cluster, route, req)).await?);
     }
     // Phase: upstream.
-    forward(w, cluster, route, req).await
+    let (parts, body) = req.into_parts();
+    let body = ReqBody::stream(body, route.idle_timeout);
+    Ok(forward(w, cluster, route, Request::from_parts(parts, body)).await?)
 }
 
 async fn forward(
     w: &WorkerCtx,
     cluster: &Arc<Cluster>,
     route: &Route,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, ProxyError> {
     let proto = match cluster.protocol {
         UpstreamProtocol::Http1 => Proto::H1,
@@ -106,7 +143,7 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     set_upstream_target(&mut parts, proto);
-    let upstream_req = Request::from_parts(parts, ReqBody::stream(body, route.idle_timeout));
+    let upstream_req = Request::from_parts(parts, body);
     w.shared.stats.inc(Counter::UpstreamRqTotal);
     // Boxed once here: the send state (connection checkout, the request, hyper's response future) is the bulk of the
     // request's future, which would otherwise be copied again into the timeout wrapper and into hyper's in-flight slot
@@ -129,6 +166,12 @@ async fn forward(
         parts,
         RespBody::upstream(body, route.idle_timeout, guard),
     ))
+}
+
+/// Readies a request head for the upstream: hop-by-hop headers out, target in the protocol's form.
+pub(crate) fn prepare_upstream_head(parts: &mut http::request::Parts, proto: Proto) {
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    set_upstream_target(parts, proto);
 }
 
 fn settings(cluster: &Cluster) -> PoolSettings {

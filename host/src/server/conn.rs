@@ -239,6 +239,8 @@ pub async fn accept_loop(
         let info = Rc::new(ConnInfo {
             listener: name.clone(),
             peer,
+            local: stream.local_addr().ok(),
+            id: proxy::next_connection_id(),
         });
         tokio::task::spawn_local(serve(w.clone(), config, stream, info, activity, open, slot));
     }

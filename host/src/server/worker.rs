@@ -6,7 +6,7 @@ use std::{cell::RefCell, rc::Rc, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, watch};
 
 use super::{Shared, conn, limit::ConnLimit};
-use crate::{model::Snapshot, stats::Stats, upstream::Upstreams};
+use crate::{model::Snapshot, stats::Stats, upstream::Upstreams, wasm::registry::Registry};
 
 /// What the control side tells a worker.
 pub enum Command {
@@ -33,6 +33,8 @@ pub struct WorkerCtx {
     pub shared: Arc<Shared>,
     /// This worker's upstream pools.
     pub upstreams: Upstreams,
+    /// This worker's WASM VMs.
+    pub wasm: Registry,
     #[expect(
         clippy::redundant_allocation,
         reason = "the Rc is the point: cloning it per request is a plain increment, while cloning the shared Arc would \
@@ -46,11 +48,19 @@ impl WorkerCtx {
     /// no atomic write on a cache line shared with other workers.
     pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
         let current = self.shared.snapshot.load();
-        let mut cached = self.cached.borrow_mut();
-        if !Arc::ptr_eq(&current, &cached) {
-            *cached = Rc::new(Arc::clone(&current));
+        let (snapshot, changed) = {
+            let mut cached = self.cached.borrow_mut();
+            let changed = !Arc::ptr_eq(&current, &cached);
+            if changed {
+                *cached = Rc::new(Arc::clone(&current));
+            }
+            (cached.clone(), changed)
+        };
+        if changed {
+            // After the borrow ends: starting VMs runs plugin code, which may look at the snapshot itself.
+            self.wasm.sync(&snapshot);
         }
-        cached.clone()
+        snapshot
     }
 }
 
@@ -86,8 +96,11 @@ async fn run(id: usize, shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         id,
         shared: shared.clone(),
         upstreams: Upstreams::default(),
+        wasm: Registry::default(),
         cached,
     });
+    w.wasm.bind(Rc::downgrade(&w));
+    w.wasm.sync(&w.snapshot());
     let conns = Rc::new(conn::Tracker::default());
     let mut drain = shared.drain.subscribe();
     let mut force = shared.force.subscribe();

@@ -1,0 +1,196 @@
+//! The request path of a route with WASM plugins: the same phases as the plain path, with the filter chain at each.
+//!
+//! ```text
+//! request headers ─► chain ─► route action ─► upstream (request body through the chain) ─► response headers ─► chain
+//!   ─► response body (through the chain) ─► chain dropped: on_log, on_done, on_delete
+//! ```
+//!
+//! A local reply from a plugin ends the request phase and is sent as is (response callbacks do not see it). A reset
+//! from a plugin resets the downstream stream.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body::Body;
+use hyper::body::Incoming;
+
+use super::{
+    ConnInfo, StreamReset,
+    body::{ReqBody, RespBody},
+    count_error, direct, forward, headers, local_reply, upgrade,
+};
+use crate::{
+    error::ProxyError,
+    model::{Action, Route, Snapshot},
+    server::worker::WorkerCtx,
+    stats::Counter,
+    wasm::{
+        chain::{Chain, Outcome},
+        stream::{Dir, HttpStream, LocalResponse, RequestHead, ResponseHead, StreamInfo},
+    },
+};
+
+/// Proxies `req` through `route`'s filter chain.
+pub(super) async fn proxy(
+    w: &WorkerCtx,
+    conn: &ConnInfo,
+    snapshot: &Snapshot,
+    route: &Route,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, StreamReset> {
+    let (mut parts, body) = req.into_parts();
+    let request_ends = body.is_end_stream();
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
+    let info = StreamInfo {
+        source: conn.peer,
+        destination: conn.local,
+        connection_id: conn.id,
+        listener: conn.listener.clone(),
+        route: route.name.clone(),
+        cluster: None,
+        start: SystemTime::now(),
+        upstream: None,
+    };
+    let head = RequestHead {
+        method: std::mem::take(&mut parts.method),
+        uri: std::mem::take(&mut parts.uri),
+        version: parts.version,
+        headers: std::mem::take(&mut parts.headers),
+    };
+    let chain = match Chain::start(&route.filters, HttpStream::new(head, info), |d| {
+        w.wasm.get(d)
+    }) {
+        Ok(chain) => chain,
+        Err((_chain, local)) => return Ok(local_response(local)),
+    };
+    // Phase: request headers.
+    match chain.headers(Dir::Request, request_ends).await {
+        Outcome::Continue => {}
+        Outcome::Local(l) => return Ok(local_response(l)),
+        Outcome::Reset => return Err(StreamReset),
+    }
+    {
+        // The plugins' view of the request goes upstream; the stream keeps a copy for later phases and properties.
+        let s = chain.stream().borrow();
+        parts.method = s.request.method.clone();
+        parts.uri = s.request.uri.clone();
+        parts.headers = s.request.headers.clone();
+    }
+    // Phase: route action and upstream.
+    let resp = match upstream(w, snapshot, route, &chain, parts, body, request_ends).await {
+        Ok(resp) => resp,
+        Err(e) => match chain.stopped() {
+            Some(Outcome::Local(l)) => return Ok(local_response(l)),
+            Some(Outcome::Reset) => return Err(StreamReset),
+            _ => {
+                tracing::debug!(peer = %conn.peer, listener = %conn.listener, error = %e, flag = e.flag(), "local reply");
+                count_error(w, &e);
+                local_reply(e.status(), &e.client_message())
+            }
+        },
+    };
+    // Phase: response headers.
+    let (mut parts, body) = resp.into_parts();
+    let response_ends = body.is_end_stream();
+    chain.stream().borrow_mut().response = Some(ResponseHead {
+        status: parts.status,
+        headers: std::mem::take(&mut parts.headers),
+    });
+    match chain.headers(Dir::Response, response_ends).await {
+        Outcome::Continue => {}
+        Outcome::Local(l) => return Ok(local_response(l)),
+        Outcome::Reset => return Err(StreamReset),
+    }
+    if let Some(r) = &chain.stream().borrow().response {
+        parts.status = r.status;
+        parts.headers = r.headers.clone();
+    }
+    // Phase: response body; the chain ends when the body does.
+    let body = match response_ends {
+        true => body,
+        false => body.filtered(chain),
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+async fn upstream(
+    w: &WorkerCtx,
+    snapshot: &Snapshot,
+    route: &Route,
+    chain: &std::rc::Rc<Chain>,
+    parts: http::request::Parts,
+    body: Incoming,
+    request_ends: bool,
+) -> Result<Response<RespBody>, ProxyError> {
+    let cluster_name = match &route.action {
+        Action::Direct { status, body } => return Ok(direct(*status, body.clone())),
+        action => action
+            .cluster(fastrand::u32(..))
+            .ok_or(ProxyError::NoRoute)?,
+    };
+    chain.stream().borrow_mut().info.cluster = Some(cluster_name.clone());
+    let cluster = snapshot
+        .clusters
+        .get(cluster_name)
+        .ok_or_else(|| ProxyError::UnknownCluster(cluster_name.clone()))?;
+    if parts.version <= Version::HTTP_11 && headers::is_upgrade(&parts.headers) {
+        w.shared.stats.inc(Counter::DownstreamRqUpgrade);
+        return Box::pin(upgrade::forward(
+            w,
+            cluster,
+            route,
+            Request::from_parts(parts, body),
+        ))
+        .await;
+    }
+    let body = match request_ends {
+        true => ReqBody::empty(),
+        false => ReqBody::stream(body, route.idle_timeout).filtered(chain.clone()),
+    };
+    forward(w, cluster, route, Request::from_parts(parts, body)).await
+}
+
+/// A plugin's local reply as a response. A gRPC reply (`send_grpc_response`) is HTTP 200 with `grpc-status` and
+/// `grpc-message`; any other reply keeps its HTTP status.
+fn local_response(l: LocalResponse) -> Response<RespBody> {
+    let mut resp = match l.grpc_status {
+        Some(code) => {
+            let mut r = Response::new(RespBody::full(Bytes::new()));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            h.insert("grpc-status", HeaderValue::from(code));
+            if let Ok(m) = HeaderValue::from_bytes(&l.body)
+                && !l.body.is_empty()
+            {
+                h.insert("grpc-message", m);
+            }
+            r
+        }
+        None => {
+            let mut r = Response::new(RespBody::full(l.body.clone()));
+            *r.status_mut() = l.status;
+            if !l.body.is_empty() {
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
+            r
+        }
+    };
+    if l.grpc_status.is_some() {
+        *resp.status_mut() = StatusCode::OK;
+    }
+    for (k, v) in l.headers {
+        resp.headers_mut().append(k, v);
+    }
+    tracing::debug!(plugin = %l.plugin, status = resp.status().as_u16(), "wasm: local reply from plugin");
+    resp
+}

@@ -1,0 +1,125 @@
+//! What a VM's hostcalls can reach: the store data of one instance.
+//!
+//! One [`VmState`] lives in each wasmtime `Store`. It holds the contexts the module knows about, which one is
+//! "effective" for the hostcall being served, the streams those contexts belong to, and the VM's link back to its
+//! worker (for callouts and timers). It is single-threaded, like the worker that owns it.
+
+use std::{collections::HashMap, rc::Weak, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use wasmtime::{Memory, StoreLimits, StoreLimitsBuilder, TypedFunc};
+
+use super::{plugin::PluginDef, stream::StreamRef, vm::Vm};
+use crate::server::worker::WorkerCtx;
+
+/// Which configuration buffer a start-up callback may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Starting {
+    /// Not starting.
+    No,
+    /// In `on_vm_start`: the VM configuration.
+    VmStart,
+    /// In `on_configure`: the plugin configuration.
+    Configure,
+}
+
+/// The response of an HTTP or gRPC callout, readable while its callback runs.
+#[derive(Debug, Default)]
+pub struct CallResult {
+    /// Response headers (HTTP: with `:status`) or gRPC initial metadata.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Body or gRPC message.
+    pub body: Bytes,
+    /// Trailers or gRPC trailing metadata.
+    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A callout in flight: the context it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    /// The context that made it (for logging; the SDK tracks the rest).
+    pub context: u32,
+    /// gRPC stream (accepts `proxy_grpc_send`).
+    pub grpc_stream: bool,
+}
+
+/// Store data of one VM.
+pub struct VmState {
+    /// The plugin.
+    pub plugin: Arc<PluginDef>,
+    /// Memory and instance limits enforced by wasmtime.
+    pub limits: StoreLimits,
+    /// The module's memory export.
+    pub memory: Option<Memory>,
+    /// The module's allocator.
+    pub malloc: Option<TypedFunc<i32, i32>>,
+    /// Root context id.
+    pub root_id: u32,
+    /// The context hostcalls act on.
+    pub effective: u32,
+    /// Live stream contexts and their streams.
+    pub streams: HashMap<u32, StreamRef>,
+    /// Which config buffer is readable.
+    pub starting: Starting,
+    /// Callout response being delivered.
+    pub call: Option<CallResult>,
+    /// `proxy_get_status` result: code and message.
+    pub status: (u32, Bytes),
+    /// Foreign-function arguments being delivered (buffer type 8).
+    pub call_data: Bytes,
+    /// Tick period the module asked for.
+    pub tick: Option<Duration>,
+    /// The tick period changed during the last callback.
+    pub tick_changed: bool,
+    /// Callouts in flight by token.
+    pub pending: HashMap<u32, Pending>,
+    /// Next callout token.
+    pub next_token: u32,
+    /// The worker, for callouts and timers (`None` for the canary, which only starts).
+    pub worker: Option<Weak<WorkerCtx>>,
+    /// The VM itself, for tasks that call back into it.
+    pub me: Weak<Vm>,
+    /// Metric ids this VM defined → process-wide metric index.
+    pub metrics: Vec<usize>,
+    /// Reused for serializing maps.
+    pub scratch: Vec<u8>,
+}
+
+impl VmState {
+    /// Fresh state for a VM of `plugin`.
+    pub fn new(plugin: Arc<PluginDef>, worker: Option<Weak<WorkerCtx>>) -> Self {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(plugin.limits.memory)
+            .instances(1)
+            .memories(1)
+            .tables(4)
+            .table_elements(100_000)
+            .build();
+        VmState {
+            plugin,
+            limits,
+            memory: None,
+            malloc: None,
+            root_id: 1,
+            effective: 1,
+            streams: HashMap::new(),
+            starting: Starting::No,
+            call: None,
+            status: (0, Bytes::new()),
+            call_data: Bytes::new(),
+            tick: None,
+            tick_changed: false,
+            pending: HashMap::new(),
+            next_token: 1,
+            worker,
+            me: Weak::new(),
+            metrics: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The stream of the effective context, if it is a stream context.
+    pub fn stream(&self) -> Option<&StreamRef> {
+        self.streams.get(&self.effective)
+    }
+}

@@ -1,0 +1,530 @@
+//! One VM: an instance of a plugin's module on one worker, with its root context, and the typed calls into it.
+//!
+//! Every call sets an epoch deadline (the plugin's CPU limit), names the effective context, and turns a trap into a
+//! [`VmFailure`] that leaves the VM marked down. A VM never panics the host: re-entry or a call on a failed VM is a
+//! failure too. Exports a module does not have are skipped, as the ABI requires.
+
+use std::{
+    cell::{Cell, RefCell},
+    rc::{Rc, Weak},
+    sync::Arc,
+    time::Duration,
+};
+
+use wasmtime::{Instance, Store, Trap, TypedFunc, WasmParams, WasmResults};
+
+use super::{
+    engine::{EPOCH_TICK, Runtime},
+    error::{LoadError, VmFailure},
+    plugin::{PluginDef, PluginStats},
+    state::{Starting, VmState},
+    stream::StreamRef,
+};
+use crate::server::worker::WorkerCtx;
+
+type F1 = TypedFunc<i32, ()>;
+type F1R = TypedFunc<i32, i32>;
+type F2 = TypedFunc<(i32, i32), ()>;
+type F2R = TypedFunc<(i32, i32), i32>;
+type F3 = TypedFunc<(i32, i32, i32), ()>;
+type F3R = TypedFunc<(i32, i32, i32), i32>;
+
+/// The module's callbacks; `None` where it does not export one.
+#[derive(Default)]
+struct Callbacks {
+    context_create: Option<F2>,
+    done: Option<F1R>,
+    log: Option<F1>,
+    delete: Option<F1>,
+    vm_start: Option<F2R>,
+    configure: Option<F2R>,
+    tick: Option<F1>,
+    queue_ready: Option<F2>,
+    request_headers: Option<F3R>,
+    request_body: Option<F3R>,
+    request_trailers: Option<F2R>,
+    response_headers: Option<F3R>,
+    response_body: Option<F3R>,
+    response_trailers: Option<F2R>,
+    http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    grpc_receive: Option<F3>,
+    grpc_close: Option<F3>,
+}
+
+impl Callbacks {
+    fn find(instance: &Instance, store: &mut Store<VmState>) -> Self {
+        macro_rules! get {
+            ($name:literal) => {
+                instance.get_typed_func(&mut *store, $name).ok()
+            };
+        }
+        Callbacks {
+            context_create: get!("proxy_on_context_create"),
+            done: get!("proxy_on_done"),
+            log: get!("proxy_on_log"),
+            delete: get!("proxy_on_delete"),
+            vm_start: get!("proxy_on_vm_start"),
+            configure: get!("proxy_on_configure"),
+            tick: get!("proxy_on_tick"),
+            queue_ready: get!("proxy_on_queue_ready"),
+            request_headers: get!("proxy_on_request_headers"),
+            request_body: get!("proxy_on_request_body"),
+            request_trailers: get!("proxy_on_request_trailers"),
+            response_headers: get!("proxy_on_response_headers"),
+            response_body: get!("proxy_on_response_body"),
+            response_trailers: get!("proxy_on_response_trailers"),
+            http_call_response: get!("proxy_on_http_call_response"),
+            grpc_receive: get!("proxy_on_grpc_receive"),
+            grpc_close: get!("proxy_on_grpc_close"),
+        }
+    }
+}
+
+/// What a header, body or trailer callback asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Forward.
+    Continue,
+    /// Hold until `proxy_continue_stream` (on a body: keep buffering).
+    Pause,
+}
+
+/// Which stream callback to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// `proxy_on_request_headers`.
+    RequestHeaders,
+    /// `proxy_on_request_body`.
+    RequestBody,
+    /// `proxy_on_request_trailers`.
+    RequestTrailers,
+    /// `proxy_on_response_headers`.
+    ResponseHeaders,
+    /// `proxy_on_response_body`.
+    ResponseBody,
+    /// `proxy_on_response_trailers`.
+    ResponseTrailers,
+}
+
+impl Phase {
+    /// The callback's export name, for errors.
+    pub fn callback(self) -> &'static str {
+        match self {
+            Phase::RequestHeaders => "proxy_on_request_headers",
+            Phase::RequestBody => "proxy_on_request_body",
+            Phase::RequestTrailers => "proxy_on_request_trailers",
+            Phase::ResponseHeaders => "proxy_on_response_headers",
+            Phase::ResponseBody => "proxy_on_response_body",
+            Phase::ResponseTrailers => "proxy_on_response_trailers",
+        }
+    }
+}
+
+struct Inner {
+    store: Store<VmState>,
+    cb: Callbacks,
+    next_context: u32,
+}
+
+/// A running instance of a plugin on one worker.
+pub struct Vm {
+    /// The plugin.
+    pub def: Arc<PluginDef>,
+    inner: RefCell<Inner>,
+    down: RefCell<Option<VmFailure>>,
+    tick_generation: Cell<u64>,
+}
+
+impl Vm {
+    /// Instantiates the module and brings the plugin up: `_initialize`, root context, `on_vm_start`, `on_configure`.
+    /// `worker` is `None` for the canary, which only proves the plugin starts.
+    pub fn start(
+        def: Arc<PluginDef>,
+        worker: Option<Weak<WorkerCtx>>,
+    ) -> Result<Rc<Vm>, LoadError> {
+        let runtime = Runtime::get()?;
+        let mut store = Store::new(runtime.engine(), VmState::new(def.clone(), worker));
+        store.limiter(|s| &mut s.limits);
+        let deadline = ticks(def.limits.callback_time);
+        store.set_epoch_deadline(deadline);
+        let start_err = |stage, e: wasmtime::Error| LoadError::Start {
+            stage,
+            reason: describe(&e, def.limits.callback_time),
+        };
+        let instance = def
+            .code
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| start_err("instantiate", e))?;
+        PluginStats::inc(&def.stats.vms_created);
+        let memory = instance.get_memory(&mut store, "memory");
+        let malloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
+            .or_else(|_| instance.get_typed_func::<i32, i32>(&mut store, "malloc"))
+            .ok();
+        store.data_mut().memory = memory;
+        store.data_mut().malloc = malloc;
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+            init.call(&mut store, ())
+                .map_err(|e| start_err("_initialize", e))?;
+            if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut store, "main") {
+                store.set_epoch_deadline(deadline);
+                main.call(&mut store, (0, 0))
+                    .map_err(|e| start_err("main", e))?;
+            }
+        } else if let Ok(start) = instance.get_typed_func::<(), ()>(&mut store, "_start") {
+            start
+                .call(&mut store, ())
+                .map_err(|e| start_err("_start", e))?;
+        }
+        let cb = Callbacks::find(&instance, &mut store);
+        let root = store.data().root_id as i32;
+        if let Some(f) = &cb.context_create {
+            store.set_epoch_deadline(deadline);
+            f.call(&mut store, (root, 0))
+                .map_err(|e| start_err("proxy_on_context_create (root)", e))?;
+        }
+        let refused = |stage| LoadError::Start {
+            stage,
+            reason: "the plugin returned false; its log says why".into(),
+        };
+        if let Some(f) = &cb.vm_start {
+            store.data_mut().starting = Starting::VmStart;
+            store.set_epoch_deadline(deadline);
+            let ok = f
+                .call(&mut store, (root, 0))
+                .map_err(|e| start_err("on_vm_start", e))?;
+            if ok == 0 {
+                return Err(refused("on_vm_start"));
+            }
+        }
+        if let Some(f) = &cb.configure {
+            store.data_mut().starting = Starting::Configure;
+            store.set_epoch_deadline(deadline);
+            let size = def.config.len() as i32;
+            let ok = f
+                .call(&mut store, (root, size))
+                .map_err(|e| start_err("on_configure", e))?;
+            if ok == 0 {
+                return Err(refused("on_configure"));
+            }
+        }
+        store.data_mut().starting = Starting::No;
+        let vm = Rc::new_cyclic(|me| {
+            store.data_mut().me = me.clone();
+            Vm {
+                def,
+                inner: RefCell::new(Inner {
+                    store,
+                    cb,
+                    next_context: 2,
+                }),
+                down: RefCell::new(None),
+                tick_generation: Cell::new(0),
+            }
+        });
+        vm.after_call();
+        Ok(vm)
+    }
+
+    /// Why the VM is down, if it is.
+    pub fn failure(&self) -> Option<VmFailure> {
+        self.down.borrow().clone()
+    }
+
+    /// Creates a stream context for `stream`.
+    pub fn create_context(&self, stream: &StreamRef) -> Result<u32, VmFailure> {
+        let id = {
+            let mut inner = self.inner.try_borrow_mut().map_err(|_| reentered())?;
+            let id = inner.next_context;
+            inner.next_context += 1;
+            inner.store.data_mut().streams.insert(id, stream.clone());
+            id
+        };
+        let root = self.with_inner(|i| i.store.data().root_id);
+        self.call(
+            "proxy_on_context_create",
+            id,
+            |cb| cb.context_create.as_ref(),
+            (id as i32, root as i32),
+        )?;
+        Ok(id)
+    }
+
+    /// Runs a header, body or trailer callback for context `ctx`.
+    pub fn on_stream(
+        &self,
+        phase: Phase,
+        ctx: u32,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Result<Action, VmFailure> {
+        let (c, s, e) = (ctx as i32, size as i32, end_of_stream as i32);
+        let name = phase.callback();
+        let r = match phase {
+            Phase::RequestHeaders => {
+                self.call(name, ctx, |cb| cb.request_headers.as_ref(), (c, s, e))?
+            }
+            Phase::RequestBody => self.call(name, ctx, |cb| cb.request_body.as_ref(), (c, s, e))?,
+            Phase::RequestTrailers => {
+                self.call(name, ctx, |cb| cb.request_trailers.as_ref(), (c, s))?
+            }
+            Phase::ResponseHeaders => {
+                self.call(name, ctx, |cb| cb.response_headers.as_ref(), (c, s, e))?
+            }
+            Phase::ResponseBody => {
+                self.call(name, ctx, |cb| cb.response_body.as_ref(), (c, s, e))?
+            }
+            Phase::ResponseTrailers => {
+                self.call(name, ctx, |cb| cb.response_trailers.as_ref(), (c, s))?
+            }
+        };
+        Ok(match r {
+            Some(1) => Action::Pause,
+            _ => Action::Continue,
+        })
+    }
+
+    /// Ends context `ctx`: `on_log`, `on_done`, `on_delete` (Envoy's order for HTTP streams), then forgets it.
+    /// Failures here are counted but change nothing: the response is already on its way.
+    pub fn finish_context(&self, ctx: u32) {
+        if self.down.borrow().is_none() {
+            let c = ctx as i32;
+            let _ = self
+                .call("proxy_on_log", ctx, |cb| cb.log.as_ref(), c)
+                .and_then(|_| self.call("proxy_on_done", ctx, |cb| cb.done.as_ref(), c))
+                .and_then(|_| self.call("proxy_on_delete", ctx, |cb| cb.delete.as_ref(), c));
+        }
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.store.data_mut().streams.remove(&ctx);
+        }
+    }
+
+    /// `proxy_on_tick` on the root context.
+    pub fn on_tick(&self) -> Result<(), VmFailure> {
+        let root = self.with_inner(|i| i.store.data().root_id);
+        self.call("proxy_on_tick", root, |cb| cb.tick.as_ref(), root as i32)
+            .map(drop)
+    }
+
+    /// `proxy_on_queue_ready(root, queue)`.
+    pub fn on_queue_ready(&self, queue: u32) -> Result<(), VmFailure> {
+        let root = self.with_inner(|i| i.store.data().root_id);
+        self.call(
+            "proxy_on_queue_ready",
+            root,
+            |cb| cb.queue_ready.as_ref(),
+            (root as i32, queue as i32),
+        )
+        .map(drop)
+    }
+
+    /// Delivers an HTTP callout's outcome on the root context; `result` is readable while the callback runs.
+    pub fn on_http_call_response(
+        &self,
+        token: u32,
+        result: Option<super::state::CallResult>,
+    ) -> Result<(), VmFailure> {
+        let (root, args) = {
+            let mut inner = self.inner.try_borrow_mut().map_err(|_| reentered())?;
+            let state = inner.store.data_mut();
+            if state.pending.remove(&token).is_none() {
+                return Ok(()); // cancelled
+            }
+            let counts = match &result {
+                Some(r) => (
+                    r.headers.len() as i32,
+                    r.body.len() as i32,
+                    r.trailers.len() as i32,
+                ),
+                None => (0, 0, 0),
+            };
+            state.status = match &result {
+                Some(_) => (0, bytes::Bytes::new()),
+                None => (1, bytes::Bytes::from_static(b"reset")),
+            };
+            state.call = result;
+            (state.root_id, counts)
+        };
+        let r = self.call(
+            "proxy_on_http_call_response",
+            root,
+            |cb| cb.http_call_response.as_ref(),
+            (root as i32, token as i32, args.0, args.1, args.2),
+        );
+        self.with_inner(|i| i.store.data_mut().call = None);
+        r.map(drop)
+    }
+
+    /// Delivers a gRPC call's outcome: the reply message (`on_grpc_receive`) or the failure status
+    /// (`on_grpc_close`), as Envoy does for unary calls.
+    pub fn on_grpc_call_response(
+        &self,
+        token: u32,
+        outcome: Result<super::state::CallResult, (u32, bytes::Bytes)>,
+    ) -> Result<(), VmFailure> {
+        let root = {
+            let mut inner = self.inner.try_borrow_mut().map_err(|_| reentered())?;
+            let state = inner.store.data_mut();
+            if state.pending.remove(&token).is_none() {
+                return Ok(()); // cancelled
+            }
+            state.root_id
+        };
+        let r = match outcome {
+            Ok(result) => {
+                let size = result.body.len() as i32;
+                self.with_inner(|i| {
+                    let s = i.store.data_mut();
+                    s.status = (0, bytes::Bytes::new());
+                    s.call = Some(result);
+                });
+                self.call(
+                    "proxy_on_grpc_receive",
+                    root,
+                    |cb| cb.grpc_receive.as_ref(),
+                    (root as i32, token as i32, size),
+                )
+            }
+            Err((code, msg)) => {
+                self.with_inner(|i| i.store.data_mut().status = (code, msg));
+                self.call(
+                    "proxy_on_grpc_close",
+                    root,
+                    |cb| cb.grpc_close.as_ref(),
+                    (root as i32, token as i32, code as i32),
+                )
+            }
+        };
+        self.with_inner(|i| i.store.data_mut().call = None);
+        r.map(drop)
+    }
+
+    fn with_inner<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.inner.borrow_mut())
+    }
+
+    /// Calls an export if the module has it, with the effective context set and the CPU deadline armed.
+    fn call<P, R>(
+        &self,
+        name: &'static str,
+        ctx: u32,
+        pick: impl FnOnce(&Callbacks) -> Option<&TypedFunc<P, R>>,
+        params: P,
+    ) -> Result<Option<R>, VmFailure>
+    where
+        P: WasmParams,
+        R: WasmResults,
+    {
+        if let Some(f) = self.down.borrow().as_ref() {
+            return Err(VmFailure::Down(f.to_string()));
+        }
+        let result = {
+            let mut inner = self.inner.try_borrow_mut().map_err(|_| reentered())?;
+            let Inner { store, cb, .. } = &mut *inner;
+            let Some(f) = pick(cb) else {
+                return Ok(None);
+            };
+            store.data_mut().effective = ctx;
+            store.set_epoch_deadline(ticks(self.def.limits.callback_time));
+            f.call(&mut *store, params)
+        };
+        match result {
+            Ok(r) => {
+                self.after_call();
+                Ok(Some(r))
+            }
+            Err(e) => Err(self.fail(name, &e)),
+        }
+    }
+
+    fn fail(&self, callback: &'static str, e: &wasmtime::Error) -> VmFailure {
+        let limit = self.def.limits.callback_time;
+        let failure = if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            PluginStats::inc(&self.def.stats.timeouts);
+            VmFailure::Timeout { callback, limit }
+        } else {
+            PluginStats::inc(&self.def.stats.traps);
+            VmFailure::Trap {
+                callback,
+                reason: describe(e, limit),
+            }
+        };
+        tracing::warn!(plugin = %self.def.name, error = %failure, "wasm: plugin failed; its VM is down");
+        *self.down.borrow_mut() = Some(failure.clone());
+        failure
+    }
+
+    /// Starts, changes or stops the tick timer after a callback changed the period.
+    fn after_call(&self) {
+        let (changed, period, worker, me) = {
+            let Ok(mut inner) = self.inner.try_borrow_mut() else {
+                return;
+            };
+            let s = inner.store.data_mut();
+            let changed = std::mem::take(&mut s.tick_changed);
+            (changed, s.tick, s.worker.is_some(), s.me.clone())
+        };
+        if !changed || !worker {
+            return;
+        }
+        let generation = self.tick_generation.get() + 1;
+        self.tick_generation.set(generation);
+        if let Some(period) = period {
+            tokio::task::spawn_local(tick_loop(me, period, generation));
+        }
+    }
+}
+
+async fn tick_loop(me: Weak<Vm>, period: Duration, generation: u64) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(vm) = me.upgrade() else { return };
+        if vm.tick_generation.get() != generation || vm.failure().is_some() {
+            return;
+        }
+        if vm.on_tick().is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // Root shutdown, as Envoy does when a plugin is removed: on_done then on_delete on the root context.
+        if self.down.get_mut().is_some() {
+            return;
+        }
+        let inner = self.inner.get_mut();
+        let root = inner.store.data().root_id as i32;
+        let deadline = ticks(self.def.limits.callback_time);
+        if let Some(f) = inner.cb.done.clone() {
+            inner.store.set_epoch_deadline(deadline);
+            let _ = f.call(&mut inner.store, root);
+        }
+        if let Some(f) = inner.cb.delete.clone() {
+            inner.store.set_epoch_deadline(deadline);
+            let _ = f.call(&mut inner.store, root);
+        }
+    }
+}
+
+fn reentered() -> VmFailure {
+    VmFailure::Down("the VM was re-entered while a callback was running".into())
+}
+
+/// Epoch ticks for a CPU limit (rounded up, plus one for the tick in progress).
+fn ticks(limit: Duration) -> u64 {
+    (limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64) + 1
+}
+
+/// A one-line cause for a trap: the interrupt, or the innermost message.
+fn describe(e: &wasmtime::Error, limit: Duration) -> String {
+    if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return format!("ran past its CPU time limit of {limit:?}");
+    }
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or_default().trim().to_string()
+}

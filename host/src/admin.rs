@@ -110,6 +110,28 @@ fn stats(proxy: &Proxy) -> String {
         let inflight = c.inflight.load(std::sync::atomic::Ordering::Relaxed);
         let _ = writeln!(out, "cluster.{}.upstream_rq_active: {inflight}", c.name);
     }
+    // One set of counters per plugin name (versions share them); then the metrics plugins defined.
+    let mut seen = std::collections::BTreeMap::new();
+    for p in &snapshot.plugins {
+        seen.entry(p.name.clone())
+            .or_insert_with(|| p.stats.clone());
+    }
+    for (name, stats) in seen {
+        for (counter, value) in stats.rows() {
+            let _ = writeln!(out, "wasm.{name}.{counter}: {value}");
+        }
+    }
+    for m in crate::wasm::metrics::all() {
+        match m.kind {
+            crate::wasm::metrics::Kind::Histogram => {
+                let _ = writeln!(out, "wasm.{}.count: {}", m.name, m.count());
+                let _ = writeln!(out, "wasm.{}.sum: {}", m.name, m.value());
+            }
+            _ => {
+                let _ = writeln!(out, "wasm.{}: {}", m.name, m.value());
+            }
+        }
+    }
     out
 }
 

@@ -47,13 +47,18 @@ pub(super) async fn proxy(
     {
         parts.headers.insert(header::HOST, v);
     }
+    // The route's cluster is chosen now, so plugins see `cluster_name` from the first callback.
+    let cluster = match &route.action {
+        Action::Direct { .. } => None,
+        action => action.cluster(fastrand::u32(..)).cloned(),
+    };
     let info = StreamInfo {
         source: conn.peer,
         destination: conn.local,
         connection_id: conn.id,
         listener: conn.listener.clone(),
         route: route.name.clone(),
-        cluster: None,
+        cluster: cluster.clone(),
         start: SystemTime::now(),
         upstream: None,
     };
@@ -83,7 +88,18 @@ pub(super) async fn proxy(
         parts.headers = s.request.headers.clone();
     }
     // Phase: route action and upstream.
-    let resp = match upstream(w, snapshot, route, &chain, parts, body, request_ends).await {
+    let resp = match upstream(
+        w,
+        snapshot,
+        route,
+        cluster,
+        &chain,
+        parts,
+        body,
+        request_ends,
+    )
+    .await
+    {
         Ok(resp) => resp,
         Err(e) => match chain.stopped() {
             Some(Outcome::Local(l)) => return Ok(local_response(l)),
@@ -119,25 +135,27 @@ pub(super) async fn proxy(
     Ok(Response::from_parts(parts, body))
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request's parts, taken apart by the phases before"
+)]
 async fn upstream(
     w: &WorkerCtx,
     snapshot: &Snapshot,
     route: &Route,
+    cluster: Option<std::sync::Arc<str>>,
     chain: &std::rc::Rc<Chain>,
     parts: http::request::Parts,
     body: Incoming,
     request_ends: bool,
 ) -> Result<Response<RespBody>, ProxyError> {
-    let cluster_name = match &route.action {
-        Action::Direct { status, body } => return Ok(direct(*status, body.clone())),
-        action => action
-            .cluster(fastrand::u32(..))
-            .ok_or(ProxyError::NoRoute)?,
-    };
-    chain.stream().borrow_mut().info.cluster = Some(cluster_name.clone());
+    if let Action::Direct { status, body } = &route.action {
+        return Ok(direct(*status, body.clone()));
+    }
+    let cluster_name = cluster.ok_or(ProxyError::NoRoute)?;
     let cluster = snapshot
         .clusters
-        .get(cluster_name)
+        .get(&cluster_name)
         .ok_or_else(|| ProxyError::UnknownCluster(cluster_name.clone()))?;
     if parts.version <= Version::HTTP_11 && headers::is_upgrade(&parts.headers) {
         w.shared.stats.inc(Counter::DownstreamRqUpgrade);

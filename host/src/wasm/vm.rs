@@ -145,17 +145,15 @@ impl Vm {
         let runtime = Runtime::get()?;
         let mut store = Store::new(runtime.engine(), VmState::new(def.clone(), worker));
         store.limiter(|s| &mut s.limits);
-        let deadline = ticks(def.limits.callback_time);
-        store.set_epoch_deadline(deadline);
-        let start_err = |stage, e: wasmtime::Error| LoadError::Start {
-            stage,
-            reason: describe(&e, def.limits.callback_time),
-        };
+        store.set_epoch_deadline(ticks(def.limits.callback_time));
         let instance = def
             .code
             .pre
             .instantiate(&mut store)
-            .map_err(|e| start_err("instantiate", e))?;
+            .map_err(|e| LoadError::Start {
+                stage: "instantiate",
+                reason: describe(&e, def.limits.callback_time),
+            })?;
         PluginStats::inc(&def.stats.vms_created);
         let memory = instance.get_memory(&mut store, "memory");
         let malloc = instance
@@ -164,52 +162,8 @@ impl Vm {
             .ok();
         store.data_mut().memory = memory;
         store.data_mut().malloc = malloc;
-        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-            init.call(&mut store, ())
-                .map_err(|e| start_err("_initialize", e))?;
-            if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut store, "main") {
-                store.set_epoch_deadline(deadline);
-                main.call(&mut store, (0, 0))
-                    .map_err(|e| start_err("main", e))?;
-            }
-        } else if let Ok(start) = instance.get_typed_func::<(), ()>(&mut store, "_start") {
-            start
-                .call(&mut store, ())
-                .map_err(|e| start_err("_start", e))?;
-        }
         let cb = Callbacks::find(&instance, &mut store);
-        let root = store.data().root_id as i32;
-        if let Some(f) = &cb.context_create {
-            store.set_epoch_deadline(deadline);
-            f.call(&mut store, (root, 0))
-                .map_err(|e| start_err("proxy_on_context_create (root)", e))?;
-        }
-        let refused = |stage| LoadError::Start {
-            stage,
-            reason: "the plugin returned false; its log says why".into(),
-        };
-        if let Some(f) = &cb.vm_start {
-            store.data_mut().starting = Starting::VmStart;
-            store.set_epoch_deadline(deadline);
-            let ok = f
-                .call(&mut store, (root, 0))
-                .map_err(|e| start_err("on_vm_start", e))?;
-            if ok == 0 {
-                return Err(refused("on_vm_start"));
-            }
-        }
-        if let Some(f) = &cb.configure {
-            store.data_mut().starting = Starting::Configure;
-            store.set_epoch_deadline(deadline);
-            let size = def.config.len() as i32;
-            let ok = f
-                .call(&mut store, (root, size))
-                .map_err(|e| start_err("on_configure", e))?;
-            if ok == 0 {
-                return Err(refused("on_configure"));
-            }
-        }
-        store.data_mut().starting = Starting::No;
+        // The VM exists before its start-up callbacks run, so what they set up (queues, timers) can reach it.
         let vm = Rc::new_cyclic(|me| {
             store.data_mut().me = me.clone();
             Vm {
@@ -223,8 +177,72 @@ impl Vm {
                 tick_generation: Cell::new(0),
             }
         });
+        if let Err(e) = vm.boot(&instance) {
+            // Down before it is dropped, so the root context is not shut down as if it had started.
+            *vm.down.borrow_mut() = Some(VmFailure::Down(e.to_string()));
+            return Err(e);
+        }
         vm.after_call();
         Ok(vm)
+    }
+
+    /// `_initialize` (or `_start`), root context, `on_vm_start`, `on_configure`.
+    fn boot(&self, instance: &Instance) -> Result<(), LoadError> {
+        let mut inner = self.inner.borrow_mut();
+        let Inner { store, cb, .. } = &mut *inner;
+        let limit = self.def.limits.callback_time;
+        let deadline = ticks(limit);
+        let start_err = |stage, e: wasmtime::Error| LoadError::Start {
+            stage,
+            reason: describe(&e, limit),
+        };
+        store.set_epoch_deadline(deadline);
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+            init.call(&mut *store, ())
+                .map_err(|e| start_err("_initialize", e))?;
+            if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut *store, "main") {
+                store.set_epoch_deadline(deadline);
+                main.call(&mut *store, (0, 0))
+                    .map_err(|e| start_err("main", e))?;
+            }
+        } else if let Ok(start) = instance.get_typed_func::<(), ()>(&mut *store, "_start") {
+            start
+                .call(&mut *store, ())
+                .map_err(|e| start_err("_start", e))?;
+        }
+        let root = store.data().root_id as i32;
+        if let Some(f) = &cb.context_create {
+            store.set_epoch_deadline(deadline);
+            f.call(&mut *store, (root, 0))
+                .map_err(|e| start_err("proxy_on_context_create (root)", e))?;
+        }
+        let refused = |stage| LoadError::Start {
+            stage,
+            reason: "the plugin returned false; its log says why".into(),
+        };
+        if let Some(f) = &cb.vm_start {
+            store.data_mut().starting = Starting::VmStart;
+            store.set_epoch_deadline(deadline);
+            let ok = f
+                .call(&mut *store, (root, 0))
+                .map_err(|e| start_err("on_vm_start", e))?;
+            if ok == 0 {
+                return Err(refused("on_vm_start"));
+            }
+        }
+        if let Some(f) = &cb.configure {
+            store.data_mut().starting = Starting::Configure;
+            store.set_epoch_deadline(deadline);
+            let size = self.def.config.len() as i32;
+            let ok = f
+                .call(&mut *store, (root, size))
+                .map_err(|e| start_err("on_configure", e))?;
+            if ok == 0 {
+                return Err(refused("on_configure"));
+            }
+        }
+        store.data_mut().starting = Starting::No;
+        Ok(())
     }
 
     /// Why the VM is down, if it is.

@@ -15,3 +15,4 @@ mod routing;
 mod shutdown;
 mod upgrade;
 mod wasm;
+mod wasm_policy;

@@ -16,3 +16,4 @@ mod shutdown;
 mod upgrade;
 mod wasm;
 mod wasm_policy;
+mod wasm_swap;

@@ -27,6 +27,8 @@ use crate::config::plugin::{EnvSource, FailStrategy, Mode, Phase, WasmPlugin};
 pub struct PluginStats {
     /// VMs created.
     pub vms_created: AtomicU64,
+    /// VMs alive now (all workers, all versions still draining).
+    pub vms_active: AtomicU64,
     /// Callbacks that trapped.
     pub traps: AtomicU64,
     /// Callbacks stopped at the CPU deadline.
@@ -52,10 +54,11 @@ impl PluginStats {
     }
 
     /// `(name, value)` for `/stats`.
-    pub fn rows(&self) -> [(&'static str, u64); 9] {
+    pub fn rows(&self) -> [(&'static str, u64); 10] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("vms_created", g(&self.vms_created)),
+            ("vms_active", g(&self.vms_active)),
             ("traps", g(&self.traps)),
             ("timeouts", g(&self.timeouts)),
             ("failed_closed", g(&self.failed_closed)),

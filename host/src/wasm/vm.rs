@@ -155,6 +155,7 @@ impl Vm {
                 reason: describe(&e, def.limits.callback_time),
             })?;
         PluginStats::inc(&def.stats.vms_created);
+        PluginStats::inc(&def.stats.vms_active);
         let memory = instance.get_memory(&mut store, "memory");
         let malloc = instance
             .get_typed_func::<i32, i32>(&mut store, "proxy_on_memory_allocate")
@@ -511,6 +512,10 @@ async fn tick_loop(me: Weak<Vm>, period: Duration, generation: u64) {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        self.def
+            .stats
+            .vms_active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         // Root shutdown, as Envoy does when a plugin is removed: on_done then on_delete on the root context.
         if self.down.get_mut().is_some() {
             return;

@@ -416,7 +416,7 @@ fn modules_that_cannot_run_are_rejected_with_the_cause() {
     ];
     for (entry, want) in cases {
         let yaml = proxy_yaml_with(
-            &[&filters(&[entry.clone()])],
+            &[&filters(std::slice::from_ref(&entry))],
             &route("/", "app"),
             &cluster("app", &["127.0.0.1:1".parse().unwrap()], ""),
         );

@@ -335,15 +335,17 @@ impl Chain {
         }
         // Paused before the call, so a resume from inside the callback is not lost.
         self.stream.borrow_mut().pause(dir);
-        let r = {
+        let body_phase = matches!(phase, Phase::RequestBody | Phase::ResponseBody);
+        let r = if body_phase {
+            // The plugin's own buffer is the body it sees during the call.
             let body = self.members.borrow_mut()[i].buffer[dir as usize].split();
-            let mut s = self.stream.borrow_mut();
-            s.body[dir as usize] = body;
-            drop(s);
+            self.stream.borrow_mut().body[dir as usize] = body;
             let r = vm.on_stream(phase, ctx, size, eos);
             let body = std::mem::take(&mut self.stream.borrow_mut().body[dir as usize]);
             self.members.borrow_mut()[i].buffer[dir as usize] = body;
             r
+        } else {
+            vm.on_stream(phase, ctx, size, eos)
         };
         match r {
             Ok(action) => {

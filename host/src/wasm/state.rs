@@ -4,7 +4,13 @@
 //! "effective" for the hostcall being served, the streams those contexts belong to, and the VM's link back to its
 //! worker (for callouts and timers). It is single-threaded, like the worker that owns it.
 
-use std::{collections::HashMap, rc::Weak, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    rc::Weak,
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use wasmtime::{Memory, StoreLimits, StoreLimitsBuilder, TypedFunc};
@@ -58,7 +64,7 @@ pub struct VmState {
     /// The context hostcalls act on.
     pub effective: u32,
     /// Live stream contexts and their streams.
-    pub streams: HashMap<u32, StreamRef>,
+    pub streams: HashMap<u32, StreamRef, BuildHasherDefault<IdHasher>>,
     /// Which config buffer is readable.
     pub starting: Starting,
     /// Callout response being delivered.
@@ -102,7 +108,7 @@ impl VmState {
             malloc: None,
             root_id: 1,
             effective: 1,
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             starting: Starting::No,
             call: None,
             status: (0, Bytes::new()),
@@ -121,5 +127,25 @@ impl VmState {
     /// The stream of the effective context, if it is a stream context.
     pub fn stream(&self) -> Option<&StreamRef> {
         self.streams.get(&self.effective)
+    }
+}
+
+/// Context ids are small unique integers the host hands out: they need no hashing.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n);
     }
 }

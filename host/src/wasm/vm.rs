@@ -133,6 +133,8 @@ pub struct Vm {
     inner: RefCell<Inner>,
     down: RefCell<Option<VmFailure>>,
     tick_generation: Cell<u64>,
+    /// The CPU limit in epoch ticks.
+    deadline: u64,
 }
 
 impl Vm {
@@ -165,6 +167,7 @@ impl Vm {
         store.data_mut().malloc = malloc;
         let cb = Callbacks::find(&instance, &mut store);
         // The VM exists before its start-up callbacks run, so what they set up (queues, timers) can reach it.
+        let deadline = ticks(def.limits.callback_time);
         let vm = Rc::new_cyclic(|me| {
             store.data_mut().me = me.clone();
             Vm {
@@ -176,6 +179,7 @@ impl Vm {
                 }),
                 down: RefCell::new(None),
                 tick_generation: Cell::new(0),
+                deadline,
             }
         });
         if let Err(e) = vm.boot(&instance) {
@@ -445,15 +449,18 @@ impl Vm {
                 return Ok(None);
             };
             store.data_mut().effective = ctx;
-            store.set_epoch_deadline(ticks(self.def.limits.callback_time));
-            f.call(&mut *store, params)
+            store.set_epoch_deadline(self.deadline);
+            let r = f.call(&mut *store, params);
+            (r, store.data().tick_changed)
         };
         match result {
-            Ok(r) => {
-                self.after_call();
+            (Ok(r), tick_changed) => {
+                if tick_changed {
+                    self.after_call();
+                }
                 Ok(Some(r))
             }
-            Err(e) => Err(self.fail(name, &e)),
+            (Err(e), _) => Err(self.fail(name, &e)),
         }
     }
 
@@ -476,15 +483,19 @@ impl Vm {
 
     /// Starts, changes or stops the tick timer after a callback changed the period.
     fn after_call(&self) {
-        let (changed, period, worker, me) = {
+        let (period, worker, me) = {
             let Ok(mut inner) = self.inner.try_borrow_mut() else {
                 return;
             };
             let s = inner.store.data_mut();
-            let changed = std::mem::take(&mut s.tick_changed);
-            (changed, s.tick, s.worker.is_some(), s.me.clone())
+            // The common case: nothing changed, nothing to clone.
+            if !s.tick_changed {
+                return;
+            }
+            s.tick_changed = false;
+            (s.tick, s.worker.is_some(), s.me.clone())
         };
-        if !changed || !worker {
+        if !worker {
             return;
         }
         let generation = self.tick_generation.get() + 1;

@@ -220,9 +220,14 @@ fn mutate(
     call: &str,
     op: Op,
 ) -> Ret {
-    let key = mem::read(&mut c, kp, kl, call)?;
-    let value = mem::read(&mut c, vp, vl, call)?;
-    let Some(stream) = c.data().stream().cloned() else {
+    mem::check_len(c.data(), kl, call)?;
+    mem::check_len(c.data(), vl, call)?;
+    let memory = mem::memory(&c, call)?;
+    // Key and value are read in place: no copy on the way to the header map.
+    let (data, state) = memory.data_and_store_mut(&mut c);
+    let key = mem::slice(data, kp, kl, call)?;
+    let value = mem::slice(data, vp, vl, call)?;
+    let Some(stream) = state.stream() else {
         return Ok(status::BAD_ARGUMENT);
     };
     if !(REQUEST_HEADERS..=RESPONSE_TRAILERS).contains(&t) {
@@ -231,10 +236,10 @@ fn mutate(
     apply(
         &mut stream.borrow_mut(),
         t,
-        &key,
-        &value,
+        key,
+        value,
         op,
-        &c.data().plugin.name,
+        &state.plugin.name,
     );
     Ok(status::OK)
 }

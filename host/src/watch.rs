@@ -1,4 +1,4 @@
-//! Watches the config file and applies valid edits live.
+//! Watches the config file, and the WASM modules it names, and applies valid edits live.
 //!
 //! The file is polled (metadata every interval, contents only when it changed) rather than watched with inotify: this
 //! works the same for editors that rewrite in place, editors that rename a temporary file over it, and Kubernetes
@@ -21,27 +21,33 @@ pub async fn watch_file(
 ) {
     let mut last_text = std::fs::read_to_string(&path).ok();
     let mut last_meta = metadata(&path);
+    let mut last_modules = modules(&proxy);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let meta = metadata(&path);
-        if meta == last_meta {
+        // A rebuilt module re-applies the same config text: plugins whose module content changed are reloaded.
+        let modules_now = modules(&proxy);
+        let modules_changed = modules_now != last_modules;
+        if meta == last_meta && !modules_changed {
             continue;
         }
         last_meta = meta;
+        last_modules = modules_now;
         let Ok(text) = std::fs::read_to_string(&path) else {
             tracing::warn!(path = %path.display(), "config file unreadable; keeping the running config");
             continue;
         };
-        if last_text.as_deref() == Some(text.as_str()) {
+        if last_text.as_deref() == Some(text.as_str()) && !modules_changed {
             continue;
         }
         last_text = Some(text.clone());
         match config::parse(&text, &path.display().to_string()) {
             Ok(cfg) => match proxy.apply(cfg) {
                 Ok(version) => {
+                    last_modules = modules(&proxy);
                     tracing::info!(version, path = %path.display(), "config file change applied")
                 }
                 Err(e) => {
@@ -59,7 +65,26 @@ pub async fn watch_file(
     }
 }
 
-fn metadata(path: &PathBuf) -> Option<(SystemTime, u64, u64)> {
+type Meta = Option<(SystemTime, u64, u64)>;
+
+/// The module files the running config's plugins were loaded from, with their metadata.
+fn modules(proxy: &Proxy) -> Vec<(PathBuf, Meta)> {
+    let snapshot = proxy.shared().snapshot.load();
+    let mut list: Vec<(PathBuf, Meta)> = snapshot
+        .plugins
+        .iter()
+        .filter_map(|p| crate::wasm::plugin::module_path(p.spec.url.as_deref()?).ok())
+        .map(|path| {
+            let meta = metadata(&path);
+            (path, meta)
+        })
+        .collect();
+    list.sort();
+    list.dedup();
+    list
+}
+
+fn metadata(path: &PathBuf) -> Meta {
     let m = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let ino = std::os::unix::fs::MetadataExt::ino(&m);

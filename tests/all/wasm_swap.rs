@@ -155,3 +155,54 @@ async fn a_bad_new_version_is_rejected_and_the_old_one_keeps_serving() {
     assert_eq!(resp.headers()["x-probe"], "good");
     tp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_module_file_is_picked_up_by_the_watcher() {
+    let up = named_upstream("ok").await;
+    let dir = std::env::temp_dir().join(format!("meshwork-rebuild-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The config names the module by a path relative to itself.
+    std::fs::copy(PROBE_WASM, dir.join("filter.wasm")).unwrap();
+    let plugin = format!(
+        "{{ name: rebuilt, url: filter.wasm, pluginConfig: {}, vmConfig: {{ env: [{{ name: GREETING, value: hi }}] }} }}",
+        json!({"env": ["GREETING"]})
+    );
+    let yaml = proxy_yaml_with(
+        &[&filters(&[plugin])],
+        &route("/", "app"),
+        &cluster("app", &[up], ""),
+    );
+    let path = dir.join("proxy.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let options = meshwork_host::RunOptions {
+        watch: Some(path.clone()),
+        watch_interval: Some(Duration::from_millis(50)),
+        ..Default::default()
+    };
+    let cfg = meshwork_host::config::load(&path).unwrap();
+    let mut tp = TestProxy::start_config(cfg, options);
+    let greeting = |addr| async move {
+        let resp = send(
+            addr,
+            Request::get("/")
+                .header("host", "svc")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        resp.headers()
+            .get("x-env-greeting")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(greeting(tp.addr).await.as_deref(), Some("hi"));
+    // "Rebuild" the filter: the wasm32-unknown-unknown build of the probe has no WASI environment.
+    std::fs::copy(PROBE_WASM_UNKNOWN, dir.join("filter.wasm")).unwrap();
+    let addr = tp.addr;
+    eventually(Duration::from_secs(5), "new module live", || async move {
+        greeting(addr).await.as_deref() == Some("<unset>")
+    })
+    .await;
+    tp.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

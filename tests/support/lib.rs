@@ -89,8 +89,16 @@ impl TestProxy {
 
     /// Starts the proxy with options (e.g. a watched file).
     pub fn start_with(yaml: &str, options: meshwork_host::RunOptions) -> TestProxy {
-        init_tracing();
         let cfg = meshwork_host::config::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+        Self::start_config(cfg, options)
+    }
+
+    /// Starts the proxy from a parsed config.
+    pub fn start_config(
+        cfg: meshwork_host::Config,
+        options: meshwork_host::RunOptions,
+    ) -> TestProxy {
+        init_tracing();
         let running = meshwork_host::start(cfg, options).unwrap_or_else(|e| panic!("{e}"));
         let addr = running.proxy.listener_addr("main").expect("listener main");
         let admin = running.admin_addr;

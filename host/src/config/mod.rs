@@ -86,15 +86,41 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         ));
     }
     let de = serde_yaml::Deserializer::from_str(text);
-    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
         let line = inner.location().map(|l| l.line());
         let field = if field == "." { String::new() } else { field };
         at(field, clean_serde_message(&inner.to_string()), line)
     })?;
+    if let Some(dir) = Path::new(file)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        resolve_module_paths(&mut config, dir);
+    }
     crate::model::validate(&config).map_err(|inv| at(inv.field, inv.message, None))?;
     Ok(config)
+}
+
+/// Makes relative module paths in plugin `url`s relative to the config file's directory (as the user wrote them)
+/// rather than to wherever the proxy was started.
+fn resolve_module_paths(config: &mut Config, dir: &Path) {
+    let plugins = config.listeners.iter_mut().flat_map(|l| {
+        let routes = l
+            .virtual_hosts
+            .iter_mut()
+            .flat_map(|v| v.routes.iter_mut())
+            .flat_map(|r| r.filters.iter_mut());
+        l.filters.iter_mut().chain(routes)
+    });
+    for p in plugins {
+        if let Some(url) = &p.url
+            && let Some(abs) = crate::wasm::plugin::resolve_relative(url, dir)
+        {
+            p.url = Some(abs);
+        }
+    }
 }
 
 /// serde_yaml's messages repeat the path and end with "at line N column M"; keep only the explanation.
@@ -128,6 +154,28 @@ clusters:
   - name: app
     endpoints: [\"127.0.0.1:9\"]
 ";
+
+    #[test]
+    fn relative_module_paths_are_relative_to_the_config_file() {
+        let with_plugin = |url: &str| {
+            GOOD.replace(
+                "    virtual_hosts:",
+                &format!("    filters: [{{ name: p, url: \"{url}\" }}]\n    virtual_hosts:"),
+            )
+        };
+        // (config file, url) -> the path the error names
+        let cases = [
+            ("/etc/mesh/proxy.yaml", "f.wasm", "/etc/mesh/f.wasm"),
+            ("/etc/mesh/proxy.yaml", "file:///opt/f.wasm", "/opt/f.wasm"),
+            ("/etc/mesh/proxy.yaml", "/abs/f.wasm", "/abs/f.wasm"),
+            ("proxy.yaml", "f.wasm", "`f.wasm`"),
+        ];
+        for (file, url, want) in cases {
+            let err = parse(&with_plugin(url), file).expect_err("no such module");
+            assert!(err.message.contains(want), "{file} {url}: {err}");
+            assert_eq!(err.field, "listeners[0].filters[0]");
+        }
+    }
 
     #[test]
     fn good_config_parses_with_defaults() {

@@ -29,10 +29,10 @@ use tonic_reflection::pb::v1::{
 const STEP: Duration = Duration::from_secs(10);
 
 /// The service whose health the tests report and flip.
-const SVC: &str = "meshwork.test.Echo";
+pub(crate) const SVC: &str = "meshwork.test.Echo";
 
 /// Starts a tonic server (gRPC health with its reporter, plus v1 reflection) on a free port.
-async fn grpc_upstream() -> (SocketAddr, HealthReporter) {
+pub(crate) async fn grpc_upstream() -> (SocketAddr, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(SVC, ServingStatus::Serving)
@@ -65,7 +65,7 @@ fn grpc_proxy(upstream: SocketAddr, protocol: &str) -> TestProxy {
 }
 
 /// A tonic channel to the proxy (HTTP/2 with prior knowledge, tonic's default for `http://`).
-async fn channel(tp: &TestProxy) -> Channel {
+pub(crate) async fn channel(tp: &TestProxy) -> Channel {
     Endpoint::from_shared(format!("http://{}", tp.addr))
         .unwrap()
         .connect_timeout(STEP)

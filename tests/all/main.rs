@@ -15,5 +15,6 @@ mod routing;
 mod shutdown;
 mod upgrade;
 mod wasm;
+mod wasm_grpc;
 mod wasm_policy;
 mod wasm_swap;

@@ -105,6 +105,10 @@ pin_project_lite::pin_project! {
         Full {
             data: Option<Bytes>,
         },
+        /// Data frames sent by the proxy itself as they come (a plugin's gRPC stream).
+        Channel {
+            rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+        },
         /// A body going through WASM plugins.
         Filtered {
             inner: Pin<Box<ReqBody>>,
@@ -134,6 +138,11 @@ impl ReqBody {
         }
     }
 
+    /// A body made of the chunks sent on `rx`; it ends when every sender is gone.
+    pub fn channel(rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>) -> Self {
+        ReqBody::Channel { rx }
+    }
+
     /// `self` going through the request side of `chain`.
     pub fn filtered(self, chain: Rc<Chain>) -> Self {
         ReqBody::Filtered {
@@ -154,6 +163,7 @@ impl Body for ReqBody {
         match self.project() {
             ReqProj::Stream { inner, idle } => poll_with_idle(inner, idle, cx),
             ReqProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ReqProj::Channel { rx } => rx.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d)))),
             ReqProj::Filtered { inner, filter } => filter.poll_frame(inner.as_mut(), cx),
         }
     }
@@ -162,7 +172,7 @@ impl Body for ReqBody {
         match self {
             ReqBody::Stream { inner, .. } => inner.is_end_stream(),
             ReqBody::Full { data } => data.is_none(),
-            ReqBody::Filtered { .. } => false,
+            ReqBody::Channel { .. } | ReqBody::Filtered { .. } => false,
         }
     }
 
@@ -172,8 +182,8 @@ impl Body for ReqBody {
             ReqBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            // Plugins may change the length.
-            ReqBody::Filtered { .. } => SizeHint::default(),
+            // Plugins may change the length; a channel does not know it.
+            ReqBody::Channel { .. } | ReqBody::Filtered { .. } => SizeHint::default(),
         }
     }
 }

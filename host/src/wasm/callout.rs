@@ -9,7 +9,10 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Request};
 use http_body_util::BodyExt;
 
-use super::{state::CallResult, vm::Vm};
+use super::{
+    state::CallResult,
+    vm::{GrpcEvent, Vm},
+};
 use crate::{
     error::ProxyError,
     proxy::body::ReqBody,
@@ -139,6 +142,137 @@ async fn exchange(w: &WorkerCtx, c: Callout) -> Result<CallResult, ProxyError> {
     })
 }
 
+/// A gRPC stream a plugin opened.
+pub struct Stream {
+    /// Cluster name.
+    pub cluster: String,
+    /// Request head.
+    pub request: Request<()>,
+    /// Framed messages from `proxy_grpc_send`; the request ends when the sender is dropped.
+    pub messages: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    /// Largest message (and partial-message buffer) accepted.
+    pub limit: usize,
+}
+
+/// Runs a plugin's gRPC stream: opens it, then delivers initial metadata, each message, trailing metadata and the
+/// close status to the VM as they arrive. Stops as soon as the plugin cancels or its VM goes away.
+pub async fn run_stream(worker: std::rc::Weak<WorkerCtx>, vm: Weak<Vm>, token: u32, s: Stream) {
+    let deliver = |event| {
+        vm.upgrade()
+            .is_some_and(|vm| vm.on_grpc_stream_event(token, event))
+    };
+    let opened = match worker.upgrade() {
+        Some(w) => open_stream(&w, s.cluster, s.request, s.messages).await,
+        None => return,
+    };
+    let (resp, _guard) = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            let (code, msg) = grpc_failure(&e);
+            deliver(GrpcEvent::Close(code, msg));
+            return;
+        }
+    };
+    let (parts, mut body) = resp.into_parts();
+    let mut headers = vec![(
+        b":status".to_vec(),
+        parts.status.as_str().as_bytes().to_vec(),
+    )];
+    headers.extend(pairs(&parts.headers));
+    if !deliver(GrpcEvent::InitialMetadata(headers)) {
+        return;
+    }
+    let mut buf = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                deliver(GrpcEvent::Close(14, Bytes::from(e.to_string())));
+                return;
+            }
+        };
+        match frame.into_data() {
+            Ok(d) => {
+                buf.extend_from_slice(&d);
+                while let Some(msg) = take_message(&mut buf) {
+                    if !deliver(GrpcEvent::Message(msg)) {
+                        return;
+                    }
+                }
+                if buf.len() > s.limit {
+                    deliver(GrpcEvent::Close(
+                        8,
+                        Bytes::from_static(b"message over the plugin's buffer limit"),
+                    ));
+                    return;
+                }
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    let status_from = |m: &http::HeaderMap| {
+        let code = m.get("grpc-status")?.to_str().ok()?.parse::<u32>().ok()?;
+        let msg = m
+            .get("grpc-message")
+            .map(|v| Bytes::copy_from_slice(v.as_bytes()))
+            .unwrap_or_default();
+        Some((code, msg))
+    };
+    // A trailers-only reply carries its status in the headers.
+    let (code, msg) = trailers
+        .as_ref()
+        .and_then(status_from)
+        .or_else(|| status_from(&parts.headers))
+        .unwrap_or((2, Bytes::from_static(b"no grpc-status")));
+    if let Some(t) = &trailers
+        && !deliver(GrpcEvent::TrailingMetadata(pairs(t)))
+    {
+        return;
+    }
+    deliver(GrpcEvent::Close(code, msg));
+}
+
+async fn open_stream(
+    w: &WorkerCtx,
+    cluster: String,
+    request: Request<()>,
+    messages: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+) -> Result<(http::Response<hyper::body::Incoming>, InflightGuard), ProxyError> {
+    let snapshot = w.snapshot();
+    let cluster = snapshot
+        .clusters
+        .get(cluster.as_str())
+        .ok_or_else(|| ProxyError::UnknownCluster(cluster.as_str().into()))?;
+    let pool = w.upstreams.cluster(cluster).pick(Proto::H2)?;
+    let guard = InflightGuard::acquire(cluster, pool)?;
+    let (mut parts, ()) = request.into_parts();
+    crate::proxy::prepare_upstream_head(&mut parts, Proto::H2);
+    let req = Request::from_parts(parts, ReqBody::channel(messages));
+    let settings = PoolSettings {
+        connect_timeout: cluster.connect_timeout,
+        max_connections: cluster.max_connections_per_endpoint,
+    };
+    let resp = guard.pool().send(req, settings, &w.shared.stats).await?;
+    Ok((resp, guard))
+}
+
+/// Takes one complete length-prefixed message off the front of `buf`.
+fn take_message(buf: &mut BytesMut) -> Option<Bytes> {
+    let len = u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize;
+    if buf.len() < 5 + len {
+        return None;
+    }
+    let frame = buf.split_to(5 + len).freeze();
+    Some(frame.slice(5..))
+}
+
+fn pairs(m: &http::HeaderMap) -> Vec<(Vec<u8>, Vec<u8>)> {
+    m.iter()
+        .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
+
 /// A gRPC message frame: uncompressed flag, big-endian length, message.
 pub fn grpc_frame(msg: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(5 + msg.len());
@@ -206,6 +340,21 @@ mod tests {
                 .collect();
             assert!(head(&pairs).is_none(), "{missing}");
         }
+    }
+
+    #[test]
+    fn messages_are_cut_at_their_length_prefix() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&grpc_frame(b"one"));
+        buf.extend_from_slice(&grpc_frame(b""));
+        let two = grpc_frame(b"two");
+        buf.extend_from_slice(&two[..4]);
+        assert_eq!(take_message(&mut buf).as_deref(), Some(&b"one"[..]));
+        assert_eq!(take_message(&mut buf).as_deref(), Some(&b""[..]));
+        assert_eq!(take_message(&mut buf), None, "a partial frame waits");
+        buf.extend_from_slice(&two[4..]);
+        assert_eq!(take_message(&mut buf).as_deref(), Some(&b"two"[..]));
+        assert!(buf.is_empty());
     }
 
     #[test]

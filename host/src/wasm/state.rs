@@ -41,12 +41,14 @@ pub struct CallResult {
 }
 
 /// A callout in flight: the context it belongs to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Pending {
     /// The context that made it (for logging; the SDK tracks the rest).
     pub context: u32,
-    /// gRPC stream (accepts `proxy_grpc_send`).
-    pub grpc_stream: bool,
+    /// For a gRPC stream: where `proxy_grpc_send` puts messages (`None` once the plugin closed its side).
+    pub grpc_stream: Option<Option<tokio::sync::mpsc::UnboundedSender<Bytes>>>,
+    /// The task doing the exchange, stopped by `proxy_grpc_cancel`.
+    pub task: Option<tokio::task::AbortHandle>,
 }
 
 /// Store data of one VM.

@@ -47,7 +47,9 @@ struct Callbacks {
     response_body: Option<F3R>,
     response_trailers: Option<F2R>,
     http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    grpc_initial_metadata: Option<F3>,
     grpc_receive: Option<F3>,
+    grpc_trailing_metadata: Option<F3>,
     grpc_close: Option<F3>,
 }
 
@@ -74,10 +76,25 @@ impl Callbacks {
             response_body: get!("proxy_on_response_body"),
             response_trailers: get!("proxy_on_response_trailers"),
             http_call_response: get!("proxy_on_http_call_response"),
+            grpc_initial_metadata: get!("proxy_on_grpc_receive_initial_metadata"),
             grpc_receive: get!("proxy_on_grpc_receive"),
+            grpc_trailing_metadata: get!("proxy_on_grpc_receive_trailing_metadata"),
             grpc_close: get!("proxy_on_grpc_close"),
         }
     }
+}
+
+/// One event of a plugin's gRPC stream.
+#[derive(Debug)]
+pub enum GrpcEvent {
+    /// Response headers.
+    InitialMetadata(Vec<(Vec<u8>, Vec<u8>)>),
+    /// One message.
+    Message(bytes::Bytes),
+    /// Trailers.
+    TrailingMetadata(Vec<(Vec<u8>, Vec<u8>)>),
+    /// The end: gRPC status code and message.
+    Close(u32, bytes::Bytes),
 }
 
 /// What a header, body or trailer callback asked for.
@@ -421,6 +438,80 @@ impl Vm {
         };
         self.with_inner(|i| i.store.data_mut().call = None);
         r.map(drop)
+    }
+
+    /// Delivers one event of a gRPC stream the plugin opened; `false` once the stream is gone (cancelled, closed,
+    /// or the VM failed), so the task can stop.
+    pub fn on_grpc_stream_event(&self, token: u32, event: GrpcEvent) -> bool {
+        let Some(root) = ({
+            let Ok(mut inner) = self.inner.try_borrow_mut() else {
+                return false;
+            };
+            let state = inner.store.data_mut();
+            if !state.pending.contains_key(&token) {
+                None
+            } else {
+                let root = state.root_id;
+                match &event {
+                    GrpcEvent::InitialMetadata(h) => {
+                        state.call = Some(super::state::CallResult {
+                            headers: h.clone(),
+                            ..Default::default()
+                        })
+                    }
+                    GrpcEvent::Message(m) => {
+                        state.call = Some(super::state::CallResult {
+                            body: m.clone(),
+                            ..Default::default()
+                        })
+                    }
+                    GrpcEvent::TrailingMetadata(t) => {
+                        state.call = Some(super::state::CallResult {
+                            trailers: t.clone(),
+                            ..Default::default()
+                        })
+                    }
+                    GrpcEvent::Close(code, msg) => {
+                        state.pending.remove(&token);
+                        state.status = (*code, msg.clone());
+                    }
+                }
+                Some(root)
+            }
+        }) else {
+            return false;
+        };
+        let (r, t) = (root as i32, token as i32);
+        let result = match &event {
+            GrpcEvent::InitialMetadata(h) => self.call(
+                "proxy_on_grpc_receive_initial_metadata",
+                root,
+                |cb| cb.grpc_initial_metadata.as_ref(),
+                (r, t, h.len() as i32),
+            ),
+            GrpcEvent::Message(m) => self.call(
+                "proxy_on_grpc_receive",
+                root,
+                |cb| cb.grpc_receive.as_ref(),
+                (r, t, m.len() as i32),
+            ),
+            GrpcEvent::TrailingMetadata(h) => self.call(
+                "proxy_on_grpc_receive_trailing_metadata",
+                root,
+                |cb| cb.grpc_trailing_metadata.as_ref(),
+                (r, t, h.len() as i32),
+            ),
+            GrpcEvent::Close(code, _) => self.call(
+                "proxy_on_grpc_close",
+                root,
+                |cb| cb.grpc_close.as_ref(),
+                (r, t, *code as i32),
+            ),
+        };
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.store.data_mut().call = None;
+        }
+        result.is_ok() && !matches!(event, GrpcEvent::Close(..))
     }
 
     fn with_inner<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {

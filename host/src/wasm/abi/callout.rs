@@ -1,4 +1,4 @@
-//! `proxy_http_call` and the gRPC callout hostcalls.
+//! `proxy_http_call` and the gRPC callout hostcalls: unary calls and streams.
 
 use std::time::Duration;
 
@@ -20,29 +20,67 @@ pub fn add(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
     l.func_wrap("env", "proxy_http_call", http_call)?;
     l.func_wrap("env", "proxy_grpc_call", grpc_call)?;
     l.func_wrap("env", "proxy_grpc_stream", grpc_stream)?;
+    l.func_wrap("env", "proxy_grpc_send", grpc_send)?;
     l.func_wrap(
         "env",
-        "proxy_grpc_send",
-        |c: Caller<'_, VmState>, token: i32, _p: i32, _l: i32, _end: i32| -> Ret {
-            // Only stream tokens accept messages (as in Envoy); unary calls answer BadArgument.
-            match c.data().pending.get(&(token as u32)) {
-                Some(p) if p.grpc_stream => Ok(status::OK),
-                Some(_) => Ok(status::BAD_ARGUMENT),
+        "proxy_grpc_cancel",
+        |mut c: Caller<'_, VmState>, token: i32| -> Ret {
+            // Stops the exchange; nothing more is delivered for this token.
+            match c.data_mut().pending.remove(&(token as u32)) {
+                Some(p) => {
+                    if let Some(task) = p.task {
+                        task.abort();
+                    }
+                    Ok(status::OK)
+                }
                 None => Ok(status::NOT_FOUND),
             }
         },
     )?;
-    l.func_wrap("env", "proxy_grpc_cancel", cancel)?;
-    l.func_wrap("env", "proxy_grpc_close", cancel)?;
+    l.func_wrap("env", "proxy_grpc_close", grpc_close)?;
     Ok(())
 }
 
-fn cancel(mut c: Caller<'_, VmState>, token: i32) -> Ret {
-    // The task still finishes, but its response finds no pending call and is dropped.
-    match c.data_mut().pending.remove(&(token as u32)) {
-        Some(_) => Ok(status::OK),
-        None => Ok(status::NOT_FOUND),
+/// Closes the plugin's side of a stream (no more messages); the reply keeps coming. A unary call has no side to
+/// close, so it is cancelled.
+fn grpc_close(mut c: Caller<'_, VmState>, token: i32) -> Ret {
+    let pending = &mut c.data_mut().pending;
+    let Some(p) = pending.get_mut(&(token as u32)) else {
+        return Ok(status::NOT_FOUND);
+    };
+    match &mut p.grpc_stream {
+        Some(sender) => {
+            sender.take();
+        }
+        None => {
+            if let Some(task) = pending.remove(&(token as u32)).and_then(|p| p.task) {
+                task.abort();
+            }
+        }
     }
+    Ok(status::OK)
+}
+
+fn grpc_send(mut c: Caller<'_, VmState>, token: i32, ptr: i32, len: i32, end: i32) -> Ret {
+    let call = "proxy_grpc_send";
+    let msg = mem::read(&mut c, ptr, len, call)?;
+    let Some(p) = c.data_mut().pending.get_mut(&(token as u32)) else {
+        return Ok(status::NOT_FOUND);
+    };
+    // Only stream tokens accept messages (as in Envoy); unary calls and closed sides answer BadArgument.
+    let Some(sender) = &mut p.grpc_stream else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let Some(tx) = sender else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    if tx.send(callout::grpc_frame(&msg)).is_err() {
+        return Ok(status::NOT_FOUND);
+    }
+    if end != 0 {
+        sender.take();
+    }
+    Ok(status::OK)
 }
 
 #[allow(
@@ -72,16 +110,15 @@ fn http_call(
         return Ok(status::BAD_ARGUMENT);
     };
     let cluster = String::from_utf8_lossy(&upstream).into_owned();
-    start(
-        &mut c,
-        ret_token,
+    let job = |limit| Callout {
         cluster,
         request,
-        Bytes::from(body),
-        timeout_ms,
-        false,
-        call,
-    )
+        body: Bytes::from(body),
+        timeout: Duration::from_millis(timeout_ms.max(1) as u32 as u64),
+        limit,
+        grpc: false,
+    };
+    start(&mut c, ret_token, job, call)
 }
 
 #[allow(
@@ -109,46 +146,18 @@ fn grpc_call(
     let method = mem::read(&mut c, m_ptr, m_len, call)?;
     let metadata = mem::read(&mut c, md_ptr, md_len, call)?;
     let message = mem::read(&mut c, msg_ptr, msg_len, call)?;
-    let Ok(pairs) = wire::read_map(&metadata) else {
+    let Some(request) = grpc_head(&upstream, &service, &method, &metadata) else {
         return Ok(status::PARSE_FAILURE);
     };
-    let cluster = String::from_utf8_lossy(&upstream).into_owned();
-    let path = format!(
-        "/{}/{}",
-        String::from_utf8_lossy(&service),
-        String::from_utf8_lossy(&method)
-    );
-    let Ok(mut request) = Request::post(path).body(()) else {
-        return Ok(status::PARSE_FAILURE);
-    };
-    let h = request.headers_mut();
-    h.insert(
-        http::header::HOST,
-        http::HeaderValue::from_str(&cluster).unwrap_or(http::HeaderValue::from_static("grpc")),
-    );
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/grpc"),
-    );
-    h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
-    for (k, v) in pairs {
-        if let (Ok(k), Ok(v)) = (
-            http::HeaderName::from_bytes(k),
-            http::HeaderValue::from_bytes(v),
-        ) {
-            h.append(k, v);
-        }
-    }
-    start(
-        &mut c,
-        ret_token,
-        cluster,
+    let job = |limit| Callout {
+        cluster: String::from_utf8_lossy(&upstream).into_owned(),
         request,
-        Bytes::from(message),
-        timeout_ms,
-        true,
-        call,
-    )
+        body: Bytes::from(message),
+        timeout: Duration::from_millis(timeout_ms.max(1) as u32 as u64),
+        limit,
+        grpc: true,
+    };
+    start(&mut c, ret_token, job, call)
 }
 
 #[allow(
@@ -165,35 +174,99 @@ fn grpc_stream(
     m_len: i32,
     md_ptr: i32,
     md_len: i32,
-    _ret_token: i32,
+    ret_token: i32,
 ) -> Ret {
     let call = "proxy_grpc_stream";
-    for (p, l) in [
-        (up_ptr, up_len),
-        (svc_ptr, svc_len),
-        (m_ptr, m_len),
-        (md_ptr, md_len),
-    ] {
-        mem::read(&mut c, p, l, call)?;
+    let upstream = mem::read(&mut c, up_ptr, up_len, call)?;
+    let service = mem::read(&mut c, svc_ptr, svc_len, call)?;
+    let method = mem::read(&mut c, m_ptr, m_len, call)?;
+    let metadata = mem::read(&mut c, md_ptr, md_len, call)?;
+    let Some(request) = grpc_head(&upstream, &service, &method, &metadata) else {
+        return Ok(status::PARSE_FAILURE);
+    };
+    let cluster = String::from_utf8_lossy(&upstream).into_owned();
+    let memory = mem::memory(&c, call)?;
+    mem::range(memory.data_size(&c), ret_token, 4, call)?;
+    let state = c.data_mut();
+    let Some(worker) = state.worker.clone() else {
+        return Ok(status::INTERNAL_FAILURE);
+    };
+    match worker.upgrade() {
+        Some(w) if callout::cluster_exists(&w, &cluster) => {}
+        Some(_) => return Ok(status::BAD_ARGUMENT),
+        None => return Ok(status::INTERNAL_FAILURE),
     }
-    // Streaming gRPC callouts are not supported yet; the SDK hands this to the plugin as an error it can handle.
-    tracing::warn!(plugin = %c.data().plugin.name, "wasm: gRPC streams from plugins are not supported by this host");
-    Ok(status::INTERNAL_FAILURE)
+    let token = next_token(state);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = callout::Stream {
+        cluster,
+        request,
+        messages: rx,
+        limit: state.plugin.limits.buffer,
+    };
+    let task =
+        tokio::task::spawn_local(callout::run_stream(worker, state.me.clone(), token, stream));
+    state.pending.insert(
+        token,
+        Pending {
+            context: state.effective,
+            grpc_stream: Some(Some(tx)),
+            task: Some(task.abort_handle()),
+        },
+    );
+    mem::put_u32(memory.data_mut(&mut c), ret_token, token, call)?;
+    Ok(status::OK)
 }
 
-#[allow(clippy::too_many_arguments, reason = "the callout's parts")]
+/// The request head of a gRPC call or stream: `POST /service/method`, gRPC content type, the module's metadata.
+fn grpc_head(
+    upstream: &[u8],
+    service: &[u8],
+    method: &[u8],
+    metadata: &[u8],
+) -> Option<Request<()>> {
+    let pairs = wire::read_map(metadata).ok()?;
+    let path = format!(
+        "/{}/{}",
+        String::from_utf8_lossy(service),
+        String::from_utf8_lossy(method)
+    );
+    let mut request = Request::post(path).body(()).ok()?;
+    let h = request.headers_mut();
+    let authority =
+        http::HeaderValue::from_bytes(upstream).unwrap_or(http::HeaderValue::from_static("grpc"));
+    h.insert(http::header::HOST, authority);
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    for (k, v) in pairs {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k),
+            http::HeaderValue::from_bytes(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    Some(request)
+}
+
+fn next_token(state: &mut VmState) -> u32 {
+    let token = state.next_token;
+    state.next_token = state.next_token.wrapping_add(1).max(1);
+    token
+}
+
+/// Validates the cluster and starts the callout task; writes its token.
 fn start(
     c: &mut Caller<'_, VmState>,
     ret_token: i32,
-    cluster: String,
-    request: Request<()>,
-    body: Bytes,
-    timeout_ms: i32,
-    grpc: bool,
+    job: impl FnOnce(usize) -> Callout,
     call: &str,
 ) -> Ret {
-    let mem = mem::memory(c, call)?;
-    mem::range(mem.data_size(&*c), ret_token, 4, call)?;
+    let memory = mem::memory(c, call)?;
+    mem::range(memory.data_size(&*c), ret_token, 4, call)?;
     let state = c.data_mut();
     let Some(worker) = state.worker.clone() else {
         // The canary: start-up callbacks cannot make callouts that would outlive it.
@@ -202,28 +275,21 @@ fn start(
     let Some(w) = worker.upgrade() else {
         return Ok(status::INTERNAL_FAILURE);
     };
-    if !callout::cluster_exists(&w, &cluster) {
-        tracing::debug!(plugin = %state.plugin.name, cluster, "wasm: callout to an unknown cluster");
+    let job = job(state.plugin.limits.buffer);
+    if !callout::cluster_exists(&w, &job.cluster) {
+        tracing::debug!(plugin = %state.plugin.name, cluster = %job.cluster, "wasm: callout to an unknown cluster");
         return Ok(status::BAD_ARGUMENT);
     }
-    let token = state.next_token;
-    state.next_token = state.next_token.wrapping_add(1).max(1);
+    let token = next_token(state);
+    let task = tokio::task::spawn_local(callout::run(worker, state.me.clone(), token, job));
     state.pending.insert(
         token,
         Pending {
             context: state.effective,
-            grpc_stream: false,
+            grpc_stream: None,
+            task: Some(task.abort_handle()),
         },
     );
-    let job = Callout {
-        cluster,
-        request,
-        body,
-        timeout: Duration::from_millis(timeout_ms.max(1) as u32 as u64),
-        limit: state.plugin.limits.buffer,
-        grpc,
-    };
-    tokio::task::spawn_local(callout::run(worker, state.me.clone(), token, job));
-    mem::put_u32(mem.data_mut(&mut *c), ret_token, token, call)?;
+    mem::put_u32(memory.data_mut(&mut *c), ret_token, token, call)?;
     Ok(status::OK)
 }

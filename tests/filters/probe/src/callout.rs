@@ -52,6 +52,26 @@ impl Http {
                 }
             }
         }
+        if let Some(g) = &cfg.grpc_stream {
+            match self.open_grpc_stream(&g.cluster, &g.service, &g.method, vec![]) {
+                Ok(token) => {
+                    let last = g.messages.len();
+                    for (i, m) in g.messages.iter().enumerate() {
+                        let msg = util::unhex(m).unwrap_or_default();
+                        self.send_grpc_stream_message(token, Some(&msg), i + 1 == last);
+                    }
+                    if last == 0 {
+                        self.close_grpc_stream(token);
+                    }
+                    self.outstanding += 1;
+                }
+                Err(status) => {
+                    let body = format!("grpc stream failed: {status:?}");
+                    self.send_local(500, vec![], body.as_bytes());
+                    return Action::Pause;
+                }
+            }
+        }
         if self.outstanding > 0 {
             Action::Pause
         } else {
@@ -97,13 +117,34 @@ impl Http {
             return;
         }
         if status_code == 0 {
-            let reply = util::lossy(self.get_grpc_call_response_body(0, response_size));
+            let reply = util::hex(
+                &self
+                    .get_grpc_call_response_body(0, response_size)
+                    .unwrap_or_default(),
+            );
             self.add_http_request_header("x-grpc-reply", &reply);
             self.pending.push(("x-grpc-reply".to_owned(), reply));
             self.resume_if_done();
         } else {
             let code = status_code.to_string();
             self.send_local(503, vec![("x-grpc-status", &code)], b"grpc callout failed");
+        }
+    }
+
+    /// Handles the end of the gRPC stream (`status_code` 0 is OK).
+    pub(crate) fn finish_grpc_stream(&mut self, status_code: u32) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if self.sent_local {
+            return;
+        }
+        if status_code == 0 {
+            let n = self.stream_replies.to_string();
+            self.add_http_request_header("x-grpc-stream-replies", &n);
+            self.pending.push(("x-grpc-stream-replies".to_owned(), n));
+            self.resume_if_done();
+        } else {
+            let code = status_code.to_string();
+            self.send_local(503, vec![("x-grpc-status", &code)], b"grpc stream failed");
         }
     }
 

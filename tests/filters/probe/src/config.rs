@@ -25,6 +25,7 @@ pub struct Config {
     pub local_response: Option<LocalResponse>,
     pub callout: Option<Callout>,
     pub grpc_callout: Option<GrpcCallout>,
+    pub grpc_stream: Option<GrpcStream>,
     pub rewrite_request_body: Option<Rewrite>,
     pub rewrite_response_body: Option<Rewrite>,
     pub count_body_chunks: bool,
@@ -101,6 +102,18 @@ pub struct GrpcCallout {
     pub message: String,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+}
+
+/// A gRPC stream opened on request headers: the messages (hex) are sent, the plugin's side is closed with the
+/// last one, and the request resumes when the stream closes with status 0.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcStream {
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    #[serde(default)]
+    pub messages: Vec<String>,
 }
 
 /// Replace every occurrence of `from` by `to` in a buffered body.

@@ -27,6 +27,8 @@ pub struct Http {
     pub(crate) body_calls: u64,
     pub(crate) body_bytes: u64,
     pub(crate) body_last: usize,
+    /// Messages received on the gRPC stream.
+    pub(crate) stream_replies: u32,
 }
 
 impl Http {
@@ -42,6 +44,7 @@ impl Http {
             body_calls: 0,
             body_bytes: 0,
             body_last: 0,
+            stream_replies: 0,
         }
     }
 
@@ -80,6 +83,14 @@ impl Context for Http {
 
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
         self.finish_grpc_callout(status_code, response_size);
+    }
+
+    fn on_grpc_stream_message(&mut self, _token_id: u32, _message_size: usize) {
+        self.stream_replies += 1;
+    }
+
+    fn on_grpc_stream_close(&mut self, _token_id: u32, status_code: u32) {
+        self.finish_grpc_stream(status_code);
     }
 }
 

@@ -431,3 +431,51 @@ fn modules_that_cannot_run_are_rejected_with_the_cause() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_while_a_request_waits_on_the_plugin_fails_that_request() {
+    let up = named_upstream("ok").await;
+    let auth = named_upstream("token").await;
+    let plugins = vec![
+        (
+            "/callout".to_string(),
+            probe(
+                "callout-trap",
+                json!({"callout": {"cluster": "auth", "path": "/"}, "fail_in": "on_http_call_response"}),
+                "",
+            ),
+        ),
+        (
+            "/tick".to_string(),
+            probe(
+                "tick-trap",
+                json!({"tick_ms": 10, "fail_in": "on_tick"}),
+                "",
+            ),
+        ),
+    ];
+    let clusters = format!(
+        "{}{}",
+        cluster("app", &[up], ""),
+        cluster("auth", &[auth], "")
+    );
+    let mut tp = TestProxy::start(&proxy_yaml(&routes(&plugins), &clusters));
+    // The request is paused on the callout when the VM traps in the callout's callback: it gets the policy (503),
+    // not a hang.
+    let (status, _, body) =
+        tokio::time::timeout(Duration::from_secs(5), status_and_body(tp.addr, "/callout"))
+            .await
+            .expect("no hang");
+    assert_eq!(status, 503, "{body:?}");
+    // A trap in a timer takes the VM down on its worker; requests then get the policy.
+    let tp_ref = &tp;
+    eventually(
+        Duration::from_secs(5),
+        "tick traps counted",
+        || async move { tp_ref.stat("wasm.tick-trap.traps").await >= 2 },
+    )
+    .await;
+    assert_eq!(status_and_body(tp.addr, "/tick").await.0, 503);
+    assert_eq!(status_and_body(tp.addr, "/").await.0, 200);
+    tp.shutdown().await;
+}

@@ -569,6 +569,16 @@ impl Vm {
         };
         tracing::warn!(plugin = %self.def.name, error = %failure, "wasm: plugin failed; its VM is down");
         *self.down.borrow_mut() = Some(failure.clone());
+        // Requests paused on this VM would wait for a resume that cannot come: wake them to apply the policy.
+        let streams: Vec<_> = match self.inner.try_borrow() {
+            Ok(inner) => inner.store.data().streams.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for s in streams {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.wake_all();
+            }
+        }
         failure
     }
 

@@ -26,6 +26,10 @@ use super::{abi, error::LoadError, state::VmState};
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// The largest linear memory any plugin may ask for.
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+/// Precompiled artifacts kept on disk; the oldest go first.
+const DISK_ARTIFACTS: usize = 64;
+/// Modules kept alive after their last snapshot let go of them.
+const RECENT: usize = 16;
 /// Instances the pool holds (all plugins × workers × versions still draining).
 const POOL_INSTANCES: u32 = 1000;
 
@@ -53,6 +57,9 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<VmState>,
     loaded: Mutex<HashMap<[u8; 32], Weak<Code>>>,
+    /// The last few modules loaded, kept alive so that validating a config and then applying it (two snapshots
+    /// built one after the other) compile each module once even without the disk cache.
+    recent: Mutex<std::collections::VecDeque<Arc<Code>>>,
     disk: Option<PathBuf>,
     fingerprint: String,
 }
@@ -104,6 +111,7 @@ impl Runtime {
             engine,
             linker,
             loaded: Mutex::default(),
+            recent: Mutex::default(),
             disk: cache_dir(),
             fingerprint,
         })
@@ -142,6 +150,11 @@ impl Runtime {
         });
         loaded.retain(|_, w| w.strong_count() > 0);
         loaded.insert(sha256, Arc::downgrade(&code));
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.push_back(code.clone());
+        if recent.len() > RECENT {
+            recent.pop_front();
+        }
         Ok(code)
     }
 
@@ -192,6 +205,28 @@ fn store_artifact(path: &std::path::Path, module: &Module) {
     if let Err(e) = write() {
         tracing::debug!(path = %path.display(), error = %e, "wasm: cannot cache the compiled module on disk");
     }
+    if let Some(dir) = path.parent() {
+        evict(dir, DISK_ARTIFACTS);
+    }
+}
+
+/// Keeps the newest `keep` artifacts in `dir` (by modification time) and deletes the rest.
+fn evict(dir: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut artifacts: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if artifacts.len() <= keep {
+        return;
+    }
+    artifacts.sort();
+    for (_, old) in &artifacts[..artifacts.len() - keep] {
+        let _ = std::fs::remove_file(old);
+    }
 }
 
 /// `MESHWORK_CACHE_DIR` (`off` disables), else `$XDG_CACHE_HOME/meshwork`, else `~/.cache/meshwork`; then `/wasm`.
@@ -216,4 +251,38 @@ pub fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_keeps_the_newest_artifacts() {
+        let dir = std::env::temp_dir().join(format!("meshwork-evict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let base = std::time::SystemTime::now() - Duration::from_secs(100);
+        for i in 0..5u64 {
+            let p = dir.join(format!("{i}.cwasm"));
+            std::fs::write(&p, b"x").expect("write");
+            let f = std::fs::File::options().write(true).open(&p).expect("open");
+            f.set_modified(base + Duration::from_secs(i))
+                .expect("mtime");
+        }
+        std::fs::write(dir.join("other.txt"), b"x").expect("write");
+        evict(&dir, 2);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["3.cwasm", "4.cwasm", "other.txt"]);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn hex_table() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+    }
 }

@@ -299,7 +299,19 @@ async fn properties_use_envoy_names_and_encodings() {
         .iter()
         .map(|(p, t)| json!({"path": p, "type": t}))
         .collect();
-    let plugin = probe("props", json!({"properties": list}), "pluginName: my-root");
+    let later: Vec<_> = [
+        ("upstream.address", "string"),
+        ("response.code", "int"),
+        ("response.headers.x-upstream", "string"),
+    ]
+    .iter()
+    .map(|(p, t)| json!({"path": p, "type": t}))
+    .collect();
+    let plugin = probe(
+        "props",
+        json!({"properties": list, "response_properties": later}),
+        "pluginName: my-root",
+    );
     let routes =
         "          - name: api-route\n            match: { prefix: / }\n            cluster: app\n";
     let mut tp = TestProxy::start(&proxy_yaml_with(
@@ -337,6 +349,13 @@ async fn properties_use_envoy_names_and_encodings() {
     assert_eq!(p("plugin_root_id"), "my-root");
     assert_eq!(p("route_name"), "api-route");
     assert_eq!(p("cluster_name"), "app");
+    assert_eq!(
+        p("upstream.address"),
+        up.to_string(),
+        "known once the upstream answered"
+    );
+    assert_eq!(p("response.code"), "200");
+    assert_eq!(p("response.headers.x-upstream"), "yes");
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

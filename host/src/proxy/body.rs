@@ -231,6 +231,14 @@ impl RespBody {
 }
 
 impl RespBody {
+    /// The upstream endpoint this body comes from.
+    pub fn upstream_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            RespBody::Upstream { guard, .. } => guard.as_ref().map(|g| g.pool().addr()),
+            _ => None,
+        }
+    }
+
     /// `self` going through the response side of `chain`.
     pub fn filtered(self, chain: Rc<Chain>) -> Self {
         RespBody::Filtered {

@@ -111,6 +111,7 @@ pub(super) async fn proxy(
             }
         },
     };
+    chain.stream().borrow_mut().info.upstream = resp.body().upstream_addr();
     // Phase: response headers.
     let (mut parts, body) = resp.into_parts();
     let response_ends = body.is_end_stream();

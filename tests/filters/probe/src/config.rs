@@ -30,6 +30,8 @@ pub struct Config {
     pub rewrite_response_body: Option<Rewrite>,
     pub count_body_chunks: bool,
     pub properties: Vec<Property>,
+    /// Read in on_http_response_headers instead (upstream.*, response.*).
+    pub response_properties: Vec<Property>,
     pub shared_counter: Option<String>,
     pub tick_ms: u64,
     pub queue: Option<String>,

@@ -48,6 +48,10 @@ impl Http {
             let header = format!("x-env-{}", name.to_ascii_lowercase());
             self.add_http_response_header(&header, &value);
         }
+        for prop in &cfg.response_properties {
+            let (name, value) = crate::props::read(prop);
+            self.add_http_response_header(&name, &value);
+        }
         for (name, value) in mem::take(&mut self.pending) {
             self.add_http_response_header(&name, &value);
         }

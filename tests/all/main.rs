@@ -15,6 +15,7 @@ mod routing;
 mod shutdown;
 mod upgrade;
 mod wasm;
+mod wasm_abi;
 mod wasm_grpc;
 mod wasm_policy;
 mod wasm_swap;

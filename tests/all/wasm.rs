@@ -468,3 +468,36 @@ async fn vm_env_foreign_functions_and_the_unknown_allocator_export() {
     );
     tp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_plugins_buffer_limit_is_refused() {
+    let up = mirror().await;
+    let plugin = probe(
+        "small",
+        json!({"rewrite_request_body": {"from": "a", "to": "b"}}),
+        "limits: { maxBufferKb: 1 }",
+    );
+    let mut tp = TestProxy::start(&proxy_yaml_with(
+        &[&filters(&[plugin])],
+        &route("/", "app"),
+        &cluster("app", &[up], ""),
+    ));
+    let small = Request::post("/")
+        .header("host", "svc")
+        .body(full("a".repeat(900)))
+        .unwrap();
+    let (status, _, body) = exchange(tp.addr, small).await;
+    assert_eq!((status, body.len()), (200, 900));
+    assert!(body.chars().all(|c| c == 'b'));
+    let big = Request::post("/")
+        .header("host", "svc")
+        .body(full("a".repeat(5000)))
+        .unwrap();
+    let (status, _, body) = exchange(tp.addr, big).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("plugin `small`") && body.contains("maxBufferKb"),
+        "{body}"
+    );
+    tp.shutdown().await;
+}

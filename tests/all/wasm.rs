@@ -501,3 +501,45 @@ async fn a_body_over_the_plugins_buffer_limit_is_refused() {
     );
     tp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_paused_too_long_gets_504_and_local_replies_keep_the_plugins_content_type() {
+    let up = mirror().await;
+    let gate = gated_upstream("late").await;
+    let waits = probe(
+        "waits",
+        json!({"callout": {"cluster": "slow", "path": "/"}}),
+        "",
+    );
+    let json_reply = probe(
+        "json",
+        json!({"local_response": {"status": 401, "body": "{}", "headers": {"content-type": "application/json"}}}),
+        "",
+    );
+    let routes = format!(
+        "          - match: {{ prefix: /json }}\n            cluster: app\n            filters: [{json_reply}]\n\
+         \x20         - match: {{ prefix: /wait }}\n            cluster: app\n            idle_timeout: 300ms\n            filters: [{waits}]\n{}",
+        route("/", "app")
+    );
+    let clusters = format!(
+        "{}{}",
+        cluster("app", &[up], ""),
+        cluster("slow", &[gate.addr], "")
+    );
+    let mut tp = TestProxy::start(&proxy_yaml(&routes, &clusters));
+    let started = std::time::Instant::now();
+    let (status, _, body) = exchange(tp.addr, get_req("/wait")).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("idle_timeout"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    gate.open();
+    let (status, headers, body) = exchange(tp.addr, get_req("/json")).await;
+    assert_eq!((status, body.as_str()), (401, "{}"));
+    let types: Vec<_> = headers.get_all("content-type").iter().collect();
+    assert_eq!(
+        types,
+        ["application/json"],
+        "the plugin's content-type replaces the default"
+    );
+    tp.shutdown().await;
+}

@@ -26,11 +26,14 @@ async fn plugins_make_unary_grpc_calls_and_open_grpc_streams() {
     // Reflection's bidirectional stream: two list_services requests (field 7, empty string) get two replies.
     let stream = json!({"grpc_stream": {"cluster": "grpc", "service": "grpc.reflection.v1.ServerReflection",
         "method": "ServerReflectionInfo", "messages": ["3a00", "3a00"]}});
+    let nowhere = json!({"grpc_callout": {"cluster": "nowhere", "service": "s", "method": "m"}});
     let routes = format!(
         "          - match: {{ prefix: /unknown }}\n            cluster: app\n            filters: [{}]\n\
-         \x20         - match: {{ prefix: /stream }}\n            cluster: app\n            filters: [{}]\n{}",
+         \x20         - match: {{ prefix: /stream }}\n            cluster: app\n            filters: [{}]\n\
+         \x20         - match: {{ prefix: /nowhere }}\n            cluster: app\n            filters: [{}]\n{}",
         probe("health", check("no.such.Service"), ""),
         probe("reflect", stream, ""),
+        probe("nowhere", nowhere, ""),
         route("/", "app"),
     );
     let clusters = format!(
@@ -75,6 +78,9 @@ async fn plugins_make_unary_grpc_calls_and_open_grpc_streams() {
     );
     let (status, _, _, replies) = get("/stream").await;
     assert_eq!((status, replies.as_deref()), (200, Some("2")));
+    // An unknown cluster is a dispatch error the plugin handles (the SDK would trap on any other status).
+    let (status, ..) = get("/nowhere").await;
+    assert_eq!(status, 500, "the probe answers its own dispatch failure");
     tp.shutdown().await;
 }
 

@@ -15,7 +15,8 @@ use super::duration::Dur;
 pub struct WasmPlugin {
     /// Unique name within the listener; shown in logs, `/stats` and failure replies.
     pub name: String,
-    /// The root context id the module is started with (Envoy's `root_id`); empty by default.
+    /// The plugin's root id (Envoy's `root_id`), which the module reads as the `plugin_root_id` property; empty by
+    /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_name: Option<String>,
     /// Where the module is: `file:///abs/path.wasm`, or a file path (relative paths are relative to the config file).
@@ -162,7 +163,8 @@ pub struct Limits {
     #[serde(default = "default_callback_time")]
     pub max_callback_time: Dur,
     /// Largest buffer the host copies into or out of the VM in one hostcall, and the most body it buffers for the
-    /// plugin, in KiB (a request body over it gets `413`, a response body `503`).
+    /// plugin, in KiB (a request body over it gets `413`; a response body over it aborts the stream, whose headers
+    /// are already sent).
     #[serde(default = "default_buffer_kb")]
     pub max_buffer_kb: u32,
 }

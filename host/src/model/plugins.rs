@@ -85,6 +85,12 @@ impl<'a> Loader<'a> {
             .collect();
         for (i, over) in route.filters.iter().enumerate() {
             let field = format!("{rfield}.filters[{i}]");
+            if over.name.is_empty() {
+                return Err(Invalid::new(
+                    format!("{field}.name"),
+                    "a plugin needs a name",
+                ));
+            }
             if route.filters[..i].iter().any(|o| o.name == over.name) {
                 return Err(Invalid::new(
                     format!("{field}.name"),

@@ -74,8 +74,8 @@ pub(super) async fn proxy(
         Ok(chain) => chain,
         Err((_chain, local)) => return Ok(local_response(local)),
     };
-    // Phase: request headers.
-    match chain.headers(Dir::Request, request_ends).await {
+    // Phase: request headers. A plugin may pause them; the route's idle timeout bounds the wait.
+    match paused_at_most(route, chain.headers(Dir::Request, request_ends)).await {
         Outcome::Continue => {}
         Outcome::Local(l) => return Ok(local_response(l)),
         Outcome::Reset => return Err(StreamReset),
@@ -119,7 +119,7 @@ pub(super) async fn proxy(
         status: parts.status,
         headers: std::mem::take(&mut parts.headers),
     });
-    match chain.headers(Dir::Response, response_ends).await {
+    match paused_at_most(route, chain.headers(Dir::Response, response_ends)).await {
         Outcome::Continue => {}
         Outcome::Local(l) => return Ok(local_response(l)),
         Outcome::Reset => return Err(StreamReset),
@@ -175,6 +175,25 @@ async fn upstream(
     forward(w, cluster, route, Request::from_parts(parts, body)).await
 }
 
+/// Runs a header phase, answering `504` if plugins keep it paused longer than the route's `idle_timeout`.
+async fn paused_at_most(route: &Route, phase: impl Future<Output = Outcome>) -> Outcome {
+    let Some(limit) = route.idle_timeout else {
+        return phase.await;
+    };
+    match tokio::time::timeout(limit, phase).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Local(LocalResponse {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            headers: Vec::new(),
+            body: Bytes::from(format!(
+                "a plugin held the request for longer than the route's idle_timeout ({limit:?})\n"
+            )),
+            grpc_status: None,
+            plugin: "".into(),
+        }),
+    }
+}
+
 /// A plugin's local reply as a response. A gRPC reply (`send_grpc_response`) is HTTP 200 with `grpc-status` and
 /// `grpc-message`; any other reply keeps its HTTP status.
 fn local_response(l: LocalResponse) -> Response<RespBody> {
@@ -207,8 +226,15 @@ fn local_response(l: LocalResponse) -> Response<RespBody> {
     if l.grpc_status.is_some() {
         *resp.status_mut() = StatusCode::OK;
     }
+    // The plugin's headers replace the defaults (e.g. its own content-type); repeated names all stay.
+    let mut seen: Vec<http::HeaderName> = Vec::new();
     for (k, v) in l.headers {
-        resp.headers_mut().append(k, v);
+        if seen.contains(&k) {
+            resp.headers_mut().append(k, v);
+        } else {
+            resp.headers_mut().insert(k.clone(), v);
+            seen.push(k);
+        }
     }
     tracing::debug!(plugin = %l.plugin, status = resp.status().as_u16(), "wasm: local reply from plugin");
     resp

@@ -65,7 +65,7 @@ pub async fn run(worker: std::rc::Weak<WorkerCtx>, vm: Weak<Vm>, token: u32, c: 
     let outcome = match worker.upgrade() {
         Some(w) => tokio::time::timeout(c.timeout, exchange(&w, c))
             .await
-            .unwrap_or(Err(ProxyError::Timeout)),
+            .unwrap_or(Err(CalloutError::Proxy(ProxyError::Timeout))),
         None => return,
     };
     if let Err(e) = &outcome {
@@ -84,7 +84,18 @@ pub async fn run(worker: std::rc::Weak<WorkerCtx>, vm: Weak<Vm>, token: u32, c: 
     }
 }
 
-async fn exchange(w: &WorkerCtx, c: Callout) -> Result<CallResult, ProxyError> {
+/// Why a callout got no usable response.
+#[derive(Debug, thiserror::Error)]
+pub enum CalloutError {
+    /// Sending it failed (no endpoint, refused, reset, timeout, ...).
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The response body is over the plugin's buffer limit.
+    #[error("the response is over the plugin's buffer limit (limits.maxBufferKb)")]
+    TooLarge,
+}
+
+async fn exchange(w: &WorkerCtx, c: Callout) -> Result<CallResult, CalloutError> {
     let snapshot = w.snapshot();
     let cluster = snapshot
         .clusters
@@ -116,7 +127,7 @@ async fn exchange(w: &WorkerCtx, c: Callout) -> Result<CallResult, ProxyError> {
         match frame.into_data() {
             Ok(d) => {
                 if data.len() + d.len() > c.limit {
-                    return Err(ProxyError::Timeout);
+                    return Err(CalloutError::TooLarge);
                 }
                 data.extend_from_slice(&d);
             }
@@ -168,7 +179,7 @@ pub async fn run_stream(worker: std::rc::Weak<WorkerCtx>, vm: Weak<Vm>, token: u
     let (resp, _guard) = match opened {
         Ok(r) => r,
         Err(e) => {
-            let (code, msg) = grpc_failure(&e);
+            let (code, msg) = grpc_failure(&CalloutError::Proxy(e));
             deliver(GrpcEvent::Close(code, msg));
             return;
         }
@@ -308,9 +319,10 @@ pub fn grpc_outcome(r: CallResult) -> Result<CallResult, (u32, Bytes)> {
 }
 
 /// gRPC status for a transport failure: UNAVAILABLE (14), or DEADLINE_EXCEEDED (4) for a timeout.
-fn grpc_failure(e: &ProxyError) -> (u32, Bytes) {
+fn grpc_failure(e: &CalloutError) -> (u32, Bytes) {
     let code = match e {
-        ProxyError::Timeout => 4,
+        CalloutError::TooLarge => 8,
+        CalloutError::Proxy(ProxyError::Timeout) => 4,
         _ => 14,
     };
     (code, Bytes::from(e.to_string()))

@@ -247,7 +247,14 @@ impl Chain {
                     continue;
                 }
                 if let Some(own) = &m.shadow {
-                    // A shadow plugin buffers in its own copy; the real data passes by unchanged.
+                    // A shadow plugin buffers in its own copy; the real data passes by unchanged. Past its buffer
+                    // limit it stops watching this request (it would have refused the body).
+                    if own.borrow().body[dir as usize].len() + data.len() > m.vm.def.limits.buffer {
+                        m.skip = true;
+                        tracing::info!(plugin = %m.vm.def.name, "wasm shadow: body over the plugin's buffer limit; \
+                            it would have refused it");
+                        continue;
+                    }
                     let size = {
                         let mut copy = own.borrow_mut();
                         copy.body[dir as usize].extend_from_slice(&data);

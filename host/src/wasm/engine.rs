@@ -26,8 +26,8 @@ use super::{abi, error::LoadError, state::VmState};
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// The largest linear memory any plugin may ask for.
 pub const MAX_MEMORY_BYTES: usize = 1 << 30;
-/// Precompiled artifacts kept on disk; the oldest go first.
-const DISK_ARTIFACTS: usize = 64;
+/// Bytes of precompiled artifacts kept on disk; the oldest go first.
+const DISK_BYTES: u64 = 256 << 20;
 /// Modules kept alive after their last snapshot let go of them.
 const RECENT: usize = 16;
 /// Instances the pool holds (all plugins × workers × versions still draining).
@@ -196,7 +196,12 @@ fn store_artifact(path: &std::path::Path, module: &Module) {
     let write = || -> std::io::Result<()> {
         let bytes = module.serialize().map_err(std::io::Error::other)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            // Artifacts are native code: only the proxy's own user may write where they are loaded from.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)?;
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
@@ -206,26 +211,30 @@ fn store_artifact(path: &std::path::Path, module: &Module) {
         tracing::debug!(path = %path.display(), error = %e, "wasm: cannot cache the compiled module on disk");
     }
     if let Some(dir) = path.parent() {
-        evict(dir, DISK_ARTIFACTS);
+        evict(dir, DISK_BYTES);
     }
 }
 
-/// Keeps the newest `keep` artifacts in `dir` (by modification time) and deletes the rest.
-fn evict(dir: &std::path::Path, keep: usize) {
+/// Keeps the newest artifacts in `dir` (by modification time) up to `budget` bytes and deletes the rest.
+fn evict(dir: &std::path::Path, budget: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut artifacts: Vec<(std::time::SystemTime, PathBuf)> = entries
+    let mut artifacts: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
         .collect();
-    if artifacts.len() <= keep {
-        return;
-    }
-    artifacts.sort();
-    for (_, old) in &artifacts[..artifacts.len() - keep] {
-        let _ = std::fs::remove_file(old);
+    artifacts.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut kept = 0u64;
+    for (_, len, path) in artifacts {
+        kept += len;
+        if kept > budget {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -61,8 +61,8 @@ pub fn define(plugin: &str, kind: Kind, name: &str) -> usize {
         return i;
     }
     let buckets = if kind == Kind::Histogram { BUCKETS } else { 0 };
-    // Leaked on purpose: metric definitions are few and live as long as the process, and a `&'static` makes every
-    // later record lock-free.
+    // Leaked on purpose: metric definitions are few and live as long as the process, and VMs keep the `&'static`,
+    // so recording takes no lock.
     all.push(Box::leak(Box::new(Metric {
         name: full,
         kind,

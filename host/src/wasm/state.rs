@@ -87,8 +87,8 @@ pub struct VmState {
     pub worker: Option<Weak<WorkerCtx>>,
     /// The VM itself, for tasks that call back into it.
     pub me: Weak<Vm>,
-    /// Metric ids this VM defined → process-wide metric index.
-    pub metrics: Vec<usize>,
+    /// Metrics this VM defined, by id - 1 (process-wide, so recording takes no lock).
+    pub metrics: Vec<&'static super::metrics::Metric>,
     /// Reused for serializing maps.
     pub scratch: Vec<u8>,
 }

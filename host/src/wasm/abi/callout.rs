@@ -193,7 +193,8 @@ fn grpc_stream(
     };
     match worker.upgrade() {
         Some(w) if callout::cluster_exists(&w, &cluster) => {}
-        Some(_) => return Ok(status::BAD_ARGUMENT),
+        // The SDK accepts only Ok, ParseFailure and InternalFailure from gRPC calls.
+        Some(_) => return Ok(status::INTERNAL_FAILURE),
         None => return Ok(status::INTERNAL_FAILURE),
     }
     let token = next_token(state);
@@ -278,7 +279,12 @@ fn start(
     let job = job(state.plugin.limits.buffer);
     if !callout::cluster_exists(&w, &job.cluster) {
         tracing::debug!(plugin = %state.plugin.name, cluster = %job.cluster, "wasm: callout to an unknown cluster");
-        return Ok(status::BAD_ARGUMENT);
+        // HTTP calls report it as BadArgument (as the spec says); the SDK accepts only Ok, ParseFailure and
+        // InternalFailure from gRPC calls.
+        return Ok(match job.grpc {
+            true => status::INTERNAL_FAILURE,
+            false => status::BAD_ARGUMENT,
+        });
     }
     let token = next_token(state);
     let task = tokio::task::spawn_local(callout::run(worker, state.me.clone(), token, job));

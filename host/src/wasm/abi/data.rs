@@ -192,11 +192,14 @@ fn define_metric(mut c: Caller<'_, VmState>, kind: i32, np: i32, nl: i32, ret_id
         return Ok(status::BAD_ARGUMENT);
     };
     let index = metrics::define(&c.data().plugin.name, kind, &String::from_utf8_lossy(&name));
+    let Some(metric) = metrics::get(index) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
     let state = c.data_mut();
-    let id = match state.metrics.iter().position(|i| *i == index) {
+    let id = match state.metrics.iter().position(|m| std::ptr::eq(*m, metric)) {
         Some(p) => p,
         None => {
-            state.metrics.push(index);
+            state.metrics.push(metric);
             state.metrics.len() - 1
         }
     };
@@ -207,7 +210,7 @@ fn define_metric(mut c: Caller<'_, VmState>, kind: i32, np: i32, nl: i32, ret_id
 
 fn metric(c: &Caller<'_, VmState>, id: i32) -> Option<&'static metrics::Metric> {
     let i = (id as u32 as usize).checked_sub(1)?;
-    metrics::get(*c.data().metrics.get(i)?)
+    c.data().metrics.get(i).copied()
 }
 
 fn get_metric(mut c: Caller<'_, VmState>, id: i32, ret: i32) -> Ret {

@@ -247,7 +247,14 @@ fn mutate(
 /// Empties map `t` (pseudo-headers stay); `false` if it does not exist yet.
 fn clear(s: &mut HttpStream, t: i32) -> bool {
     match t {
-        REQUEST_HEADERS => s.request.headers.clear(),
+        REQUEST_HEADERS => {
+            // `Host` is `:authority`, a pseudo-header: it stays unless the new pairs set `:authority`.
+            let host = s.request.headers.remove(header::HOST);
+            s.request.headers.clear();
+            if let Some(h) = host {
+                s.request.headers.insert(header::HOST, h);
+            }
+        }
         RESPONSE_HEADERS => match &mut s.response {
             Some(r) => r.headers.clear(),
             None => return false,
@@ -508,6 +515,16 @@ mod tests {
             assert_eq!(h("x-a").as_deref(), *xa, "{k}");
             assert_eq!(h("x-b").as_deref(), *xb, "{k}");
         }
+    }
+
+    #[test]
+    fn replacing_all_request_headers_keeps_the_authority() {
+        let mut s = stream();
+        assert!(clear(&mut s, REQUEST_HEADERS));
+        apply(&mut s, REQUEST_HEADERS, b"x-new", b"1", Op::Add, "t");
+        assert_eq!(s.request.headers.len(), 2);
+        assert_eq!(s.request.headers["host"], "svc");
+        assert!(s.request.headers.get("x-a").is_none());
     }
 
     #[test]

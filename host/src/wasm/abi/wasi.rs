@@ -181,6 +181,11 @@ fn random_get(mut c: Caller<'_, VmState>, buf: i32, len: i32) -> wasmtime::Resul
     let mem = mem::memory(&c, call)?;
     let data = mem.data_mut(&mut c);
     let r = mem::range(data.len(), buf, len, call)?;
-    data[r].iter_mut().for_each(|b| *b = fastrand::u8(..));
+    // The OS's randomness (modules seed hash tables and may derive ids from it); rare calls, so no state is kept.
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut data[r.clone()]));
+    if filled.is_err() {
+        data[r].iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
     Ok(SUCCESS)
 }

@@ -228,7 +228,7 @@ fn evict(dir: &std::path::Path, budget: u64) {
             Some((m.modified().ok()?, m.len(), e.path()))
         })
         .collect();
-    artifacts.sort_by(|a, b| b.0.cmp(&a.0));
+    artifacts.sort_by_key(|a| std::cmp::Reverse(a.0));
     let mut kept = 0u64;
     for (_, len, path) in artifacts {
         kept += len;

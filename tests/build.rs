@@ -25,6 +25,10 @@ fn main() {
     for f in ["Cargo.toml", "Cargo.lock", "probe/Cargo.toml", "probe/src"] {
         println!("cargo:rerun-if-changed={}", filters.join(f).display());
     }
+    let example = manifest_dir.join("../examples/my-filter");
+    for f in ["Cargo.toml", "Cargo.lock", "src"] {
+        println!("cargo:rerun-if-changed={}", example.join(f).display());
+    }
     let target_dir = manifest_dir.join("../target/wasm-filters");
     for (target, var) in TARGETS {
         ensure_target(target);
@@ -40,6 +44,10 @@ fn main() {
         }
         println!("cargo:rustc-env={var}={}", wasm.display());
     }
+    // The filter of docs/filters.md and examples/wasm-filter.yaml, so the documented example is tested too.
+    build(&example, &target_dir, "wasm32-wasip1");
+    let wasm = target_dir.join("wasm32-wasip1/release/my_filter.wasm");
+    println!("cargo:rustc-env=MY_FILTER_WASM={}", wasm.display());
 }
 
 fn ensure_target(target: &str) {
@@ -66,10 +74,10 @@ fn ensure_target(target: &str) {
     }
 }
 
-fn build(filters: &Path, target_dir: &Path, target: &str) {
+fn build(crate_dir: &Path, target_dir: &Path, target: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .current_dir(filters)
+        .current_dir(crate_dir)
         .args([
             "build",
             "--release",
@@ -88,9 +96,9 @@ fn build(filters: &Path, target_dir: &Path, target: &str) {
         .status();
     if !matches!(status, Ok(s) if s.success()) {
         fail(&format!(
-            "building the test filters in {} for {target} failed ({status:?}); run `cargo build --release --target \
+            "building the filter in {} for {target} failed ({status:?}); run `cargo build --release --target \
              {target}` there to see why",
-            filters.display()
+            crate_dir.display()
         ));
     }
 }

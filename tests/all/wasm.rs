@@ -543,3 +543,46 @@ async fn a_request_paused_too_long_gets_504_and_local_replies_keep_the_plugins_c
     );
     tp.shutdown().await;
 }
+
+/// The filter of docs/filters.md (examples/my-filter), built by tests/build.rs.
+const MY_FILTER_WASM: &str = env!("MY_FILTER_WASM");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_example_filter_and_config_work() {
+    let up = mirror().await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/wasm-filter.yaml"
+    ))
+    .unwrap();
+    let text = text
+        .replace(
+            "my-filter/target/wasm32-wasip1/release/my_filter.wasm",
+            MY_FILTER_WASM,
+        )
+        .replace("127.0.0.1:10000", "127.0.0.1:0")
+        .replace("127.0.0.1:19000", "127.0.0.1:0")
+        .replace("127.0.0.1:18080", &up.to_string());
+    let mut tp = TestProxy::start(&text);
+    let (status, headers, _) = exchange(tp.addr, get_req("/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(h(&headers, "x-hello").as_deref(), Some("from the listener"));
+    assert_eq!(
+        h(&headers, "x-seen-x-hello").as_deref(),
+        Some("from the listener"),
+        "the upstream saw it too"
+    );
+    let (_, headers, _) = exchange(tp.addr, get_req("/admin")).await;
+    assert_eq!(
+        h(&headers, "x-hello").as_deref(),
+        Some("from the admin route")
+    );
+    let (status, headers, body) = exchange(tp.addr, get_req("/healthz")).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert_eq!(
+        h(&headers, "x-hello"),
+        None,
+        "the route disables the plugin"
+    );
+    tp.shutdown().await;
+}

@@ -403,7 +403,7 @@ fn modules_that_cannot_run_are_rejected_with_the_cause() {
         ),
         (
             probe_with(json!({"fail_in": "on_configure", "fail_how": "trap"}), ""),
-            "on_configure failed",
+            "on_configure failed: wasm trap: wasm `unreachable` instruction executed; the plugin logged: panicked at",
         ),
         (
             probe_with(json!({"fail_in": "on_configure", "fail_how": "loop"}), ""),
@@ -411,7 +411,7 @@ fn modules_that_cannot_run_are_rejected_with_the_cause() {
         ),
         (
             probe_with(json!({"no_such_key": 1}), ""),
-            "on_configure failed",
+            "on_configure failed: the plugin returned false; the plugin logged:",
         ),
     ];
     for (entry, want) in cases {

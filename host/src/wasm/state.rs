@@ -91,6 +91,9 @@ pub struct VmState {
     pub metrics: Vec<&'static super::metrics::Metric>,
     /// Reused for serializing maps.
     pub scratch: Vec<u8>,
+    /// What the module last logged at error level during the current call (a panic message, a refusal), so a
+    /// failure can say why.
+    pub logged_error: Option<String>,
 }
 
 impl VmState {
@@ -123,6 +126,7 @@ impl VmState {
             me: Weak::new(),
             metrics: Vec::new(),
             scratch: Vec::new(),
+            logged_error: None,
         }
     }
 

@@ -67,6 +67,11 @@ pub fn add(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
 fn log(mut c: Caller<'_, VmState>, level: i32, ptr: i32, len: i32) -> Ret {
     let msg = mem::read(&mut c, ptr, len, "proxy_log")?;
     let msg = String::from_utf8_lossy(&msg);
+    if level >= 4 {
+        // Kept (short) for the failure report if the call then traps or the plugin refuses to start.
+        let short: String = msg.chars().take(300).collect();
+        c.data_mut().logged_error = Some(short.replace('\n', " "));
+    }
     let plugin = &*c.data().plugin.name;
     match level {
         0 => tracing::trace!(target: "meshwork::wasm::plugin", plugin, "{msg}"),

@@ -151,16 +151,24 @@ impl Vm {
         Ok(vm)
     }
 
-    /// `_initialize` (or `_start`), root context, `on_vm_start`, `on_configure`.
+    /// `_initialize` (or `_start`), root context, `on_vm_start`, `on_configure`; a failure names the step, the cause
+    /// and what the plugin logged about it.
     fn boot(&self, instance: &Instance) -> Result<(), LoadError> {
+        self.boot_steps(instance).map_err(|(stage, reason)| {
+            let logged = self.inner.borrow_mut().store.data_mut().logged_error.take();
+            LoadError::Start {
+                stage,
+                reason: with_log(reason, logged),
+            }
+        })
+    }
+
+    fn boot_steps(&self, instance: &Instance) -> Result<(), (&'static str, String)> {
         let mut inner = self.inner.borrow_mut();
         let Inner { store, cb, .. } = &mut *inner;
         let limit = self.def.limits.callback_time;
         let deadline = ticks(limit);
-        let start_err = |stage, e: wasmtime::Error| LoadError::Start {
-            stage,
-            reason: describe(&e, limit),
-        };
+        let start_err = |stage, e: wasmtime::Error| (stage, describe(&e, limit));
         store.set_epoch_deadline(deadline);
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
             init.call(&mut *store, ())
@@ -181,10 +189,7 @@ impl Vm {
             f.call(&mut *store, (root, 0))
                 .map_err(|e| start_err("proxy_on_context_create (root)", e))?;
         }
-        let refused = |stage| LoadError::Start {
-            stage,
-            reason: "the plugin returned false; its log says why".into(),
-        };
+        let refused = |stage| (stage, "the plugin returned false".to_string());
         if let Some(f) = &cb.vm_start {
             store.data_mut().starting = Starting::VmStart;
             store.set_epoch_deadline(deadline);
@@ -308,7 +313,9 @@ impl Vm {
             let Some(f) = pick(cb) else {
                 return Ok(None);
             };
-            store.data_mut().effective = ctx;
+            let data = store.data_mut();
+            data.effective = ctx;
+            data.logged_error = None;
             store.set_epoch_deadline(self.deadline);
             let r = f.call(&mut *store, params);
             (r, store.data().tick_changed)
@@ -320,11 +327,22 @@ impl Vm {
                 }
                 Ok(Some(r))
             }
-            (Err(e), _) => Err(self.fail(name, &e)),
+            (Err(e), _) => {
+                let logged = match self.inner.try_borrow_mut() {
+                    Ok(mut inner) => inner.store.data_mut().logged_error.take(),
+                    Err(_) => None,
+                };
+                Err(self.fail(name, &e, logged))
+            }
         }
     }
 
-    fn fail(&self, callback: &'static str, e: &wasmtime::Error) -> VmFailure {
+    fn fail(
+        &self,
+        callback: &'static str,
+        e: &wasmtime::Error,
+        logged: Option<String>,
+    ) -> VmFailure {
         let limit = self.def.limits.callback_time;
         let failure = if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             PluginStats::inc(&self.def.stats.timeouts);
@@ -333,7 +351,7 @@ impl Vm {
             PluginStats::inc(&self.def.stats.traps);
             VmFailure::Trap {
                 callback,
-                reason: describe(e, limit),
+                reason: with_log(describe(e, limit), logged),
             }
         };
         tracing::warn!(plugin = %self.def.name, error = %failure, "wasm: plugin failed; its VM is down");
@@ -426,9 +444,19 @@ fn ticks(limit: Duration) -> u64 {
 
 /// A one-line cause for a trap: the interrupt, or the innermost message.
 fn describe(e: &wasmtime::Error, limit: Duration) -> String {
-    if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        return format!("ran past its CPU time limit of {limit:?}");
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("ran past its CPU time limit of {limit:?}"),
+        Some(trap) => trap.to_string(),
+        // A hostcall refused the module's arguments (or another host-side error): its own message.
+        None => e.root_cause().to_string(),
     }
-    let text = format!("{e:#}");
-    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// `reason`, followed by what the plugin last logged at error level during the call (a Rust panic message, or why
+/// it refused its configuration).
+fn with_log(reason: String, logged: Option<String>) -> String {
+    match logged {
+        Some(l) => format!("{reason}; the plugin logged: {l}"),
+        None => reason,
+    }
 }

@@ -17,5 +17,6 @@ mod upgrade;
 mod wasm;
 mod wasm_abi;
 mod wasm_grpc;
+mod wasm_harness;
 mod wasm_policy;
 mod wasm_swap;

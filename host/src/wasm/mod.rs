@@ -15,6 +15,7 @@ pub mod chain;
 pub mod engine;
 pub mod error;
 pub mod foreign;
+pub mod harness;
 pub mod metrics;
 pub mod plugin;
 pub mod props;

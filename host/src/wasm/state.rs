@@ -40,6 +40,42 @@ pub struct CallResult {
     pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// A callout a plugin made under the test harness, held for the test to answer.
+#[derive(Debug, Clone)]
+pub struct CapturedCallout {
+    /// The token the plugin got.
+    pub token: u32,
+    /// Target cluster.
+    pub cluster: String,
+    /// Request headers, pseudo-headers first (`:method`, `:path`, `:authority`).
+    pub headers: Vec<(String, String)>,
+    /// Request body (for gRPC: the message, unframed).
+    pub body: Bytes,
+    /// A unary gRPC call (`/service/method` in `:path`).
+    pub grpc: bool,
+    /// The timeout the plugin asked for.
+    pub timeout: Duration,
+}
+
+/// What the test harness swaps in for the network and the clock.
+#[derive(Clone)]
+pub struct TestHooks {
+    /// Callouts made so far and not yet taken by the test.
+    pub callouts: std::rc::Rc<std::cell::RefCell<Vec<CapturedCallout>>>,
+    /// The time `proxy_get_current_time_nanoseconds` reports.
+    pub clock: std::rc::Rc<std::cell::Cell<std::time::SystemTime>>,
+}
+
+impl TestHooks {
+    /// No callouts yet; the clock at `now`.
+    pub fn new(now: std::time::SystemTime) -> Self {
+        TestHooks {
+            callouts: Default::default(),
+            clock: std::rc::Rc::new(std::cell::Cell::new(now)),
+        }
+    }
+}
+
 /// A callout in flight: the context it belongs to.
 #[derive(Debug)]
 pub struct Pending {
@@ -91,6 +127,8 @@ pub struct VmState {
     pub metrics: Vec<&'static super::metrics::Metric>,
     /// Reused for serializing maps.
     pub scratch: Vec<u8>,
+    /// Test mode (the harness): callouts are captured here instead of sent, and the clock is the harness's.
+    pub test: Option<TestHooks>,
     /// What the module last logged at error level during the current call (a panic message, a refusal), so a
     /// failure can say why.
     pub logged_error: Option<String>,
@@ -127,6 +165,7 @@ impl VmState {
             metrics: Vec::new(),
             scratch: Vec::new(),
             logged_error: None,
+            test: None,
         }
     }
 

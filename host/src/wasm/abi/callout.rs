@@ -270,6 +270,13 @@ fn start(
     mem::range(memory.data_size(&*c), ret_token, 4, call)?;
     let state = c.data_mut();
     let Some(worker) = state.worker.clone() else {
+        if let Some(test) = state.test.clone() {
+            // Under the test harness: held for the test to answer.
+            let job = job(state.plugin.limits.buffer);
+            let token = capture(state, &test, job);
+            mem::put_u32(memory.data_mut(&mut *c), ret_token, token, call)?;
+            return Ok(status::OK);
+        }
         // The canary: start-up callbacks cannot make callouts that would outlive it.
         return Ok(status::INTERNAL_FAILURE);
     };
@@ -298,4 +305,44 @@ fn start(
     );
     mem::put_u32(memory.data_mut(&mut *c), ret_token, token, call)?;
     Ok(status::OK)
+}
+
+/// Records a callout for the test harness and returns its token.
+fn capture(state: &mut VmState, test: &crate::wasm::state::TestHooks, job: Callout) -> u32 {
+    let token = next_token(state);
+    let (parts, ()) = job.request.into_parts();
+    let mut headers = vec![
+        (":method".to_string(), parts.method.to_string()),
+        (":path".to_string(), parts.uri.to_string()),
+    ];
+    for (k, v) in &parts.headers {
+        let name = if k == http::header::HOST {
+            ":authority"
+        } else {
+            k.as_str()
+        };
+        headers.push((
+            name.to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        ));
+    }
+    test.callouts
+        .borrow_mut()
+        .push(crate::wasm::state::CapturedCallout {
+            token,
+            cluster: job.cluster,
+            headers,
+            body: job.body,
+            grpc: job.grpc,
+            timeout: job.timeout,
+        });
+    state.pending.insert(
+        token,
+        Pending {
+            context: state.effective,
+            grpc_stream: None,
+            task: None,
+        },
+    );
+    token
 }

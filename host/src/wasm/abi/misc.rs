@@ -103,7 +103,11 @@ fn log_level(mut c: Caller<'_, VmState>, ret: i32) -> Ret {
 
 fn now(mut c: Caller<'_, VmState>, ret: i32) -> Ret {
     let call = "proxy_get_current_time_nanoseconds";
-    let ns = SystemTime::now()
+    let now = match &c.data().test {
+        Some(t) => t.clock.get(),
+        None => SystemTime::now(),
+    };
+    let ns = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mem = mem::memory(&c, call)?;

@@ -104,8 +104,19 @@ impl Vm {
         def: Arc<PluginDef>,
         worker: Option<Weak<WorkerCtx>>,
     ) -> Result<Rc<Vm>, LoadError> {
+        Self::start_with(def, worker, None)
+    }
+
+    /// [`Vm::start`] with the test harness's hooks (captured callouts, a settable clock).
+    pub fn start_with(
+        def: Arc<PluginDef>,
+        worker: Option<Weak<WorkerCtx>>,
+        test: Option<super::state::TestHooks>,
+    ) -> Result<Rc<Vm>, LoadError> {
         let runtime = Runtime::get()?;
-        let mut store = Store::new(runtime.engine(), VmState::new(def.clone(), worker));
+        let mut state = VmState::new(def.clone(), worker);
+        state.test = test;
+        let mut store = Store::new(runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(ticks(def.limits.callback_time));
         let instance = def
@@ -213,6 +224,11 @@ impl Vm {
         }
         store.data_mut().starting = Starting::No;
         Ok(())
+    }
+
+    /// The tick period the plugin asked for.
+    pub fn tick_period(&self) -> Option<Duration> {
+        self.inner.try_borrow().ok()?.store.data().tick
     }
 
     /// Why the VM is down, if it is.

@@ -1,0 +1,142 @@
+//! The filter test harness (`meshwork_host::wasm::harness`): a compiled filter in the real engine, driven phase by
+//! phase with no proxy and no network; callouts answered and the clock moved by the test.
+
+use std::time::Duration;
+
+use meshwork_host::wasm::harness::{Decision, Harness, HarnessError};
+use meshwork_tests::PROBE_WASM;
+use serde_json::json;
+
+#[test]
+fn decisions_headers_and_local_replies() {
+    let h = Harness::load(
+        PROBE_WASM,
+        json!({"deny": {"header": "x-evil", "status": 403, "body": "no"}, "add_request_headers": {"x-added": "1"},
+               "remove_request_headers": ["x-secret"], "add_response_headers": {"x-resp": "r"}}),
+    )
+    .unwrap();
+    let mut req = h
+        .request("GET", "/p", &[("host", "svc"), ("x-secret", "s")])
+        .unwrap();
+    assert_eq!(req.request_headers(true).unwrap(), Decision::Continue);
+    assert_eq!(req.request_header("x-added").as_deref(), Some("1"));
+    assert_eq!(req.request_header("x-secret"), None);
+    assert_eq!(req.request_header(":authority").as_deref(), Some("svc"));
+    assert_eq!(
+        req.response_headers(200, &[("content-type", "text/plain")], true)
+            .unwrap(),
+        Decision::Continue
+    );
+    assert_eq!(req.response_header("x-resp").as_deref(), Some("r"));
+    drop(req);
+
+    let mut evil = h.request("GET", "/", &[("x-evil", "1")]).unwrap();
+    match evil.request_headers(true).unwrap() {
+        Decision::LocalReply(r) => {
+            assert_eq!((r.status, &r.body[..]), (403, &b"no"[..]));
+            assert!(r.headers.contains(&("x-denied-by".into(), "probe".into())));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn callouts_are_captured_and_answered_by_the_test() {
+    let h = Harness::load(
+        PROBE_WASM,
+        json!({"callout": {"cluster": "auth", "path": "/check", "deny_status": 401}}),
+    )
+    .unwrap();
+    let mut ok = h.request("GET", "/", &[]).unwrap();
+    assert_eq!(ok.request_headers(true).unwrap(), Decision::Pause);
+    let calls = h.callouts();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].cluster, "auth");
+    assert!(
+        calls[0]
+            .headers
+            .contains(&(":path".into(), "/check".into())),
+        "{:?}",
+        calls[0].headers
+    );
+    h.respond(calls[0].token, Some((200, &[], b"token-7")))
+        .unwrap();
+    assert!(!ok.is_paused(false), "the answer resumed the request");
+    assert_eq!(
+        ok.request_header("x-callout-body").as_deref(),
+        Some("token-7")
+    );
+
+    let mut denied = h.request("GET", "/", &[]).unwrap();
+    assert_eq!(denied.request_headers(true).unwrap(), Decision::Pause);
+    let token = h.callouts()[0].token;
+    h.respond(token, None).unwrap();
+    let reply = denied.local_reply().expect("a failed callout is denied");
+    assert_eq!(reply.status, 401);
+}
+
+#[test]
+fn the_clock_moves_only_when_the_test_moves_it() {
+    let h = Harness::load(PROBE_WASM, json!({"tick_ms": 100})).unwrap();
+    assert_eq!(h.advance(Duration::from_millis(350)).unwrap(), 3);
+    assert_eq!(
+        h.advance(Duration::from_millis(50)).unwrap(),
+        1,
+        "the 4th tick is due at 400 ms"
+    );
+    let mut req = h.request("GET", "/", &[]).unwrap();
+    req.request_headers(true).unwrap();
+    req.response_headers(200, &[], true).unwrap();
+    assert_eq!(req.response_header("x-ticks").as_deref(), Some("4"));
+}
+
+#[test]
+fn bodies_properties_and_traps() {
+    let h = Harness::load(
+        PROBE_WASM,
+        json!({"rewrite_request_body": {"from": "cat", "to": "dog"},
+               "properties": [{"path": "connection.mtls", "type": "bool"}, {"path": "connection.uri_san_peer_certificate", "type": "string"}]}),
+    )
+    .unwrap();
+    let mut req = h.request("POST", "/", &[("content-length", "11")]).unwrap();
+    req.set_property("connection.mtls", &[1]);
+    req.set_property(
+        "connection.uri_san_peer_certificate",
+        b"spiffe://mesh/ns/a/sa/b",
+    );
+    assert_eq!(req.request_headers(false).unwrap(), Decision::Continue);
+    assert_eq!(
+        req.request_header("content-length"),
+        None,
+        "the rewrite drops the length"
+    );
+    assert_eq!(
+        req.request_body(b"a cat ", false).unwrap(),
+        Decision::Pause,
+        "buffering"
+    );
+    assert_eq!(req.request_body(b"sat", true).unwrap(), Decision::Continue);
+    assert_eq!(&req.forwarded_body(false)[..], b"a dog sat");
+    req.response_headers(200, &[], true).unwrap();
+    assert_eq!(
+        req.response_header("x-prop-connection-mtls").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        req.response_header("x-prop-connection-uri_san_peer_certificate")
+            .as_deref(),
+        Some("spiffe://mesh/ns/a/sa/b")
+    );
+    drop(req);
+
+    let trapping = Harness::load(PROBE_WASM, json!({"fail_in": "on_request_headers"})).unwrap();
+    let mut req = trapping.request("GET", "/", &[]).unwrap();
+    match req.request_headers(true) {
+        Err(HarnessError::Vm(e)) => assert!(
+            e.to_string().contains("probe: trap in on_request_headers"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(trapping.failure().is_some());
+}

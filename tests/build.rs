@@ -22,8 +22,22 @@ fn main() {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let filters = manifest_dir.join("filters");
-    for f in ["Cargo.toml", "Cargo.lock", "probe/Cargo.toml", "probe/src"] {
+    for f in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "probe/Cargo.toml",
+        "probe/src",
+        "sdk-demo/Cargo.toml",
+        "sdk-demo/src",
+    ] {
         println!("cargo:rerun-if-changed={}", filters.join(f).display());
+    }
+    // The SDK demo filter is built from the SDK's sources.
+    for f in ["Cargo.toml", "src"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join("../sdk").join(f).display()
+        );
     }
     let example = manifest_dir.join("../examples/my-filter");
     for f in ["Cargo.toml", "Cargo.lock", "src"] {
@@ -44,6 +58,8 @@ fn main() {
         }
         println!("cargo:rustc-env={var}={}", wasm.display());
     }
+    let demo = target_dir.join("wasm32-wasip1/release/meshwork_test_sdk_demo.wasm");
+    println!("cargo:rustc-env=SDK_DEMO_WASM={}", demo.display());
     // The filter of docs/filters.md and examples/wasm-filter.yaml, so the documented example is tested too.
     build(&example, &target_dir, "wasm32-wasip1");
     let wasm = target_dir.join("wasm32-wasip1/release/my_filter.wasm");

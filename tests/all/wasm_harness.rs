@@ -140,3 +140,44 @@ fn bodies_properties_and_traps() {
     }
     assert!(trapping.failure().is_some());
 }
+
+/// A filter written with meshwork-sdk (tests/filters/sdk-demo).
+const SDK_DEMO_WASM: &str = env!("SDK_DEMO_WASM");
+
+#[test]
+fn a_filter_written_with_the_sdk_reports_bad_config_and_uses_result_accessors() {
+    // A bad pluginConfig: the SDK's error, with its position, is what the host reports.
+    let err = Harness::load(SDK_DEMO_WASM, json!({"deny_header": "x-no", "stauts": 401}))
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("on_configure failed: the plugin returned false; the plugin logged: invalid pluginConfig (line 1")
+            && text.contains("unknown field `stauts`"),
+        "{text}"
+    );
+
+    let h = Harness::load(SDK_DEMO_WASM, json!({"deny_header": "x-no", "status": 401})).unwrap();
+    let mut denied = h.request("GET", "/", &[("x-no", "1")]).unwrap();
+    match denied.request_headers(true).unwrap() {
+        Decision::LocalReply(r) => assert_eq!(r.status, 401),
+        other => panic!("{other:?}"),
+    }
+    let mut req = h.request("GET", "/", &[]).unwrap();
+    req.set_property("connection.mtls", &[1]);
+    assert_eq!(req.request_headers(true).unwrap(), Decision::Continue);
+    assert!(
+        req.request_header("x-sdk-plugin")
+            .unwrap()
+            .starts_with("harness-")
+    );
+    assert_eq!(
+        req.request_header("x-sdk-mtls").as_deref(),
+        Some("Some(true)")
+    );
+    assert_eq!(
+        req.request_header("x-sdk-ext").as_deref(),
+        Some("`meshwork.test.echo` is not supported by this host"),
+        "a missing extension is an error the filter handles, not a trap"
+    );
+}

@@ -1,0 +1,155 @@
+//! Typed plugin configuration.
+//!
+//! ```no_run
+//! use meshwork_sdk::config;
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config {
+//!     header: String,
+//!     #[serde(default)]
+//!     status: Option<u16>,
+//! }
+//!
+//! // In `RootContext::on_configure`: `None` means the error is logged and the plugin must refuse to start.
+//! let cfg: Option<Config> = config::load();
+//! ```
+
+use serde::de::DeserializeOwned;
+
+/// Why a plugin configuration was refused: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Line and column in the configuration's JSON, when known.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some((line, column)) => write!(
+                f,
+                "invalid pluginConfig (line {line}, column {column}): {}",
+                self.message
+            ),
+            None => write!(f, "invalid pluginConfig: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses configuration bytes (JSON, as meshwork and Envoy hand them over). Empty bytes parse as `{}`, so a type whose
+/// fields all have defaults accepts a plugin with no `pluginConfig`.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        let at = (e.line() > 0).then(|| (e.line(), e.column()));
+        // serde_json appends " at line L column C"; the position is reported on its own.
+        let text = e.to_string();
+        let message = match text.rfind(" at line ") {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        };
+        ConfigError { at, message }
+    })
+}
+
+/// Reads and parses the plugin configuration (call it from `on_configure`). On error it logs the reason at error
+/// level and returns `None`: return `false` from `on_configure` then, and the host refuses the plugin, quoting it.
+pub fn load<T: DeserializeOwned>() -> Option<T> {
+    let bytes = proxy_wasm::hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    match parse(&bytes) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Error, &e.to_string());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Cfg {
+        header: String,
+        #[serde(default)]
+        limit: u32,
+    }
+
+    #[derive(Debug, PartialEq, Default, serde::Deserialize)]
+    #[serde(default)]
+    struct AllDefaults {
+        on: bool,
+    }
+
+    #[test]
+    fn parse_table() {
+        let cases: &[(&str, Result<Cfg, &str>)] = &[
+            (
+                r#"{"header": "x-a"}"#,
+                Ok(Cfg {
+                    header: "x-a".into(),
+                    limit: 0,
+                }),
+            ),
+            (
+                r#"{"header": "x-a", "limit": 3}"#,
+                Ok(Cfg {
+                    header: "x-a".into(),
+                    limit: 3,
+                }),
+            ),
+            (r#"{"limit": 3}"#, Err("missing field `header`")),
+            (
+                r#"{"header": "x", "extra": 1}"#,
+                Err("unknown field `extra`"),
+            ),
+            (
+                r#"{"header": 5}"#,
+                Err("invalid type: integer `5`, expected a string"),
+            ),
+            ("{", Err("EOF while parsing an object")),
+        ];
+        for (text, want) in cases {
+            let got = parse::<Cfg>(text.as_bytes());
+            match (got, want) {
+                (Ok(c), Ok(w)) => assert_eq!(&c, w, "{text}"),
+                (Err(e), Err(w)) => {
+                    assert!(e.message.starts_with(w), "{text}: {e}");
+                    assert!(e.at.is_some(), "{text}: a position");
+                    assert!(!e.to_string().contains(" at line "), "{e}");
+                }
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn empty_config_is_an_empty_object() {
+        assert_eq!(parse::<AllDefaults>(b""), Ok(AllDefaults::default()));
+        assert_eq!(parse::<AllDefaults>(b"  \n"), Ok(AllDefaults::default()));
+        assert!(
+            parse::<Cfg>(b"")
+                .expect_err("header is required")
+                .message
+                .contains("header")
+        );
+    }
+}

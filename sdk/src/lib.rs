@@ -1,0 +1,38 @@
+//! # meshwork-sdk: write meshwork filters in Rust
+//!
+//! Filters are [proxy-wasm](https://crates.io/crates/proxy-wasm) modules: everything here sits on top of the
+//! `proxy-wasm` crate (0.2.x), so a filter written with this SDK still loads in Envoy. What it adds is what filter
+//! authors otherwise write by hand:
+//!
+//! - [`config`]: the plugin configuration parsed into your own serde type, with an error that names the field. The
+//!   error is logged, so meshwork's "plugin refused to start" report quotes it.
+//! - [`http`]: header, body and property accessors that return `Result` instead of panicking inside the SDK.
+//! - [`ext`]: meshwork's host extensions (foreign functions); on a host without them (Envoy) they answer
+//!   [`ext::ExtError::Unsupported`] instead of trapping.
+//!
+//! Build a filter with `cargo build --release --target wasm32-wasip1`; test it with the harness in
+//! `meshwork_host::wasm::harness`, which runs the compiled module in meshwork's own engine.
+
+pub mod config;
+pub mod ext;
+pub mod http;
+
+pub use proxy_wasm;
+
+/// A hostcall answered with a status the caller did not expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub proxy_wasm::types::Status);
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the host answered {:?}", self.0)
+    }
+}
+
+impl std::error::Error for HostError {}
+
+impl From<proxy_wasm::types::Status> for HostError {
+    fn from(s: proxy_wasm::types::Status) -> Self {
+        HostError(s)
+    }
+}

@@ -1,0 +1,84 @@
+//! A filter written with meshwork-sdk, for the SDK's tests: typed config, Result accessors, properties and a host
+//! extension that may be missing.
+
+use meshwork_sdk::{config, ext, http, proxy_wasm};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Requests with this header are denied.
+    deny_header: String,
+    /// The status they get.
+    #[serde(default = "forbidden")]
+    status: u32,
+}
+
+fn forbidden() -> u32 {
+    403
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { cfg: None }) });
+}}
+
+struct Root {
+    cfg: Option<Config>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        self.cfg = config::load();
+        self.cfg.is_some()
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Demo {
+            cfg: self.cfg.clone()?,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Demo {
+    cfg: Config,
+}
+
+impl Context for Demo {}
+
+impl HttpContext for Demo {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        match self.decide() {
+            Ok(action) => action,
+            Err(e) => {
+                self.send_http_response(500, vec![], Some(e.to_string().as_bytes()));
+                Action::Pause
+            }
+        }
+    }
+}
+
+impl Demo {
+    fn decide(&self) -> Result<Action, Box<dyn std::error::Error>> {
+        if http::request().get(&self.cfg.deny_header)?.is_some() {
+            self.send_http_response(self.cfg.status, vec![("x-denied-by", "sdk-demo")], None);
+            return Ok(Action::Pause);
+        }
+        let plugin = http::property_str("plugin_name")?.unwrap_or_default();
+        http::request().set("x-sdk-plugin", &plugin)?;
+        let mtls = http::property_bool("connection.mtls")?;
+        http::request().set("x-sdk-mtls", &format!("{mtls:?}"))?;
+        let echo = match ext::call("meshwork.test.echo", b"hi") {
+            Ok(answer) => String::from_utf8_lossy(&answer).into_owned(),
+            Err(e) => e.to_string(),
+        };
+        http::request().set("x-sdk-ext", &echo)?;
+        Ok(Action::Continue)
+    }
+}

@@ -586,3 +586,65 @@ async fn the_documented_example_filter_and_config_work() {
     );
     tp.shutdown().await;
 }
+
+/// A filter written with meshwork-sdk (tests/filters/sdk-demo).
+const SDK_DEMO_WASM: &str = env!("SDK_DEMO_WASM");
+
+fn sdk_demo(name: &str, config: serde_json::Value) -> String {
+    format!("{{ name: {name}, url: \"{SDK_DEMO_WASM}\", pluginConfig: {config} }}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mechanisms_delay_choose_the_upstream_and_set_the_timeout() {
+    let (main, canary) = (named_upstream("main").await, named_upstream("canary").await);
+    let gate = gated_upstream("late").await;
+    let plugin = |name: &str, extra: serde_json::Value| {
+        let mut cfg = json!({"deny_header": "x-no"});
+        cfg.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        sdk_demo(name, cfg)
+    };
+    let routes = format!(
+        "          - match: {{ prefix: /delay }}\n            cluster: main\n            filters: [{}]\n\
+         \x20         - match: {{ prefix: /canary }}\n            cluster: main\n            filters: [{}]\n\
+         \x20         - match: {{ prefix: /slow }}\n            cluster: slow\n            filters: [{}]\n{}",
+        plugin("delay", json!({"delay_ms": 300})),
+        plugin("pick", json!({"upstream": "canary"})),
+        plugin("hurry", json!({"timeout_ms": 200})),
+        route("/", "main"),
+    );
+    let clusters = format!(
+        "{}{}{}",
+        cluster("main", &[main], ""),
+        cluster("canary", &[canary], ""),
+        cluster("slow", &[gate.addr], "")
+    );
+    let mut tp = TestProxy::start(&proxy_yaml(&routes, &clusters));
+    // Delayed requests wait on a timer, not on the worker: a plain request meanwhile is answered at once.
+    let started = std::time::Instant::now();
+    let delayed = tokio::spawn(exchange(tp.addr, get_req("/delay")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let quick = std::time::Instant::now();
+    assert_eq!(exchange(tp.addr, get_req("/")).await.2, "main");
+    assert!(
+        quick.elapsed() < Duration::from_millis(200),
+        "the worker was not blocked"
+    );
+    let (status, _, body) = delayed.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "main"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    // The plugin picks the cluster.
+    assert_eq!(exchange(tp.addr, get_req("/canary")).await.2, "canary");
+    // The plugin's 200 ms timeout wins over the route's 15 s.
+    let started = std::time::Instant::now();
+    let (status, _, body) = exchange(tp.addr, get_req("/slow")).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    gate.open();
+    tp.shutdown().await;
+}

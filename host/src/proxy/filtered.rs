@@ -87,6 +87,12 @@ pub(super) async fn proxy(
         parts.uri = s.request.uri.clone();
         parts.headers = s.request.headers.clone();
     }
+    // A plugin may have chosen the upstream cluster (`meshwork.set_upstream`).
+    let cluster = match chain.stream().borrow().upstream_override.clone() {
+        Some(c) => Some(c),
+        None => cluster,
+    };
+    chain.stream().borrow_mut().info.cluster = cluster.clone();
     // Phase: route action and upstream.
     let resp = match upstream(
         w,
@@ -172,7 +178,13 @@ async fn upstream(
         true => ReqBody::empty(),
         false => ReqBody::stream(body, route.idle_timeout).filtered(chain.clone()),
     };
-    forward(w, cluster, route, Request::from_parts(parts, body)).await
+    // A plugin may have set this request's timeout (`meshwork.set_timeout`).
+    let timeout = chain
+        .stream()
+        .borrow()
+        .timeout_override
+        .unwrap_or(route.timeout);
+    forward(w, cluster, route, timeout, Request::from_parts(parts, body)).await
 }
 
 /// Runs a header phase, answering `504` if plugins keep it paused longer than the route's `idle_timeout`.

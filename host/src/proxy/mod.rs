@@ -123,13 +123,21 @@ async fn proxy(
     // Phase: upstream.
     let (parts, body) = req.into_parts();
     let body = ReqBody::stream(body, route.idle_timeout);
-    Ok(forward(w, cluster, route, Request::from_parts(parts, body)).await?)
+    Ok(forward(
+        w,
+        cluster,
+        route,
+        route.timeout,
+        Request::from_parts(parts, body),
+    )
+    .await?)
 }
 
 async fn forward(
     w: &WorkerCtx,
     cluster: &Arc<Cluster>,
     route: &Route,
+    timeout: Option<std::time::Duration>,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, ProxyError> {
     let proto = match cluster.protocol {
@@ -153,7 +161,7 @@ async fn forward(
             .pool()
             .send(upstream_req, settings(cluster), &w.shared.stats),
     );
-    let resp = match route.timeout {
+    let resp = match timeout {
         Some(t) => tokio::time::timeout(t, sent)
             .await
             .map_err(|_| ProxyError::Timeout)??,

@@ -16,6 +16,8 @@ pub struct Ctx {
     pub plugin: Arc<str>,
     /// The request the call was made for, if made from a stream context.
     pub stream: Option<StreamRef>,
+    /// Running on a proxy worker (timers can be armed); `false` for the canary and the test harness.
+    pub on_worker: bool,
 }
 
 /// Why a foreign function refused; becomes the hostcall's status.
@@ -42,8 +44,11 @@ pub fn register(name: &str, f: ForeignFn) {
         .insert(name.to_string(), f);
 }
 
-/// The function registered under `name`.
+/// The function registered under `name`: meshwork's own first, then registered ones.
 pub fn lookup(name: &str) -> Option<ForeignFn> {
+    if let Some(f) = super::mechanisms::builtin(name) {
+        return Some(f);
+    }
     let r = REGISTRY.read().unwrap_or_else(|p| p.into_inner());
     r.as_ref()?.get(name).cloned()
 }
@@ -59,6 +64,7 @@ mod tests {
         let ctx = Ctx {
             plugin: "p".into(),
             stream: None,
+            on_worker: false,
         };
         let cases: &[(&str, Option<Result<Vec<u8>, Refusal>>)] = &[
             ("test.echo", Some(Ok(b"hi".to_vec()))),

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod foreign;
 pub mod harness;
+pub mod mechanisms;
 pub mod metrics;
 pub mod plugin;
 pub mod props;

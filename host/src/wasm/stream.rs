@@ -111,6 +111,10 @@ pub struct HttpStream {
     pub response_bytes: u64,
     /// Request body bytes seen so far.
     pub request_bytes: u64,
+    /// The upstream cluster a plugin chose (`meshwork.set_upstream`), instead of the route's.
+    pub upstream_override: Option<Arc<str>>,
+    /// The upstream timeout a plugin set (`meshwork.set_timeout`), instead of the route's (`Some(None)`: none).
+    pub timeout_override: Option<Option<std::time::Duration>>,
     paused: [bool; 2],
     wakers: [Option<Waker>; 2],
 }
@@ -130,6 +134,8 @@ impl HttpStream {
             info,
             response_bytes: 0,
             request_bytes: 0,
+            upstream_override: None,
+            timeout_override: None,
             paused: [false; 2],
             wakers: [None, None],
         }

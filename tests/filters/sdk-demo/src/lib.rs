@@ -13,6 +13,15 @@ struct Config {
     /// The status they get.
     #[serde(default = "forbidden")]
     status: u32,
+    /// Hold every request this long (`meshwork.delay`).
+    #[serde(default)]
+    delay_ms: Option<u32>,
+    /// Send requests to this cluster (`meshwork.set_upstream`).
+    #[serde(default)]
+    upstream: Option<String>,
+    /// Upstream timeout for the request (`meshwork.set_timeout`).
+    #[serde(default)]
+    timeout_ms: Option<u32>,
 }
 
 fn forbidden() -> u32 {
@@ -79,6 +88,17 @@ impl Demo {
             Err(e) => e.to_string(),
         };
         http::request().set("x-sdk-ext", &echo)?;
+        if let Some(cluster) = &self.cfg.upstream {
+            ext::call("meshwork.set_upstream", cluster.as_bytes())?;
+        }
+        if let Some(ms) = self.cfg.timeout_ms {
+            ext::call("meshwork.set_timeout", ms.to_string().as_bytes())?;
+        }
+        if let Some(ms) = self.cfg.delay_ms {
+            // The host resumes the request after the delay; the worker is free meanwhile.
+            ext::call("meshwork.delay", ms.to_string().as_bytes())?;
+            return Ok(Action::Pause);
+        }
         Ok(Action::Continue)
     }
 }

@@ -648,3 +648,49 @@ async fn host_mechanisms_delay_choose_the_upstream_and_set_the_timeout() {
     gate.open();
     tp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_ejects_a_failing_endpoint_for_every_worker() {
+    let good = named_upstream("good").await;
+    let bad = upstream(|_req: Request<hyper::body::Incoming>| async move {
+        Response::builder().status(503).body(full("bad")).unwrap()
+    })
+    .await;
+    let plugin = sdk_demo(
+        "outlier",
+        json!({"deny_header": "x-no", "eject_on_5xx_ms": 1000}),
+    );
+    let mut tp = TestProxy::start(&proxy_yaml_with(
+        &[&filters(&[plugin])],
+        &route("/", "app"),
+        &cluster("app", &[good, bad], ""),
+    ));
+    // Round robin reaches the bad endpoint within a few requests; the plugin ejects it.
+    let mut ejected_seen = false;
+    for _ in 0..6 {
+        let (status, headers, _) = exchange(tp.addr, get_req("/")).await;
+        if status == 503 {
+            let list = h(&headers, "x-sdk-ejections").unwrap();
+            assert!(
+                list.starts_with("2;") && list.contains(&bad.to_string()),
+                "{list}"
+            );
+            ejected_seen = true;
+            break;
+        }
+    }
+    assert!(ejected_seen, "the bad endpoint answered once");
+    // While ejected, every request on every worker goes to the good endpoint.
+    for _ in 0..20 {
+        let (status, _, body) = exchange(tp.addr, get_req("/")).await;
+        assert_eq!((status, body.as_str()), (200, "good"));
+    }
+    // After the ejection time it is back in rotation.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(exchange(tp.addr, get_req("/")).await.0);
+    }
+    assert!(statuses.contains(&503), "{statuses:?}");
+    tp.shutdown().await;
+}

@@ -82,6 +82,8 @@ pub struct Cluster {
     pub max_connections_per_endpoint: u32,
     /// Requests in flight now (all workers); kept across reloads that leave the cluster unchanged.
     pub inflight: AtomicU32,
+    /// Endpoints out of rotation (set by plugins through `meshwork.eject`), shared by all workers.
+    pub ejections: crate::upstream::eject::Ejections,
     def: schema::Cluster,
 }
 
@@ -207,6 +209,7 @@ impl Cluster {
             max_requests: c.max_requests,
             max_connections_per_endpoint: c.max_connections_per_endpoint,
             inflight: AtomicU32::new(0),
+            ejections: crate::upstream::eject::Ejections::new(c.endpoints.len()),
             def: c.clone(),
         })
     }

@@ -4,6 +4,7 @@
 //! edits a cluster keeps its warm connections.
 
 pub mod balance;
+pub mod eject;
 pub mod pool;
 
 use std::{
@@ -109,9 +110,22 @@ impl ClusterState {
             Proto::H1 => &self.h1,
             Proto::H2 => &self.h2,
         };
+        let ejections = &self.cluster.ejections;
         let i = match (pools.len(), self.cluster.lb_policy) {
             (0, _) => return Err(ProxyError::NoHealthyUpstream(self.cluster.name.clone())),
             (1, _) => 0,
+            (n, LbPolicy::RoundRobin) if ejections.any() => {
+                let c = self.rr.get();
+                self.rr.set(c.wrapping_add(1));
+                eject::first_healthy(n, balance::round_robin(c, n), |i| ejections.is_ejected(i))
+            }
+            (n, LbPolicy::LeastRequest) if ejections.any() => {
+                let first =
+                    balance::least_request(n, fastrand::usize(..), fastrand::usize(..), |i| {
+                        pools[i].inflight.get()
+                    });
+                eject::first_healthy(n, first, |i| ejections.is_ejected(i))
+            }
             (n, LbPolicy::RoundRobin) => {
                 let c = self.rr.get();
                 self.rr.set(c.wrapping_add(1));

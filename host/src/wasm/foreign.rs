@@ -16,8 +16,9 @@ pub struct Ctx {
     pub plugin: Arc<str>,
     /// The request the call was made for, if made from a stream context.
     pub stream: Option<StreamRef>,
-    /// Running on a proxy worker (timers can be armed); `false` for the canary and the test harness.
-    pub on_worker: bool,
+    /// The proxy worker running the call (`None` for the canary and the test harness): its config snapshot, its
+    /// timers.
+    pub worker: Option<std::rc::Weak<crate::server::worker::WorkerCtx>>,
 }
 
 /// Why a foreign function refused; becomes the hostcall's status.
@@ -64,7 +65,7 @@ mod tests {
         let ctx = Ctx {
             plugin: "p".into(),
             stream: None,
-            on_worker: false,
+            worker: None,
         };
         let cases: &[(&str, Option<Result<Vec<u8>, Refusal>>)] = &[
             ("test.echo", Some(Ok(b"hi".to_vec()))),

@@ -6,6 +6,9 @@
 //! | `meshwork.delay` | milliseconds, e.g. `250` | resumes the paused request (or response) after that long; the plugin returns `Pause` |
 //! | `meshwork.set_upstream` | a cluster name | this request goes to that cluster instead of the route's |
 //! | `meshwork.set_timeout` | milliseconds | this request's upstream timeout instead of the route's (`0` = none) |
+//! | `meshwork.eject` | `CLUSTER ENDPOINT MILLISECONDS` | takes the endpoint out of the cluster's rotation for that long (all workers) |
+//! | `meshwork.uneject` | `CLUSTER ENDPOINT` | puts it back |
+//! | `meshwork.ejections` | `CLUSTER` | answers `ENDPOINTS` then one `ENDPOINT MILLISECONDS_LEFT` line per ejected endpoint |
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,6 +23,9 @@ pub fn builtin(name: &str) -> Option<ForeignFn> {
         "meshwork.delay" => Arc::new(delay),
         "meshwork.set_upstream" => Arc::new(set_upstream),
         "meshwork.set_timeout" => Arc::new(set_timeout),
+        "meshwork.eject" => Arc::new(eject),
+        "meshwork.uneject" => Arc::new(uneject),
+        "meshwork.ejections" => Arc::new(ejections),
         _ => return None,
     };
     Some(f)
@@ -45,7 +51,7 @@ fn delay(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
     let Some(stream) = ctx.stream.clone() else {
         return Err(Refusal::BadArgument);
     };
-    if !ctx.on_worker {
+    if ctx.worker.is_none() {
         return Err(Refusal::InternalFailure);
     }
     // A timer on the worker, not a blocked thread: the request waits paused, the worker serves others.
@@ -81,6 +87,73 @@ fn set_timeout(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
     Ok(Vec::new())
 }
 
+/// The worker's current cluster called `name`, and the index of `endpoint` in it when given.
+fn cluster_of(ctx: &Ctx, name: &str) -> Result<Arc<crate::model::Cluster>, Refusal> {
+    let w = ctx
+        .worker
+        .as_ref()
+        .and_then(std::rc::Weak::upgrade)
+        .ok_or(Refusal::InternalFailure)?;
+    let snapshot = w.snapshot();
+    snapshot
+        .clusters
+        .get(name)
+        .cloned()
+        .ok_or(Refusal::BadArgument)
+}
+
+fn words(args: &[u8]) -> Result<Vec<&str>, Refusal> {
+    Ok(std::str::from_utf8(args)
+        .map_err(|_| Refusal::SerializationFailure)?
+        .split_whitespace()
+        .collect())
+}
+
+fn endpoint_index(cluster: &crate::model::Cluster, endpoint: &str) -> Result<usize, Refusal> {
+    let addr: std::net::SocketAddr = endpoint
+        .parse()
+        .map_err(|_| Refusal::SerializationFailure)?;
+    cluster
+        .endpoints
+        .iter()
+        .position(|e| *e == addr)
+        .ok_or(Refusal::BadArgument)
+}
+
+fn eject(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let [cluster, endpoint, ms] = words(args)?[..] else {
+        return Err(Refusal::SerializationFailure);
+    };
+    let wait = millis(ms.as_bytes())?;
+    let c = cluster_of(ctx, cluster)?;
+    let i = endpoint_index(&c, endpoint)?;
+    c.ejections.eject(i, wait);
+    tracing::info!(plugin = %ctx.plugin, cluster, endpoint, ms = wait.as_millis() as u64, "endpoint ejected");
+    Ok(Vec::new())
+}
+
+fn uneject(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let [cluster, endpoint] = words(args)?[..] else {
+        return Err(Refusal::SerializationFailure);
+    };
+    let c = cluster_of(ctx, cluster)?;
+    let i = endpoint_index(&c, endpoint)?;
+    c.ejections.uneject(i);
+    Ok(Vec::new())
+}
+
+fn ejections(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let [cluster] = words(args)?[..] else {
+        return Err(Refusal::SerializationFailure);
+    };
+    let c = cluster_of(ctx, cluster)?;
+    let mut out = format!("{}\n", c.endpoints.len());
+    for (i, left) in c.ejections.list() {
+        out.push_str(&format!("{} {left}\n", c.endpoints[i]));
+    }
+    Ok(out.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +182,8 @@ mod tests {
         assert!(builtin("meshwork.delay").is_some());
         assert!(builtin("meshwork.set_upstream").is_some());
         assert!(builtin("meshwork.set_timeout").is_some());
+        assert!(builtin("meshwork.eject").is_some());
+        assert!(builtin("meshwork.ejections").is_some());
         assert!(builtin("meshwork.nope").is_none());
     }
 }

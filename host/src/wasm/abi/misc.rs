@@ -225,7 +225,7 @@ fn call_foreign(
     let ctx = foreign::Ctx {
         plugin: c.data().plugin.name.clone(),
         stream: c.data().stream().cloned(),
-        on_worker: c.data().worker.is_some(),
+        worker: c.data().worker.clone(),
     };
     match f(&ctx, &args) {
         Ok(out) => {

@@ -22,6 +22,10 @@ struct Config {
     /// Upstream timeout for the request (`meshwork.set_timeout`).
     #[serde(default)]
     timeout_ms: Option<u32>,
+    /// Eject an endpoint that answers 5xx for this long (`meshwork.eject`); responses then carry
+    /// `x-sdk-ejections` (the answer of `meshwork.ejections`, lines joined by `;`).
+    #[serde(default)]
+    eject_on_5xx_ms: Option<u32>,
 }
 
 fn forbidden() -> u32 {
@@ -71,9 +75,37 @@ impl HttpContext for Demo {
             }
         }
     }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if let Some(ms) = self.cfg.eject_on_5xx_ms
+            && let Err(e) = self.eject_failed(ms)
+        {
+            let _ = http::response().set("x-sdk-error", &e.to_string());
+        }
+        Action::Continue
+    }
 }
 
 impl Demo {
+    fn eject_failed(&self, ms: u32) -> Result<(), Box<dyn std::error::Error>> {
+        let status: u32 = http::response()
+            .get(":status")?
+            .unwrap_or_default()
+            .parse()?;
+        let cluster = http::property_str("cluster_name")?.unwrap_or_default();
+        if status >= 500 {
+            let endpoint = http::property_str("upstream.address")?.unwrap_or_default();
+            ext::call(
+                "meshwork.eject",
+                format!("{cluster} {endpoint} {ms}").as_bytes(),
+            )?;
+        }
+        let list = ext::call("meshwork.ejections", cluster.as_bytes())?;
+        let list = String::from_utf8_lossy(&list).trim().replace('\n', ";");
+        http::response().set("x-sdk-ejections", &list)?;
+        Ok(())
+    }
+
     fn decide(&self) -> Result<Action, Box<dyn std::error::Error>> {
         if http::request().get(&self.cfg.deny_header)?.is_some() {
             self.send_http_response(self.cfg.status, vec![("x-denied-by", "sdk-demo")], None);

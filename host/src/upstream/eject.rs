@@ -21,6 +21,7 @@ pub fn now_ms() -> u64 {
 /// The ejection state of one cluster's endpoints.
 #[derive(Debug)]
 pub struct Ejections {
+    /// Per endpoint: 0 = in rotation, else 1 + the [`now_ms`] at which the ejection ends.
     until: Box<[AtomicU64]>,
     /// Ejections set and not yet cleared: 0 means no pick needs to look.
     active: AtomicU32,
@@ -40,7 +41,7 @@ impl Ejections {
         let Some(slot) = self.until.get(i) else {
             return false;
         };
-        let until = now_ms() + d.as_millis() as u64;
+        let until = 1 + now_ms() + d.as_millis() as u64;
         if slot.swap(until, Ordering::Relaxed) == 0 {
             self.active.fetch_add(1, Ordering::Relaxed);
         }
@@ -70,7 +71,7 @@ impl Ejections {
         if until == 0 {
             return false;
         }
-        if until > now_ms() {
+        if until - 1 > now_ms() {
             return true;
         }
         if slot
@@ -87,7 +88,7 @@ impl Ejections {
         let now = now_ms();
         (0..self.until.len())
             .filter(|&i| self.is_ejected(i))
-            .map(|i| (i, self.until[i].load(Ordering::Relaxed).saturating_sub(now)))
+            .map(|i| (i, self.until[i].load(Ordering::Relaxed).saturating_sub(now + 1)))
             .collect()
     }
 

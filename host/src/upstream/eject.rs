@@ -88,7 +88,14 @@ impl Ejections {
         let now = now_ms();
         (0..self.until.len())
             .filter(|&i| self.is_ejected(i))
-            .map(|i| (i, self.until[i].load(Ordering::Relaxed).saturating_sub(now + 1)))
+            .map(|i| {
+                (
+                    i,
+                    self.until[i]
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(now + 1),
+                )
+            })
             .collect()
     }
 

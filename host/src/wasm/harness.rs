@@ -135,13 +135,7 @@ impl Harness {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<TestRequest<'_>, HarnessError> {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            let k = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| HarnessError::Invalid("header name"))?;
-            let v = HeaderValue::from_str(v).map_err(|_| HarnessError::Invalid("header value"))?;
-            map.append(k, v);
-        }
+        let map = header_map(headers)?;
         let head = RequestHead {
             method: Method::from_bytes(method.as_bytes())
                 .map_err(|_| HarnessError::Invalid("method"))?,
@@ -282,17 +276,10 @@ impl TestRequest<'_> {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Decision, HarnessError> {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            let k = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| HarnessError::Invalid("header name"))?;
-            let v = HeaderValue::from_str(v).map_err(|_| HarnessError::Invalid("header value"))?;
-            map.append(k, v);
-        }
         let status = StatusCode::from_u16(status).map_err(|_| HarnessError::Invalid("status"))?;
         self.stream.borrow_mut().response = Some(ResponseHead {
             status,
-            headers: map,
+            headers: header_map(headers)?,
         });
         let n = headers.len() + 1;
         self.run(Phase::ResponseHeaders, Dir::Response, n, end_of_stream)
@@ -413,6 +400,18 @@ impl Drop for TestRequest<'_> {
     fn drop(&mut self) {
         self.harness.vm.finish_context(self.ctx);
     }
+}
+
+/// A header map from the test's pairs.
+fn header_map(headers: &[(&str, &str)]) -> Result<HeaderMap, HarnessError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let k = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| HarnessError::Invalid("header name"))?;
+        let v = HeaderValue::from_str(v).map_err(|_| HarnessError::Invalid("header value"))?;
+        map.append(k, v);
+    }
+    Ok(map)
 }
 
 fn header(m: &HeaderMap, name: &str) -> Option<String> {

@@ -1,7 +1,8 @@
-//! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) now; `control`, `up`, `filter` and
-//! `config` arrive with the control plane and the filter SDK.
+//! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) and `filter` (build a filter, run a
+//! request through one); `control`, `up` and `config` arrive with the control plane.
 
 mod demo;
+mod filter;
 mod proxy;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the data-plane proxy from a static YAML config file (watched for changes).
     Proxy(proxy::Args),
+    /// Build a WASM filter, or run a request through one.
+    Filter(filter::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +36,7 @@ fn main() -> std::process::ExitCode {
     init_tracing(&cli.log_format);
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args),
+        Command::Filter(args) => filter::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

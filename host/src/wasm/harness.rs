@@ -311,6 +311,21 @@ impl TestRequest<'_> {
         }
     }
 
+    /// Every request header as the filter left it (`host` included), in order.
+    pub fn request_headers_all(&self) -> Vec<(String, String)> {
+        let s = self.stream.borrow();
+        s.request
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// A response header as the filter left it (`:status` works too).
     pub fn response_header(&self, name: &str) -> Option<String> {
         let s = self.stream.borrow();

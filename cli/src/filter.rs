@@ -1,0 +1,240 @@
+//! `meshwork filter`: build a filter crate to WebAssembly, and run one request through a compiled filter.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
+use clap::{Args as ClapArgs, Subcommand};
+use meshwork_host::wasm::harness::{Decision, Harness, LocalReply, TestRequest};
+use sha2::Digest;
+
+/// Work with filters.
+#[derive(ClapArgs)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the filter crate in DIR (default: the current directory) to WebAssembly, adding the target with rustup if
+    /// it is missing; prints the module's path, size and sha256.
+    Build {
+        /// The crate's directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The wasm target.
+        #[arg(long, default_value = "wasm32-wasip1", value_parser = ["wasm32-wasip1", "wasm32-unknown-unknown"])]
+        target: String,
+    },
+    /// Run one request through a compiled filter (in meshwork's engine, no proxy) and print what it decided.
+    Test {
+        /// The module.
+        file: PathBuf,
+        /// Its pluginConfig, as JSON (a plain string is handed over as is).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// The request line, e.g. "GET /api?x=1".
+        #[arg(long, default_value = "GET /")]
+        request: String,
+        /// A request header, "name: value" (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Also run the response phase with this upstream status.
+        #[arg(long)]
+        response: Option<u16>,
+    },
+}
+
+/// Runs `meshwork filter ...`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Cmd::Build { dir, target } => build(&dir, &target),
+        Cmd::Test {
+            file,
+            config,
+            request,
+            headers,
+            response,
+        } => test(&file, &config, &request, &headers, response),
+    }
+}
+
+fn build(dir: &Path, target: &str) -> anyhow::Result<()> {
+    ensure_target(target)?;
+    let status = Command::new("cargo")
+        .current_dir(dir)
+        .args(["build", "--release", "--target", target])
+        .status()
+        .context("cannot run cargo; is the Rust toolchain installed?")?;
+    if !status.success() {
+        bail!(
+            "cargo build failed in {} ({status}); the errors are above",
+            dir.display()
+        );
+    }
+    let wasm = artifact(dir, target)?;
+    let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    let sha = sha2::Sha256::digest(&bytes);
+    #[expect(clippy::print_stdout, reason = "the CLI's own output")]
+    {
+        println!("{}", wasm.display());
+        println!("size   {} bytes", bytes.len());
+        println!("sha256 {}", meshwork_host::wasm::engine::hex(&sha));
+    }
+    Ok(())
+}
+
+/// Adds the rustup target when it is missing.
+fn ensure_target(target: &str) -> anyhow::Result<()> {
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    if let Ok(out) = &listed
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == target)
+    {
+        return Ok(());
+    }
+    let added = Command::new("rustup")
+        .args(["target", "add", target])
+        .status();
+    match added {
+        Ok(s) if s.success() => Ok(()),
+        _ => bail!(
+            "the {target} target is missing and `rustup target add {target}` failed; install it and try again"
+        ),
+    }
+}
+
+/// The crate's cdylib in the target directory cargo reports.
+fn artifact(dir: &Path, target: &str) -> anyhow::Result<PathBuf> {
+    let out = Command::new("cargo")
+        .current_dir(dir)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .context("cannot run cargo metadata")?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata gave no JSON")?;
+    let target_dir = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata: no target_directory")?;
+    let lib = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .find(|t| t["crate_types"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib")))
+        .and_then(|t| t["name"].as_str())
+        .context("the crate has no cdylib target; add `[lib] crate-type = [\"cdylib\"]` to its Cargo.toml")?;
+    Ok(Path::new(target_dir)
+        .join(target)
+        .join("release")
+        .join(format!("{}.wasm", lib.replace('-', "_"))))
+}
+
+fn test(
+    file: &Path,
+    config: &str,
+    request: &str,
+    headers: &[String],
+    response: Option<u16>,
+) -> anyhow::Result<()> {
+    let config: serde_json::Value = serde_json::from_str(config)
+        .unwrap_or_else(|_| serde_json::Value::String(config.to_string()));
+    let (method, path) = request
+        .split_once(' ')
+        .context("--request is \"METHOD PATH\", e.g. \"GET /\"")?;
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .with_context(|| format!("header `{h}` is not \"name: value\""))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let harness = Harness::load(file, config).context("the filter did not start")?;
+    let mut req = harness.request(method, path.trim(), &headers)?;
+    let mut out = Vec::new();
+    let decision = req.request_headers(true)?;
+    out.push(format!("request headers: {}", describe(&decision)));
+    report_callouts(&harness, &mut out);
+    if decision == Decision::Continue {
+        out.push("  request sent upstream:".into());
+        request_view(&req, &headers, &mut out);
+        if let Some(status) = response {
+            let decision = req.response_headers(status, &[], true)?;
+            out.push(format!(
+                "response headers ({status}): {}",
+                describe(&decision)
+            ));
+            if decision == Decision::Continue {
+                out.push(format!(
+                    "  :status {}",
+                    req.response_header(":status").unwrap_or_default()
+                ));
+            }
+        }
+    }
+    #[expect(clippy::print_stdout, reason = "the CLI's own output")]
+    {
+        println!("{}", out.join("\n"));
+    }
+    Ok(())
+}
+
+fn describe(d: &Decision) -> String {
+    match d {
+        Decision::Continue => "CONTINUE".into(),
+        Decision::Pause => "PAUSE (the filter waits for a callout answer or a timer)".into(),
+        Decision::LocalReply(r) => local(r),
+    }
+}
+
+fn local(r: &LocalReply) -> String {
+    let mut s = format!("LOCAL REPLY {}", r.status);
+    for (k, v) in &r.headers {
+        s.push_str(&format!("\n  {k}: {v}"));
+    }
+    if !r.body.is_empty() {
+        s.push_str(&format!("\n  body: {}", String::from_utf8_lossy(&r.body)));
+    }
+    s
+}
+
+fn report_callouts(h: &Harness, out: &mut Vec<String>) {
+    for c in h.callouts() {
+        let path = c
+            .headers
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map_or("", |(_, v)| v.as_str());
+        out.push(format!(
+            "  callout to cluster `{}`: {path} (not answered here)",
+            c.cluster
+        ));
+    }
+}
+
+/// The request as the filter left it: pseudo-headers, then the headers given and any the filter added.
+fn request_view(req: &TestRequest<'_>, given: &[(&str, &str)], out: &mut Vec<String>) {
+    for name in [":method", ":path", ":authority"] {
+        if let Some(v) = req.request_header(name) {
+            out.push(format!("    {name} {v}"));
+        }
+    }
+    for (k, v) in req.request_headers_all() {
+        let note = if given
+            .iter()
+            .any(|(g, gv)| g.eq_ignore_ascii_case(&k) && *gv == v)
+        {
+            ""
+        } else {
+            "   (filter)"
+        };
+        out.push(format!("    {k}: {v}{note}"));
+    }
+}

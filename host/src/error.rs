@@ -117,11 +117,52 @@ impl ProxyError {
             ProxyError::ListenerGone(_) => "LR",
         }
     }
+
+    /// Why the proxy answered itself, in Envoy's response-code-details words (the `response.code_details` property).
+    pub fn code_details(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "route_not_found",
+            ProxyError::UnknownCluster(_) => "cluster_not_found",
+            ProxyError::NoHealthyUpstream(_) => "no_healthy_upstream",
+            ProxyError::Overflow(_) => "overflow",
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout(_) => {
+                "upstream_reset_before_response_started{connection_failure}"
+            }
+            ProxyError::Handshake { .. } => {
+                "upstream_reset_before_response_started{protocol_error}"
+            }
+            ProxyError::Timeout => "response_timeout",
+            ProxyError::Reset(_) => "upstream_reset_before_response_started{remote_reset}",
+            ProxyError::ListenerGone(_) => "listener_removed",
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_details_table() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let cases: Vec<(ProxyError, &str)> = vec![
+            (ProxyError::NoRoute, "route_not_found"),
+            (ProxyError::Timeout, "response_timeout"),
+            (
+                ProxyError::ConnectTimeout(addr),
+                "upstream_reset_before_response_started{connection_failure}",
+            ),
+            (ProxyError::UnknownCluster("c".into()), "cluster_not_found"),
+            (
+                ProxyError::NoHealthyUpstream("c".into()),
+                "no_healthy_upstream",
+            ),
+            (ProxyError::Overflow("c".into()), "overflow"),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.code_details(), want, "{e}");
+        }
+    }
 
     #[test]
     fn status_and_class_table() {

@@ -300,6 +300,7 @@ async fn properties_use_envoy_names_and_encodings() {
         .map(|(p, t)| json!({"path": p, "type": t}))
         .collect();
     let later: Vec<_> = [
+        ("response.code_details", "string"),
         ("upstream.address", "string"),
         ("response.code", "int"),
         ("response.headers.x-upstream", "string"),
@@ -356,6 +357,7 @@ async fn properties_use_envoy_names_and_encodings() {
     );
     assert_eq!(p("response.code"), "200");
     assert_eq!(p("response.headers.x-upstream"), "yes");
+    assert_eq!(p("response.code_details"), "via_upstream");
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -692,5 +694,28 @@ async fn a_plugin_ejects_a_failing_endpoint_for_every_worker() {
         statuses.push(exchange(tp.addr, get_req("/")).await.0);
     }
     assert!(statuses.contains(&503), "{statuses:?}");
+    tp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_see_why_the_proxy_answered_itself() {
+    let dead = closed_port().await;
+    let plugin = probe(
+        "why",
+        json!({"response_properties": [{"path": "response.code_details", "type": "string"}, {"path": "response.code", "type": "int"}]}),
+        "",
+    );
+    let mut tp = TestProxy::start(&proxy_yaml_with(
+        &[&filters(&[plugin])],
+        &route("/", "dead"),
+        &cluster("dead", &[dead], ""),
+    ));
+    let (status, headers, _) = exchange(tp.addr, get_req("/")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        h(&headers, "x-prop-response-code_details").as_deref(),
+        Some("upstream_reset_before_response_started{connection_failure}")
+    );
+    assert_eq!(h(&headers, "x-prop-response-code").as_deref(), Some("503"));
     tp.shutdown().await;
 }

@@ -113,6 +113,7 @@ pub(super) async fn proxy(
             _ => {
                 tracing::debug!(peer = %conn.peer, listener = %conn.listener, error = %e, flag = e.flag(), "local reply");
                 count_error(w, &e);
+                chain.stream().borrow_mut().code_details = Some(e.code_details());
                 local_reply(e.status(), &e.client_message())
             }
         },

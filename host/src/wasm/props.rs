@@ -74,7 +74,7 @@ fn response_property(path: &[&[u8]], s: &HttpStream) -> Option<Vec<u8>> {
     let resp = s.response.as_ref();
     match path {
         [b"code"] => Some(int(resp?.status.as_u16() as i64)),
-        [b"code_details"] => Some(b"via_upstream".to_vec()),
+        [b"code_details"] => Some(s.code_details.unwrap_or("via_upstream").as_bytes().to_vec()),
         [b"flags"] => Some(int(0)),
         [b"headers"] => map(pairs(&resp?.headers)),
         [b"headers", name] => header(&resp?.headers, std::str::from_utf8(name).ok()?),

@@ -111,6 +111,8 @@ pub struct HttpStream {
     pub response_bytes: u64,
     /// Request body bytes seen so far.
     pub request_bytes: u64,
+    /// Why the proxy answered itself instead of the upstream (`response.code_details`); `None`: the upstream answered.
+    pub code_details: Option<&'static str>,
     /// The upstream cluster a plugin chose (`meshwork.set_upstream`), instead of the route's.
     pub upstream_override: Option<Arc<str>>,
     /// The upstream timeout a plugin set (`meshwork.set_timeout`), instead of the route's (`Some(None)`: none).
@@ -134,6 +136,7 @@ impl HttpStream {
             info,
             response_bytes: 0,
             request_bytes: 0,
+            code_details: None,
             upstream_override: None,
             timeout_override: None,
             paused: [false; 2],

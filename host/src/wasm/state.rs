@@ -18,6 +18,9 @@ use wasmtime::{Memory, StoreLimits, StoreLimitsBuilder, TypedFunc};
 use super::{plugin::PluginDef, stream::StreamRef, vm::Vm};
 use crate::server::worker::WorkerCtx;
 
+/// The root context's id: each VM runs one plugin, so one root context, always this id.
+pub const ROOT_ID: u32 = 1;
+
 /// Which configuration buffer a start-up callback may read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Starting {
@@ -97,8 +100,6 @@ pub struct VmState {
     pub memory: Option<Memory>,
     /// The module's allocator.
     pub malloc: Option<TypedFunc<i32, i32>>,
-    /// Root context id.
-    pub root_id: u32,
     /// The context hostcalls act on.
     pub effective: u32,
     /// Live stream contexts and their streams.
@@ -149,8 +150,7 @@ impl VmState {
             limits,
             memory: None,
             malloc: None,
-            root_id: 1,
-            effective: 1,
+            effective: ROOT_ID,
             streams: HashMap::default(),
             starting: Starting::No,
             call: None,

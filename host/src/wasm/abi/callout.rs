@@ -141,16 +141,19 @@ fn grpc_call(
     ret_token: i32,
 ) -> Ret {
     let call = "proxy_grpc_call";
-    let upstream = mem::read(&mut c, up_ptr, up_len, call)?;
-    let service = mem::read(&mut c, svc_ptr, svc_len, call)?;
-    let method = mem::read(&mut c, m_ptr, m_len, call)?;
-    let metadata = mem::read(&mut c, md_ptr, md_len, call)?;
+    let target = [
+        (up_ptr, up_len),
+        (svc_ptr, svc_len),
+        (m_ptr, m_len),
+        (md_ptr, md_len),
+    ];
+    let head = grpc_target(&mut c, target, call)?;
     let message = mem::read(&mut c, msg_ptr, msg_len, call)?;
-    let Some(request) = grpc_head(&upstream, &service, &method, &metadata) else {
+    let Some((cluster, request)) = head else {
         return Ok(status::PARSE_FAILURE);
     };
     let job = |limit| Callout {
-        cluster: String::from_utf8_lossy(&upstream).into_owned(),
+        cluster,
         request,
         body: Bytes::from(message),
         timeout: Duration::from_millis(timeout_ms.max(1) as u32 as u64),
@@ -177,14 +180,15 @@ fn grpc_stream(
     ret_token: i32,
 ) -> Ret {
     let call = "proxy_grpc_stream";
-    let upstream = mem::read(&mut c, up_ptr, up_len, call)?;
-    let service = mem::read(&mut c, svc_ptr, svc_len, call)?;
-    let method = mem::read(&mut c, m_ptr, m_len, call)?;
-    let metadata = mem::read(&mut c, md_ptr, md_len, call)?;
-    let Some(request) = grpc_head(&upstream, &service, &method, &metadata) else {
+    let target = [
+        (up_ptr, up_len),
+        (svc_ptr, svc_len),
+        (m_ptr, m_len),
+        (md_ptr, md_len),
+    ];
+    let Some((cluster, request)) = grpc_target(&mut c, target, call)? else {
         return Ok(status::PARSE_FAILURE);
     };
-    let cluster = String::from_utf8_lossy(&upstream).into_owned();
     let memory = mem::memory(&c, call)?;
     mem::range(memory.data_size(&c), ret_token, 4, call)?;
     let state = c.data_mut();
@@ -217,6 +221,21 @@ fn grpc_stream(
     );
     mem::put_u32(memory.data_mut(&mut c), ret_token, token, call)?;
     Ok(status::OK)
+}
+
+/// Reads a gRPC call's or stream's upstream, service, method and metadata and builds its request head; `None` if the
+/// metadata is not a valid map.
+fn grpc_target(
+    c: &mut Caller<'_, VmState>,
+    [up, svc, method, md]: [(i32, i32); 4],
+    call: &str,
+) -> wasmtime::Result<Option<(String, Request<()>)>> {
+    let upstream = mem::read(c, up.0, up.1, call)?;
+    let service = mem::read(c, svc.0, svc.1, call)?;
+    let method = mem::read(c, method.0, method.1, call)?;
+    let metadata = mem::read(c, md.0, md.1, call)?;
+    Ok(grpc_head(&upstream, &service, &method, &metadata)
+        .map(|r| (String::from_utf8_lossy(&upstream).into_owned(), r)))
 }
 
 /// The request head of a gRPC call or stream: `POST /service/method`, gRPC content type, the module's metadata.

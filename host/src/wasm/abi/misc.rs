@@ -37,7 +37,7 @@ pub fn add(l: &mut Linker<VmState>) -> wasmtime::Result<()> {
         |mut c: Caller<'_, VmState>, ctx: i32| -> Ret {
             let s = c.data_mut();
             let ctx = ctx as u32;
-            if ctx == s.root_id || s.streams.contains_key(&ctx) {
+            if ctx == crate::wasm::state::ROOT_ID || s.streams.contains_key(&ctx) {
                 s.effective = ctx;
                 Ok(status::OK)
             } else {

@@ -2,19 +2,22 @@
 //! and gRPC streams), all on the root context.
 
 use super::{GrpcEvent, Vm, reentered};
-use crate::wasm::{error::VmFailure, state::CallResult};
+use crate::wasm::{
+    error::VmFailure,
+    state::{CallResult, ROOT_ID},
+};
 
 impl Vm {
     /// `proxy_on_tick` on the root context.
     pub fn on_tick(&self) -> Result<(), VmFailure> {
-        let root = self.with_inner(|i| i.store.data().root_id);
+        let root = ROOT_ID;
         self.call("proxy_on_tick", root, |cb| cb.tick.as_ref(), root as i32)
             .map(drop)
     }
 
     /// `proxy_on_queue_ready(root, queue)`.
     pub fn on_queue_ready(&self, queue: u32) -> Result<(), VmFailure> {
-        let root = self.with_inner(|i| i.store.data().root_id);
+        let root = ROOT_ID;
         self.call(
             "proxy_on_queue_ready",
             root,
@@ -49,7 +52,7 @@ impl Vm {
                 None => (1, bytes::Bytes::from_static(b"reset")),
             };
             state.call = result;
-            (state.root_id, counts)
+            (ROOT_ID, counts)
         };
         let r = self.call(
             "proxy_on_http_call_response",
@@ -74,7 +77,7 @@ impl Vm {
             if state.pending.remove(&token).is_none() {
                 return Ok(()); // cancelled
             }
-            state.root_id
+            ROOT_ID
         };
         let r = match outcome {
             Ok(result) => {
@@ -116,7 +119,7 @@ impl Vm {
             if !state.pending.contains_key(&token) {
                 None
             } else {
-                let root = state.root_id;
+                let root = ROOT_ID;
                 match &event {
                     GrpcEvent::InitialMetadata(h) => {
                         state.call = Some(CallResult {

@@ -17,7 +17,7 @@ use super::{
     engine::{EPOCH_TICK, Runtime},
     error::{LoadError, VmFailure},
     plugin::{PluginDef, PluginStats},
-    state::{Starting, VmState},
+    state::{ROOT_ID, Starting, VmState},
     stream::StreamRef,
 };
 use crate::server::worker::WorkerCtx;
@@ -194,7 +194,7 @@ impl Vm {
                 .call(&mut *store, ())
                 .map_err(|e| start_err("_start", e))?;
         }
-        let root = store.data().root_id as i32;
+        let root = ROOT_ID as i32;
         if let Some(f) = &cb.context_create {
             store.set_epoch_deadline(deadline);
             f.call(&mut *store, (root, 0))
@@ -245,7 +245,7 @@ impl Vm {
             inner.store.data_mut().streams.insert(id, stream.clone());
             id
         };
-        let root = self.with_inner(|i| i.store.data().root_id);
+        let root = ROOT_ID;
         self.call(
             "proxy_on_context_create",
             id,
@@ -436,7 +436,7 @@ impl Drop for Vm {
             return;
         }
         let inner = self.inner.get_mut();
-        let root = inner.store.data().root_id as i32;
+        let root = ROOT_ID as i32;
         let deadline = ticks(self.def.limits.callback_time);
         if let Some(f) = inner.cb.done.clone() {
             inner.store.set_epoch_deadline(deadline);

@@ -1,6 +1,7 @@
 //! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) and `filter` (build a filter, run a
 //! request through one); `control`, `up` and `config` arrive with the control plane.
 
+mod builtin;
 mod demo;
 mod filter;
 mod proxy;
@@ -34,6 +35,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
+    builtin::register();
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args),
         Command::Filter(args) => filter::run(args),

@@ -99,6 +99,7 @@ impl TestProxy {
         options: meshwork_host::RunOptions,
     ) -> TestProxy {
         init_tracing();
+        register_builtins();
         let running = meshwork_host::start(cfg, options).unwrap_or_else(|e| panic!("{e}"));
         let addr = running.proxy.listener_addr("main").expect("listener main");
         let admin = running.admin_addr;
@@ -365,4 +366,29 @@ pub fn probe(name: &str, config: serde_json::Value, extra: &str) -> String {
 /// A listener option attaching `plugins` to every route, for [`proxy_yaml_with`].
 pub fn filters(plugins: &[String]) -> String {
     format!("filters: [{}]", plugins.join(", "))
+}
+
+/// The policy filters of `filters/` built for wasm32-wasip1: (builtin name, module path).
+pub const POLICY_FILTERS: &[(&str, &str)] = &[
+    ("router", env!("FILTER_ROUTER_WASM")),
+    ("fault", env!("FILTER_FAULT_WASM")),
+    ("retry", env!("FILTER_RETRY_WASM")),
+    ("circuit-breaker", env!("FILTER_CIRCUIT_BREAKER_WASM")),
+    ("authz", env!("FILTER_AUTHZ_WASM")),
+];
+
+/// Registers the policy filters as `builtin://NAME`, as the `meshwork` binary does (once per process).
+pub fn register_builtins() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (name, path) in POLICY_FILTERS {
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            meshwork_host::wasm::builtin::register(name, Vec::leak(bytes));
+        }
+    });
+}
+
+/// A plugin entry (YAML flow style) running built-in policy filter `builtin` with `config`.
+pub fn policy(name: &str, builtin: &str, config: serde_json::Value) -> String {
+    format!("{{ name: {name}, url: \"builtin://{builtin}\", pluginConfig: {config} }}")
 }

@@ -175,10 +175,7 @@ fn unchanged(p: &PluginDef) -> bool {
     let Some(url) = p.spec.url.as_deref() else {
         return false;
     };
-    let Ok(path) = crate::wasm::plugin::module_path(url) else {
-        return false;
-    };
-    match std::fs::read(&path) {
+    match crate::wasm::plugin::module_bytes(url) {
         Ok(bytes) => {
             use sha2::Digest;
             let sha: [u8; 32] = sha2::Sha256::digest(&bytes).into();

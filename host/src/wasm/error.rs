@@ -15,8 +15,18 @@ pub enum LoadError {
         reason: String,
     },
     /// The URL scheme is not supported.
-    #[error("unsupported url `{0}`: use file:///path/to/filter.wasm or a file path")]
+    #[error(
+        "unsupported url `{0}`: use file:///path/to/filter.wasm, a file path, or builtin://NAME"
+    )]
     Url(String),
+    /// `builtin://NAME` names no built-in filter.
+    #[error("there is no built-in filter `{name}`; built-in filters: {known}")]
+    Builtin {
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        known: String,
+    },
     /// The module's hash differs from the configured `sha256`.
     #[error("sha256 mismatch: expected {want}, the module is {got}; update `sha256` or the module")]
     Sha256 {

@@ -10,6 +10,7 @@
 
 pub mod abi;
 pub mod body;
+pub mod builtin;
 pub mod callout;
 pub mod chain;
 pub mod engine;

@@ -140,11 +140,7 @@ impl PluginDef {
     pub fn load(spec: &WasmPlugin, stats: Arc<PluginStats>) -> Result<Arc<PluginDef>, LoadError> {
         let runtime = Runtime::get()?;
         let url = spec.url.as_deref().unwrap_or_default();
-        let path = module_path(url)?;
-        let bytes = std::fs::read(&path).map_err(|e| LoadError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let bytes = module_bytes(url)?;
         let code = runtime.load(&bytes, spec.sha256.as_deref())?;
         let config = match &spec.plugin_config {
             None => Bytes::new(),
@@ -199,6 +195,24 @@ pub fn order(chain: &mut [Arc<PluginDef>]) {
     chain.sort_by(|a, b| {
         (a.phase, -(a.priority as i64), &*a.name).cmp(&(b.phase, -(b.priority as i64), &*b.name))
     });
+}
+
+/// The module at `url`: a built-in one (`builtin://NAME`) or a file.
+pub fn module_bytes(url: &str) -> Result<std::borrow::Cow<'static, [u8]>, LoadError> {
+    if let Some(name) = url.strip_prefix(super::builtin::SCHEME) {
+        return super::builtin::get(name)
+            .map(std::borrow::Cow::Borrowed)
+            .ok_or_else(|| LoadError::Builtin {
+                name: name.to_string(),
+                known: super::builtin::names().join(", "),
+            });
+    }
+    let path = module_path(url)?;
+    let bytes = std::fs::read(&path).map_err(|e| LoadError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(std::borrow::Cow::Owned(bytes))
 }
 
 /// The file a `url` names.

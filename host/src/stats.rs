@@ -38,6 +38,7 @@ counters! {
     UpstreamRqTimeout => "upstream_rq_timeout",
     UpstreamRqOverflow => "upstream_rq_pending_overflow",
     UpstreamRqReset => "upstream_rq_reset",
+    UpstreamRqRetry => "upstream_rq_retry",
     UpstreamCxTotal => "upstream_cx_total",
     UpstreamCxConnectFail => "upstream_cx_connect_fail",
     UpstreamCxConnectTimeout => "upstream_cx_connect_timeout",

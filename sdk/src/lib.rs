@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the plugin configuration parsed into your own serde type, with an error that names the field. The
 //!   error is logged, so meshwork's "plugin refused to start" report quotes it.
+//! - [`duration`]: `250ms` / `1.5s` durations in configs, as Istio writes them.
 //! - [`http`]: header, body and property accessors that return `Result` instead of panicking inside the SDK.
 //! - [`ext`]: meshwork's host extensions (foreign functions); on a host without them (Envoy) they answer
 //!   [`ext::ExtError::Unsupported`] instead of trapping.
@@ -14,6 +15,7 @@
 //! `meshwork_host::wasm::harness`, which runs the compiled module in meshwork's own engine.
 
 pub mod config;
+pub mod duration;
 pub mod ext;
 pub mod http;
 

@@ -1,27 +1,186 @@
-//! The retry policy filter (being written).
+//! # The retry policy filter
+//!
+//! Makes requests retriable and decides, for each attempt's answer, whether the host sends the request again: Istio's
+//! `HTTPRetry` (`attempts`, `perTryTimeout`, `retryOn`, `backoff`) and DestinationRule's `retryBudget`. The host does
+//! the mechanics (`meshwork.retriable`, `meshwork.retry`: the body kept and replayed, another endpoint, per-try
+//! timeouts, the budget's shared counts); this filter holds the policy.
+//!
+//! Place it after the filters that should see only the final answer and before (closer to the upstream than) those
+//! that must see every attempt, such as outlier detection: in response order it stops the chain for a retried answer.
+//! Configuration reference: docs/policies/retry.md.
 
-use meshwork_sdk::proxy_wasm;
-use proxy_wasm::traits::{Context, RootContext};
+pub mod policy;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
-}}
+use meshwork_sdk::{config, ext, http, proxy_wasm};
+use policy::{Answer, Policy};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
-struct Root;
+#[allow(
+    missing_docs,
+    reason = "proxy_wasm::main! defines the module's exported start function"
+)]
+mod start {
+    use super::*;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Info);
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    }}
+}
+
+/// Counters this filter defines (`wasm.PLUGIN.retry_*` in `/stats`).
+#[derive(Default, Clone, Copy)]
+struct Metrics {
+    retries: u32,
+    budget_exhausted: u32,
+    attempts_exhausted: u32,
+    body_too_large: u32,
+}
+
+#[derive(Default)]
+struct Root {
+    policy: Option<std::rc::Rc<Policy>>,
+    metrics: Metrics,
+    seed: u64,
+}
 
 impl Context for Root {}
 
-impl RootContext for Root {}
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(cfg) = config::load::<policy::Config>() else {
+            return false;
+        };
+        match Policy::try_from(cfg) {
+            Ok(p) => self.policy = Some(std::rc::Rc::new(p)),
+            Err(e) => {
+                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("invalid retry config: {e}"))
+                    .ok();
+                return false;
+            }
+        }
+        let metric = |name: &str| {
+            proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
+        };
+        self.metrics = Metrics {
+            retries: metric("retry_retries"),
+            budget_exhausted: metric("retry_budget_exhausted"),
+            attempts_exhausted: metric("retry_attempts_exhausted"),
+            body_too_large: metric("retry_body_too_large"),
+        };
+        self.seed = self
+            .get_current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+        true
+    }
 
-/// Doubles.
-pub fn double(x: u32) -> u32 {
-    x * 2
+    fn create_http_context(&self, id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Retry {
+            policy: self.policy.clone()?,
+            metrics: self.metrics,
+            rng: self.seed ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            armed: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn doubles() {
-        assert_eq!(super::double(2), 4);
+struct Retry {
+    policy: std::rc::Rc<Policy>,
+    metrics: Metrics,
+    rng: u64,
+    armed: bool,
+}
+
+impl Context for Retry {}
+
+impl HttpContext for Retry {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if self.policy.attempts == 0 {
+            return Action::Continue;
+        }
+        match ext::retriable(self.policy.per_try_timeout, self.policy.buffer_bytes) {
+            Ok(()) => self.armed = true,
+            Err(e) => log_warn(&format!("retries are off for this request: {e}")),
+        }
+        Action::Continue
     }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if !self.armed {
+            return Action::Continue;
+        }
+        let status = http::response()
+            .get(":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let details = http::property_str("response.code_details")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let grpc_status = http::response()
+            .get("grpc-status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok());
+        let attempt = http::property_i64("upstream.request_attempt_count")
+            .ok()
+            .flatten()
+            .unwrap_or(1) as u32;
+        let answer = Answer {
+            status,
+            details: &details,
+            grpc_status,
+        };
+        if !policy::should_retry(&self.policy, attempt, &answer) {
+            if attempt > self.policy.attempts && policy::should_retry(&self.policy, 1, &answer) {
+                count(self.metrics.attempts_exhausted);
+            }
+            return Action::Continue;
+        }
+        let random = self.random();
+        let wait = policy::backoff(&self.policy, attempt, random);
+        let budget = self
+            .policy
+            .budget
+            .map(|(percent, min_concurrency)| ext::Budget {
+                percent,
+                min_concurrency,
+            });
+        match ext::retry(wait, budget) {
+            Ok(ext::RetryAnswer::Retrying) => count(self.metrics.retries),
+            Ok(ext::RetryAnswer::Budget) => count(self.metrics.budget_exhausted),
+            Ok(ext::RetryAnswer::Body) => count(self.metrics.body_too_large),
+            Ok(ext::RetryAnswer::Deadline | ext::RetryAnswer::Unarmed) => {}
+            Err(e) => log_warn(&format!("retry refused: {e}")),
+        }
+        Action::Continue
+    }
+}
+
+impl Retry {
+    /// A number in `[0, 1)` (wyrand; jitter needs spread, not secrecy).
+    fn random(&mut self) -> f64 {
+        self.rng = self.rng.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.rng) * u128::from(self.rng ^ 0xe703_7ed1_a0b4_28db);
+        let x = ((t >> 64) as u64) ^ (t as u64);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn count(metric: u32) {
+    if metric != 0 {
+        proxy_wasm::hostcalls::increment_metric(metric, 1).ok();
+    }
+}
+
+fn log_warn(msg: &str) {
+    proxy_wasm::hostcalls::log(LogLevel::Warn, msg).ok();
 }

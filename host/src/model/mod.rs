@@ -84,6 +84,12 @@ pub struct Cluster {
     pub inflight: AtomicU32,
     /// Endpoints out of rotation (set by plugins through `meshwork.eject`), shared by all workers.
     pub ejections: crate::upstream::eject::Ejections,
+    /// Endpoint health records for outlier detection (`meshwork.report`), shared by all workers.
+    pub health: crate::upstream::health::Health,
+    /// Admission under a filter's connection-pool limits (`meshwork.admit`).
+    pub admission: crate::upstream::admit::Admission,
+    /// Retries in flight (all workers), for retry budgets.
+    pub retries: AtomicU32,
     def: schema::Cluster,
 }
 
@@ -210,8 +216,22 @@ impl Cluster {
             max_connections_per_endpoint: c.max_connections_per_endpoint,
             inflight: AtomicU32::new(0),
             ejections: crate::upstream::eject::Ejections::new(c.endpoints.len()),
+            health: crate::upstream::health::Health::new(c.endpoints.len()),
+            admission: Default::default(),
+            retries: AtomicU32::new(0),
             def: c.clone(),
         })
+    }
+
+    /// A cluster outside any config (default settings), for the filter test harness and unit tests.
+    pub fn detached(name: &str, endpoints: &[SocketAddr]) -> Self {
+        let def: schema::Cluster = serde_json::from_value(serde_json::json!({
+            "name": name,
+            "endpoints": endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }))
+        .unwrap_or_else(|e| unreachable!("a name and addresses make a valid cluster: {e}"));
+        Self::compile(&def, "cluster")
+            .unwrap_or_else(|e| unreachable!("a name and addresses make a valid cluster: {e:?}"))
     }
 }
 

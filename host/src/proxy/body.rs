@@ -114,6 +114,11 @@ pin_project_lite::pin_project! {
             inner: Pin<Box<ReqBody>>,
             filter: Box<BodyFilter>,
         },
+        /// One attempt of a retriable request: the recorded body, then the live one.
+        Replay {
+            tape: Rc<std::cell::RefCell<super::replay::Tape>>,
+            pos: usize,
+        },
     }
 }
 
@@ -165,6 +170,7 @@ impl Body for ReqBody {
             ReqProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ReqProj::Channel { rx } => rx.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d)))),
             ReqProj::Filtered { inner, filter } => filter.poll_frame(inner.as_mut(), cx),
+            ReqProj::Replay { tape, pos } => tape.borrow_mut().poll_at(pos, cx),
         }
     }
 
@@ -173,6 +179,7 @@ impl Body for ReqBody {
             ReqBody::Stream { inner, .. } => inner.is_end_stream(),
             ReqBody::Full { data } => data.is_none(),
             ReqBody::Channel { .. } | ReqBody::Filtered { .. } => false,
+            ReqBody::Replay { tape, pos } => tape.borrow().ended_at(*pos),
         }
     }
 
@@ -183,7 +190,9 @@ impl Body for ReqBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             // Plugins may change the length; a channel does not know it.
-            ReqBody::Channel { .. } | ReqBody::Filtered { .. } => SizeHint::default(),
+            ReqBody::Channel { .. } | ReqBody::Filtered { .. } | ReqBody::Replay { .. } => {
+                SizeHint::default()
+            }
         }
     }
 }

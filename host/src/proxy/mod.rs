@@ -10,6 +10,7 @@
 pub mod body;
 mod filtered;
 pub mod headers;
+mod replay;
 mod upgrade;
 
 use std::{net::SocketAddr, rc::Rc, sync::Arc};
@@ -129,8 +130,19 @@ async fn proxy(
         route,
         route.timeout,
         Request::from_parts(parts, body),
+        None,
     )
     .await?)
+}
+
+/// One attempt of a retriable request: the endpoint to stay away from, and the one picked (known even when the attempt
+/// fails before a response).
+#[derive(Default)]
+pub(crate) struct Attempt {
+    /// Where the previous attempt went.
+    pub avoid: Option<std::net::SocketAddr>,
+    /// Where this one went.
+    pub picked: std::cell::Cell<Option<std::net::SocketAddr>>,
 }
 
 async fn forward(
@@ -139,6 +151,7 @@ async fn forward(
     route: &Route,
     timeout: Option<std::time::Duration>,
     req: Request<ReqBody>,
+    attempt: Option<&Attempt>,
 ) -> Result<Response<RespBody>, ProxyError> {
     let proto = match cluster.protocol {
         UpstreamProtocol::Http1 => Proto::H1,
@@ -146,7 +159,18 @@ async fn forward(
         UpstreamProtocol::Downstream if req.version() == Version::HTTP_2 => Proto::H2,
         UpstreamProtocol::Downstream => Proto::H1,
     };
-    let pool = w.upstreams.cluster(cluster).pick(proto)?;
+    let pool = match attempt {
+        None => w.upstreams.cluster(cluster).pick(proto)?,
+        Some(a) => {
+            let state = w.upstreams.cluster(cluster);
+            let pool = match a.avoid {
+                Some(avoid) => state.pick_other(proto, avoid)?,
+                None => state.pick(proto)?,
+            };
+            a.picked.set(Some(pool.addr()));
+            pool
+        }
+    };
     let guard = InflightGuard::acquire(cluster, pool)?;
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);

@@ -48,6 +48,22 @@ impl Ejections {
         true
     }
 
+    /// Ejects endpoint `i` for `d` unless that would put more than `max_percent` of the endpoints out of rotation at
+    /// once; one endpoint may always be ejected (as Envoy's `max_ejection_percent`). `None`: no such endpoint.
+    pub fn eject_within(&self, i: usize, d: Duration, max_percent: u32) -> Option<bool> {
+        if i >= self.until.len() {
+            return None;
+        }
+        let others = (0..self.until.len())
+            .filter(|&k| k != i && self.is_ejected(k))
+            .count();
+        let n = self.until.len();
+        if others > 0 && (others + 1) * 100 > max_percent as usize * n {
+            return Some(false);
+        }
+        Some(self.eject(i, d))
+    }
+
     /// Returns endpoint `i` to rotation.
     pub fn uneject(&self, i: usize) -> bool {
         let Some(slot) = self.until.get(i) else {
@@ -150,5 +166,32 @@ mod tests {
         assert!(e.uneject(1));
         assert!(!e.is_ejected(1));
         assert!(!e.any(), "every ejection ended");
+    }
+
+    #[test]
+    fn eject_within_table() {
+        // (endpoints, already ejected, max percent, endpoint to eject, expected)
+        let cases: &[(usize, &[usize], u32, usize, Option<bool>)] = &[
+            (10, &[], 10, 0, Some(true)),
+            (10, &[1], 10, 0, Some(false)),
+            (10, &[1], 20, 0, Some(true)),
+            (3, &[], 0, 0, Some(true)),
+            (3, &[0], 10, 0, Some(true)),
+            (4, &[0], 50, 1, Some(true)),
+            (4, &[0, 1], 50, 2, Some(false)),
+            (4, &[0, 1], 100, 2, Some(true)),
+            (2, &[], 100, 5, None),
+        ];
+        for (n, already, max, i, want) in cases {
+            let e = Ejections::new(*n);
+            for k in *already {
+                e.eject(*k, Duration::from_secs(60));
+            }
+            assert_eq!(
+                e.eject_within(*i, Duration::from_secs(60), *max),
+                *want,
+                "{n} endpoints, {already:?} out, max {max}%, eject {i}"
+            );
+        }
     }
 }

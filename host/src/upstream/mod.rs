@@ -3,8 +3,10 @@
 //! Every worker owns an [`Upstreams`]. Pools are keyed by endpoint and protocol, not by cluster, so a config change that
 //! edits a cluster keeps its warm connections.
 
+pub mod admit;
 pub mod balance;
 pub mod eject;
+pub mod health;
 pub mod pool;
 
 use std::{
@@ -138,6 +140,31 @@ impl ClusterState {
             }
         };
         Ok(pools[i].clone())
+    }
+
+    /// As [`ClusterState::pick`], but not endpoint `avoid` (where a failed attempt went) when there is another healthy
+    /// one (Envoy's previous-hosts retry predicate).
+    pub fn pick_other(
+        &self,
+        proto: Proto,
+        avoid: SocketAddr,
+    ) -> Result<Rc<EndpointPool>, ProxyError> {
+        let first = self.pick(proto)?;
+        let pools = match proto {
+            Proto::H1 => &self.h1,
+            Proto::H2 => &self.h2,
+        };
+        let n = pools.len();
+        if first.addr() != avoid || n < 2 {
+            return Ok(first);
+        }
+        let i = pools
+            .iter()
+            .position(|p| Rc::ptr_eq(p, &first))
+            .unwrap_or(0);
+        let ejections = &self.cluster.ejections;
+        let j = eject::first_healthy(n, (i + 1) % n, |k| k == i || ejections.is_ejected(k));
+        Ok(pools[j].clone())
     }
 }
 

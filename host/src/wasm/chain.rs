@@ -35,6 +35,8 @@ pub enum Outcome {
     Local(LocalResponse),
     /// A plugin closed the stream.
     Reset,
+    /// A plugin asked for the request to be sent again after this backoff (`meshwork.retry`, response headers only).
+    Retry(std::time::Duration),
 }
 
 /// What happened to a body chunk.
@@ -118,11 +120,15 @@ impl Chain {
         if let Some(o) = self.stopped.borrow_mut().take() {
             return Some(o);
         }
-        let s = self.stream.borrow();
+        let mut s = self.stream.borrow_mut();
         match (&s.local, s.reset) {
             (Some(l), _) => Some(Outcome::Local(l.clone())),
             (None, true) => Some(Outcome::Reset),
-            _ => None,
+            _ => s
+                .retry
+                .as_mut()
+                .and_then(|r| r.asked.take())
+                .map(Outcome::Retry),
         }
     }
 

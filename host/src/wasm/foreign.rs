@@ -19,6 +19,8 @@ pub struct Ctx {
     /// The proxy worker running the call (`None` for the canary and the test harness): its config snapshot, its
     /// timers.
     pub worker: Option<std::rc::Weak<crate::server::worker::WorkerCtx>>,
+    /// The test harness's clock, delays and clusters, when the call comes from a harness VM.
+    pub test: Option<super::state::TestHooks>,
 }
 
 /// Why a foreign function refused; becomes the hostcall's status.
@@ -66,6 +68,7 @@ mod tests {
             plugin: "p".into(),
             stream: None,
             worker: None,
+            test: None,
         };
         let cases: &[(&str, Option<Result<Vec<u8>, Refusal>>)] = &[
             ("test.echo", Some(Ok(b"hi".to_vec()))),

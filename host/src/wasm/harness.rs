@@ -39,6 +39,9 @@ pub enum Decision {
     Pause,
     /// Answer locally.
     LocalReply(LocalReply),
+    /// Drop this response and send the request again after the backoff (`meshwork.retry` was granted); the next
+    /// `response_headers` call is the next attempt's.
+    Retry(Duration),
 }
 
 /// A local reply the filter sent.
@@ -207,20 +210,59 @@ impl Harness {
         Ok(self.vm.on_grpc_call_response(token, outcome)?)
     }
 
-    /// Moves the clock forward, running `on_tick` for every tick period that passes; returns how many ran.
+    /// Moves the clock forward, running `on_tick` for every tick period that passes and resuming requests whose
+    /// `meshwork.delay` ends; returns how many ticks ran.
     pub fn advance(&self, by: Duration) -> Result<usize, HarnessError> {
         let until = self.hooks.clock.get() + by;
         let mut ticks = 0;
         while let Some(at) = self.next_tick.get().filter(|at| *at <= until) {
             self.hooks.clock.set(at);
+            self.end_delays(at);
             self.vm.on_tick()?;
             ticks += 1;
             self.next_tick.set(None);
             self.schedule_tick();
         }
         self.hooks.clock.set(until);
+        self.end_delays(until);
         self.schedule_tick();
         Ok(ticks)
+    }
+
+    /// Resumes the requests whose delay ends by `now`.
+    fn end_delays(&self, now: SystemTime) {
+        let due: Vec<_> = {
+            let mut delays = self.hooks.delays.borrow_mut();
+            let (due, later) = delays.drain(..).partition(|(at, _)| *at <= now);
+            *delays = later;
+            due
+        };
+        for (_, stream) in due {
+            if let Some(s) = stream.upgrade() {
+                super::mechanisms::resume_held(&s);
+            }
+        }
+    }
+
+    /// Declares upstream cluster `name` with `endpoints` (`IP:PORT`), so the host extensions that act on clusters
+    /// (`meshwork.eject`, `report`, `ejections`, `admit`, the retry budget) work in tests; its state is shared by every
+    /// request of this harness, as by every worker of a proxy.
+    pub fn cluster(
+        &self,
+        name: &str,
+        endpoints: &[&str],
+    ) -> Result<Arc<crate::model::Cluster>, HarnessError> {
+        let addrs = endpoints
+            .iter()
+            .map(|e| e.parse())
+            .collect::<Result<Vec<std::net::SocketAddr>, _>>()
+            .map_err(|_| HarnessError::Invalid("endpoint address"))?;
+        let c = Arc::new(crate::model::Cluster::detached(name, &addrs));
+        self.hooks
+            .clusters
+            .borrow_mut()
+            .insert(name.to_string(), c.clone());
+        Ok(c)
     }
 
     /// The time the filter sees.
@@ -277,12 +319,80 @@ impl TestRequest<'_> {
         end_of_stream: bool,
     ) -> Result<Decision, HarnessError> {
         let status = StatusCode::from_u16(status).map_err(|_| HarnessError::Invalid("status"))?;
-        self.stream.borrow_mut().response = Some(ResponseHead {
-            status,
-            headers: header_map(headers)?,
-        });
+        let headers_map = header_map(headers)?;
+        {
+            let mut s = self.stream.borrow_mut();
+            s.response = Some(ResponseHead {
+                status,
+                headers: headers_map,
+            });
+            if let Some(r) = s.retry.as_mut() {
+                r.slot = None;
+                r.open = true;
+            }
+        }
         let n = headers.len() + 1;
-        self.run(Phase::ResponseHeaders, Dir::Response, n, end_of_stream)
+        let d = self.run(Phase::ResponseHeaders, Dir::Response, n, end_of_stream);
+        let mut s = self.stream.borrow_mut();
+        if let Some(r) = s.retry.as_mut() {
+            r.open = false;
+        }
+        if let Ok(Decision::Retry(_)) = d {
+            s.attempts += 1;
+            s.response = None;
+        }
+        d
+    }
+
+    /// The cluster a filter chose with `meshwork.set_upstream`, if it did.
+    pub fn upstream(&self) -> Option<String> {
+        self.stream
+            .borrow()
+            .upstream_override
+            .as_deref()
+            .map(str::to_string)
+    }
+
+    /// The upstream timeout a filter set with `meshwork.set_timeout`: `None` if it set none, `Some(None)` for "no
+    /// timeout".
+    pub fn timeout(&self) -> Option<Option<Duration>> {
+        self.stream.borrow().timeout_override
+    }
+
+    /// The per-try timeout and retry buffer a filter asked for with `meshwork.retriable`, if it did.
+    pub fn retry_policy(&self) -> Option<(Option<Duration>, usize)> {
+        let s = self.stream.borrow();
+        s.retry.as_ref().map(|r| (r.per_try, r.buffer_limit))
+    }
+
+    /// Upstream attempts so far (`upstream.request_attempt_count`).
+    pub fn attempts(&self) -> u32 {
+        self.stream.borrow().attempts
+    }
+
+    /// Whether the request holds a place under a filter's connection-pool limits (`meshwork.admit`).
+    pub fn admitted(&self) -> bool {
+        self.stream.borrow().admission.is_some()
+    }
+
+    /// Sets the request's cluster (the `cluster_name` property), as the route would.
+    pub fn set_cluster(&self, name: &str) {
+        self.stream.borrow_mut().info.cluster = Some(name.into());
+    }
+
+    /// Sets the endpoint the request went to (the `upstream.address` property), as the proxy does before the
+    /// response phases.
+    pub fn set_upstream_address(&self, addr: &str) -> Result<(), HarnessError> {
+        let addr = addr
+            .parse()
+            .map_err(|_| HarnessError::Invalid("endpoint address"))?;
+        self.stream.borrow_mut().info.upstream = Some(addr);
+        Ok(())
+    }
+
+    /// Sets why the proxy answered itself (the `response.code_details` property), e.g. after a connect failure.
+    pub fn set_code_details(&self, details: &'static str) {
+        self.stream.borrow_mut().code_details = Some(details);
     }
 
     /// `on_http_response_body`, as [`TestRequest::request_body`].
@@ -400,6 +510,15 @@ impl TestRequest<'_> {
         let action = self.harness.vm.on_stream(phase, self.ctx, size, eos)?;
         if let Some(l) = &self.stream.borrow().local {
             return Ok(Decision::LocalReply(LocalReply::from(l)));
+        }
+        if let Some(backoff) = self
+            .stream
+            .borrow_mut()
+            .retry
+            .as_mut()
+            .and_then(|r| r.asked.take())
+        {
+            return Ok(Decision::Retry(backoff));
         }
         Ok(match action {
             Action::Continue => {

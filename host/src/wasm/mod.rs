@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod props;
 pub mod registry;
+pub mod retry;
 pub mod shared;
 pub mod state;
 pub mod stream;

@@ -63,6 +63,7 @@ fn stream_property(path: &[&[u8]], s: &HttpStream) -> Option<Vec<u8>> {
         [b"connection", b"mtls"] => Some(vec![0]),
         [b"upstream", b"address"] => text(&info.upstream?.to_string()),
         [b"upstream", b"port"] => Some(int(info.upstream?.port() as i64)),
+        [b"upstream", b"request_attempt_count"] => Some(int(s.attempts as i64)),
         [b"route_name"] | [b"xds", b"route_name"] => text(&info.route),
         [b"cluster_name"] | [b"xds", b"cluster_name"] => text(info.cluster.as_deref()?),
         [b"listener_name"] | [b"xds", b"listener_name"] => text(&info.listener),
@@ -215,6 +216,10 @@ mod tests {
             ("connection.mtls", Some(vec![0])),
             ("connection.uri_san_peer_certificate", None),
             ("upstream.address", None),
+            (
+                "upstream.request_attempt_count",
+                Some(1i64.to_le_bytes().to_vec()),
+            ),
             ("route_name", str_("api")),
             ("cluster_name", str_("backend")),
             ("xds.cluster_name", str_("backend")),

@@ -67,6 +67,19 @@ pub struct TestHooks {
     pub callouts: std::rc::Rc<std::cell::RefCell<Vec<CapturedCallout>>>,
     /// The time `proxy_get_current_time_nanoseconds` reports.
     pub clock: std::rc::Rc<std::cell::Cell<std::time::SystemTime>>,
+    /// Streams held by `meshwork.delay`, resumed when the test's clock passes the time.
+    pub delays: std::rc::Rc<
+        std::cell::RefCell<
+            Vec<(
+                std::time::SystemTime,
+                std::rc::Weak<std::cell::RefCell<super::stream::HttpStream>>,
+            )>,
+        >,
+    >,
+    /// Clusters the host extensions (ejection, admission, retry budget) act on, by name.
+    pub clusters: std::rc::Rc<
+        std::cell::RefCell<std::collections::HashMap<String, Arc<crate::model::Cluster>>>,
+    >,
 }
 
 impl TestHooks {
@@ -75,6 +88,8 @@ impl TestHooks {
         TestHooks {
             callouts: Default::default(),
             clock: std::rc::Rc::new(std::cell::Cell::new(now)),
+            delays: Default::default(),
+            clusters: Default::default(),
         }
     }
 }

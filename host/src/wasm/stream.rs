@@ -117,6 +117,16 @@ pub struct HttpStream {
     pub upstream_override: Option<Arc<str>>,
     /// The upstream timeout a plugin set (`meshwork.set_timeout`), instead of the route's (`Some(None)`: none).
     pub timeout_override: Option<Option<std::time::Duration>>,
+    /// Retry state, once a plugin made the request retriable (`meshwork.retriable`).
+    pub retry: Option<super::retry::RetryState>,
+    /// Upstream attempts so far (the `upstream.request_attempt_count` property).
+    pub attempts: u32,
+    /// When the request's overall upstream timeout ends, if it has one.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The request's place under a plugin's connection-pool limits (`meshwork.admit`), held until the stream ends.
+    pub admission: Option<crate::upstream::admit::Active>,
+    /// The task waiting for such a place, stopped if the stream ends first.
+    pub admission_wait: Option<AbortOnDrop>,
     paused: [bool; 2],
     wakers: [Option<Waker>; 2],
 }
@@ -139,6 +149,11 @@ impl HttpStream {
             code_details: None,
             upstream_override: None,
             timeout_override: None,
+            retry: None,
+            attempts: 1,
+            deadline: None,
+            admission: None,
+            admission_wait: None,
             paused: [false; 2],
             wakers: [None, None],
         }
@@ -176,5 +191,15 @@ impl HttpStream {
         }
         self.wakers[dir as usize] = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+pub struct AbortOnDrop(pub tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

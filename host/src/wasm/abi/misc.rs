@@ -226,6 +226,7 @@ fn call_foreign(
         plugin: c.data().plugin.name.clone(),
         stream: c.data().stream().cloned(),
         worker: c.data().worker.clone(),
+        test: c.data().test.clone(),
     };
     match f(&ctx, &args) {
         Ok(out) => {

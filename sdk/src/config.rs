@@ -20,6 +20,8 @@ use serde::de::DeserializeOwned;
 /// Why a plugin configuration was refused: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The field, as a path such as `retries.attempts` or `http[0].match[1].uri`, when known.
+    pub field: Option<String>,
     /// Line and column in the configuration's JSON, when known.
     pub at: Option<(usize, usize)>,
     /// What is wrong.
@@ -28,14 +30,14 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.at {
-            Some((line, column)) => write!(
-                f,
-                "invalid pluginConfig (line {line}, column {column}): {}",
-                self.message
-            ),
-            None => write!(f, "invalid pluginConfig: {}", self.message),
+        write!(f, "invalid pluginConfig")?;
+        if let Some(field) = &self.field {
+            write!(f, " at `{field}`")?;
         }
+        if let Some((line, column)) = self.at {
+            write!(f, " (line {line}, column {column})")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -49,16 +51,24 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     } else {
         bytes
     };
-    serde_json::from_slice(bytes).map_err(|e| {
-        let at = (e.line() > 0).then(|| (e.line(), e.column()));
-        // serde_json appends " at line L column C"; the position is reported on its own.
-        let text = e.to_string();
-        let message = match text.rfind(" at line ") {
-            Some(i) => text[..i].to_string(),
-            None => text,
-        };
-        ConfigError { at, message }
-    })
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        error((path != "." && path != "?").then_some(path), e.into_inner())
+    })?;
+    de.end().map_err(|e| error(None, e))?;
+    Ok(value)
+}
+
+fn error(field: Option<String>, e: serde_json::Error) -> ConfigError {
+    let at = (e.line() > 0).then(|| (e.line(), e.column()));
+    // serde_json appends " at line L column C"; the position is reported on its own.
+    let text = e.to_string();
+    let message = match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    ConfigError { field, at, message }
 }
 
 /// Reads and parses the plugin configuration (call it from `on_configure`). On error it logs the reason at error
@@ -137,6 +147,34 @@ mod tests {
                     assert!(!e.to_string().contains(" at line "), "{e}");
                 }
                 (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code, reason = "only parsed")]
+        struct Outer {
+            rules: Vec<Cfg>,
+        }
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                r#"{"rules": [{"header": "a"}, {"header": 5}]}"#,
+                Some("rules[1].header"),
+            ),
+            (
+                r#"{"rules": [{"header": "a", "limit": "x"}]}"#,
+                Some("rules[0].limit"),
+            ),
+            (r#"{"rules": 1}"#, Some("rules")),
+            ("{", None),
+        ];
+        for (text, want) in cases {
+            let e = parse::<Outer>(text.as_bytes()).expect_err("invalid");
+            assert_eq!(e.field.as_deref(), *want, "{text}: {e}");
+            if let Some(field) = want {
+                assert!(e.to_string().contains(&format!("at `{field}`")), "{e}");
             }
         }
     }

@@ -89,6 +89,7 @@ impl TestProxy {
 
     /// Starts the proxy with options (e.g. a watched file).
     pub fn start_with(yaml: &str, options: meshwork_host::RunOptions) -> TestProxy {
+        register_builtins();
         let cfg = meshwork_host::config::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
         Self::start_config(cfg, options)
     }

@@ -2,6 +2,11 @@
 //! against real upstreams — a flaky upstream made reliable, the body resent, a dead endpoint avoided, a hung attempt
 //! cut by the per-try timeout, and a budget that keeps retries from amplifying an outage.
 
+#![allow(
+    clippy::print_stderr,
+    reason = "the measured figures are printed for the record (cargo test -- --nocapture)"
+)]
+
 use std::{
     sync::{
         Arc,
@@ -181,10 +186,11 @@ fn bad_config_is_refused_with_the_field() {
     }
 }
 
-fn retry_route(cfg: Value) -> String {
+/// A route with the filter as plugin `name` (each test its own name: plugin metrics are per name and process).
+fn retry_route(name: &str, cfg: Value) -> String {
     format!(
         "          - match: {{ prefix: / }}\n            cluster: backend\n            timeout: 5s\n            filters: [{}]\n",
-        policy("retry", "retry", cfg)
+        policy(name, "retry", cfg)
     )
 }
 
@@ -203,7 +209,7 @@ async fn flaky(n: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
             let mut resp = Response::new(full(body));
-            if i % n == 0 {
+            if i.is_multiple_of(n) {
                 *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             }
             resp
@@ -217,7 +223,10 @@ async fn flaky(n: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 async fn a_flaky_upstream_is_made_reliable_and_bodies_are_resent() {
     let (up, hits) = flaky(3).await;
     let yaml = proxy_yaml(
-        &retry_route(json!({"attempts": 3, "retryOn": "5xx", "backoff": "1ms"})),
+        &retry_route(
+            "retry-flaky",
+            json!({"attempts": 3, "retryOn": "5xx", "backoff": "1ms"}),
+        ),
         &cluster("backend", &[up], ""),
     );
     let proxy = TestProxy::start(&yaml);
@@ -252,7 +261,10 @@ async fn connect_failures_move_to_another_endpoint() {
     let live = named_upstream("live").await;
     let dead = closed_port().await;
     let yaml = proxy_yaml(
-        &retry_route(json!({"attempts": 1, "retryOn": "connect-failure", "backoff": "1ms"})),
+        &retry_route(
+            "retry-connect",
+            json!({"attempts": 1, "retryOn": "connect-failure", "backoff": "1ms"}),
+        ),
         &cluster("backend", &[dead, live], ""),
     );
     let proxy = TestProxy::start(&yaml);
@@ -277,6 +289,7 @@ async fn the_per_try_timeout_cuts_a_hung_attempt() {
     .await;
     let yaml = proxy_yaml(
         &retry_route(
+            "retry-per-try",
             json!({"attempts": 2, "retryOn": "5xx", "perTryTimeout": "200ms", "backoff": "1ms"}),
         ),
         &cluster("backend", &[up], ""),
@@ -308,7 +321,10 @@ async fn the_budget_keeps_retries_from_amplifying_an_outage() {
     .await;
     let cfg = json!({"attempts": 3, "retryOn": "5xx", "backoff": "1ms",
                      "retryBudget": {"percent": 20.0, "minRetryConcurrency": 1}});
-    let yaml = proxy_yaml(&retry_route(cfg), &cluster("backend", &[up], ""));
+    let yaml = proxy_yaml(
+        &retry_route("retry-budget", cfg),
+        &cluster("backend", &[up], ""),
+    );
     let proxy = TestProxy::start(&yaml);
     let n = 40;
     let tasks: Vec<_> = (0..n)
@@ -329,6 +345,6 @@ async fn the_budget_keeps_retries_from_amplifying_an_outage() {
         hits >= n && hits <= n + n / 2,
         "retries stay within the budget: {hits}"
     );
-    let exhausted = proxy.stat("wasm.retry.retry_budget_exhausted").await;
+    let exhausted = proxy.stat("wasm.retry-budget.retry_budget_exhausted").await;
     assert!(exhausted > 0, "refusals are counted: {exhausted}");
 }

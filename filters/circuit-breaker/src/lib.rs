@@ -1,27 +1,213 @@
-//! The circuit-breaker policy filter (being written).
+//! # The circuit-breaker policy filter
+//!
+//! Connection-pool limits and outlier detection, configured as Istio's DestinationRule `connectionPool` and
+//! `outlierDetection`:
+//!
+//! - **Pool limits**: each request asks the host for a place in its cluster (`meshwork.admit`): in flight, waiting
+//!   (the request pauses until a place frees), or overflow — answered at once with `503`, `x-envoy-overloaded: true`
+//!   and `x-meshwork-overflow: CLUSTER`. The counts are the host's, shared by all workers.
+//! - **Outlier detection**: every answer from an endpoint is reported (`meshwork.report`); when its consecutive 5xx or
+//!   gateway errors reach the threshold it is ejected from the cluster's rotation on every worker (`meshwork.eject`)
+//!   for `baseEjectionTime` × the number of times it has been ejected, never beyond `maxEjectionPercent` of the
+//!   cluster and never below `minHealthPercent` healthy.
+//!
+//! Place it last in the chain (closest to the upstream), after the router (which chooses the cluster) and the retry
+//! filter, so it sees every attempt's answer. Configuration reference: docs/policies/circuit-breaker.md.
 
-use meshwork_sdk::proxy_wasm;
-use proxy_wasm::traits::{Context, RootContext};
+pub mod policy;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
-}}
+use std::rc::Rc;
 
-struct Root;
+use meshwork_sdk::{config, ext, http, proxy_wasm};
+use policy::{Kind, Policy};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+#[allow(
+    missing_docs,
+    reason = "proxy_wasm::main! defines the module's exported start function"
+)]
+mod start {
+    use super::*;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Info);
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    }}
+}
+
+/// Counters this filter defines (`wasm.PLUGIN.cb_*` in `/stats`).
+#[derive(Default, Clone, Copy)]
+struct Metrics {
+    overflow: u32,
+    queued: u32,
+    ejections: u32,
+    ejections_refused: u32,
+}
+
+#[derive(Default)]
+struct Root {
+    policy: Option<Rc<Policy>>,
+    metrics: Metrics,
+}
 
 impl Context for Root {}
 
-impl RootContext for Root {}
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(cfg) = config::load::<policy::Config>() else {
+            return false;
+        };
+        match Policy::try_from(cfg) {
+            Ok(p) => self.policy = Some(Rc::new(p)),
+            Err(e) => {
+                log(LogLevel::Error, &format!("invalid pluginConfig: {e}"));
+                return false;
+            }
+        }
+        let metric = |name: &str| {
+            proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
+        };
+        self.metrics = Metrics {
+            overflow: metric("cb_overflow"),
+            queued: metric("cb_queued"),
+            ejections: metric("cb_ejections"),
+            ejections_refused: metric("cb_ejections_refused"),
+        };
+        true
+    }
 
-/// Doubles.
-pub fn double(x: u32) -> u32 {
-    x * 2
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Breaker {
+            policy: self.policy.clone()?,
+            metrics: self.metrics,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn doubles() {
-        assert_eq!(super::double(2), 4);
+struct Breaker {
+    policy: Rc<Policy>,
+    metrics: Metrics,
+}
+
+impl Context for Breaker {}
+
+impl HttpContext for Breaker {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let Some(cluster) = cluster() else {
+            return Action::Continue;
+        };
+        let Some((max_requests, max_pending)) = self.policy.for_cluster(&cluster).pool else {
+            return Action::Continue;
+        };
+        match ext::admit(&cluster, max_requests, max_pending) {
+            Ok(ext::Admission::Admitted) => Action::Continue,
+            Ok(ext::Admission::Queued) => {
+                count(self.metrics.queued);
+                Action::Pause
+            }
+            Ok(ext::Admission::Overflow) => {
+                count(self.metrics.overflow);
+                self.send_http_response(
+                    503,
+                    vec![
+                        ("x-envoy-overloaded", "true"),
+                        ("x-meshwork-overflow", cluster.as_str()),
+                        ("content-type", "text/plain"),
+                    ],
+                    Some(b"upstream connect error or disconnect/reset before headers. reset reason: overflow\n"),
+                );
+                Action::Pause
+            }
+            Err(e) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("connection-pool limits not applied: {e}"),
+                );
+                Action::Continue
+            }
+        }
     }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if let Err(e) = self.observe() {
+            log(LogLevel::Warn, &format!("outlier detection: {e}"));
+        }
+        Action::Continue
+    }
+}
+
+impl Breaker {
+    /// Reports the answer of the endpoint that gave it and ejects the endpoint when it crossed a threshold.
+    fn observe(&self) -> Result<(), ext::ExtError> {
+        let Some(cluster) = cluster() else {
+            return Ok(());
+        };
+        let Some(o) = self.policy.for_cluster(&cluster).outlier else {
+            return Ok(());
+        };
+        // Only answers from (or failures of) an endpoint count; the proxy's own replies have no endpoint.
+        let Some(endpoint) = http::property_str("upstream.address").ok().flatten() else {
+            return Ok(());
+        };
+        let status: u16 = http::response()
+            .get(":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let details = http::property_str("response.code_details")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let outcome = match policy::classify(status, &details) {
+            Kind::Success => ext::Outcome::Success,
+            Kind::Error => ext::Outcome::Error,
+            Kind::Gateway => ext::Outcome::GatewayError,
+        };
+        let health = ext::report(&cluster, &endpoint, outcome)?;
+        if !policy::over_threshold(&o, health.consecutive_5xx, health.consecutive_gateway) {
+            return Ok(());
+        }
+        if o.min_health > 0 {
+            let now = ext::ejections(&cluster)?;
+            if !policy::health_allows(&o, now.endpoints, now.ejected.len() as u32) {
+                count(self.metrics.ejections_refused);
+                return Ok(());
+            }
+        }
+        let time = policy::ejection_time(&o, health.times_ejected);
+        if ext::eject(&cluster, &endpoint, time, Some(o.max_percent))? {
+            count(self.metrics.ejections);
+            log(
+                LogLevel::Info,
+                &format!(
+                    "ejected {endpoint} from {cluster} for {time:?} after {} consecutive 5xx ({} gateway errors)",
+                    health.consecutive_5xx, health.consecutive_gateway
+                ),
+            );
+        } else {
+            count(self.metrics.ejections_refused);
+        }
+        Ok(())
+    }
+}
+
+/// The request's cluster (the route's, or the router filter's choice).
+fn cluster() -> Option<String> {
+    http::property_str("cluster_name").ok().flatten()
+}
+
+fn count(metric: u32) {
+    if metric != 0 {
+        proxy_wasm::hostcalls::increment_metric(metric, 1).ok();
+    }
+}
+
+fn log(level: LogLevel, msg: &str) {
+    proxy_wasm::hostcalls::log(level, msg).ok();
 }

@@ -125,8 +125,8 @@ pub struct HttpStream {
     pub deadline: Option<tokio::time::Instant>,
     /// The request's place under a plugin's connection-pool limits (`meshwork.admit`), held until the stream ends.
     pub admission: Option<crate::upstream::admit::Active>,
-    /// The task waiting for such a place, stopped if the stream ends first.
-    pub admission_wait: Option<AbortOnDrop>,
+    /// The wait for such a place (the task waiting, or the queue place itself), ended if the stream ends first.
+    pub admission_wait: Option<Held>,
     paused: [bool; 2],
     wakers: [Option<Waker>; 2],
 }
@@ -201,5 +201,14 @@ pub struct AbortOnDrop(pub tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Something a stream keeps until it ends, dropped with it (a task to stop, a place to give back).
+pub struct Held(pub Box<dyn std::any::Any>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
     }
 }

@@ -7,7 +7,7 @@
 use super::{Ctx, Refusal, cluster_of, number, stream, words};
 use crate::{
     upstream::admit::{Admit, admit as take},
-    wasm::stream::{AbortOnDrop, Dir},
+    wasm::stream::{AbortOnDrop, Dir, Held},
 };
 
 pub(super) fn admit(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
@@ -29,7 +29,8 @@ pub(super) fn admit(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
         Admit::Overflow => b"overflow",
         Admit::Waiting(waiting) => {
             if ctx.worker.is_none() {
-                // The harness has no worker to wait on; the place is given back and the request stays paused.
+                // The harness has no worker to wait on: the request keeps its queue place and stays paused.
+                stream.borrow_mut().admission_wait = Some(Held(Box::new(waiting)));
                 return Ok(b"queued".to_vec());
             }
             let weak = std::rc::Rc::downgrade(stream);
@@ -42,7 +43,8 @@ pub(super) fn admit(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
                     s.resume(Dir::Request);
                 }
             });
-            stream.borrow_mut().admission_wait = Some(AbortOnDrop(task.abort_handle()));
+            stream.borrow_mut().admission_wait =
+                Some(Held(Box::new(AbortOnDrop(task.abort_handle()))));
             b"queued"
         }
     };

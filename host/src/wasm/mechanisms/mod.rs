@@ -129,7 +129,11 @@ fn set_upstream(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
     if name.is_empty() {
         return Err(Refusal::BadArgument);
     }
-    stream(ctx)?.borrow_mut().upstream_override = Some(name.into());
+    let mut s = stream(ctx)?.borrow_mut();
+    let name: Arc<str> = name.into();
+    // Plugins later in the chain see the choice as `cluster_name` right away.
+    s.info.cluster = Some(name.clone());
+    s.upstream_override = Some(name);
     Ok(Vec::new())
 }
 

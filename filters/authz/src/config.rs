@@ -227,6 +227,9 @@ fn rule(r: WireRule, at: &str) -> Result<Rule, String> {
     Ok(Rule { from, to, when })
 }
 
+/// Parses one value of a field.
+type Parse<T> = fn(&str) -> Result<T, String>;
+
 fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
     for (name, list) in [
         ("requestPrincipals", &s.request_principals),
@@ -240,34 +243,32 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
         }
     }
     let mut checks = Vec::new();
-    let text = |attr, names, lists, checks: &mut Vec<Check>| {
-        push(checks, field(at, names, lists, StringMatch::parse)?, |f| {
+    let texts: [(TextAttr, _, _, Parse<StringMatch>); 3] = [
+        (
+            TextAttr::Principal,
+            ("principals", "notPrincipals"),
+            (s.principals, s.not_principals),
+            StringMatch::parse,
+        ),
+        (
+            TextAttr::Namespace,
+            ("namespaces", "notNamespaces"),
+            (s.namespaces, s.not_namespaces),
+            StringMatch::parse,
+        ),
+        (
+            TextAttr::ServiceAccount,
+            ("serviceAccounts", "notServiceAccounts"),
+            (s.service_accounts, s.not_service_accounts),
+            service_account,
+        ),
+    ];
+    for (attr, names, lists, parse) in texts {
+        push(&mut checks, field(at, names, lists, parse)?, |f| {
             Check::Text(attr, f)
         });
-        Ok::<_, String>(())
-    };
-    text(
-        TextAttr::Principal,
-        ("principals", "notPrincipals"),
-        (s.principals, s.not_principals),
-        &mut checks,
-    )?;
-    text(
-        TextAttr::Namespace,
-        ("namespaces", "notNamespaces"),
-        (s.namespaces, s.not_namespaces),
-        &mut checks,
-    )?;
-    let accounts = field(
-        at,
-        ("serviceAccounts", "notServiceAccounts"),
-        (s.service_accounts, s.not_service_accounts),
-        service_account,
-    )?;
-    push(&mut checks, accounts, |f| {
-        Check::Text(TextAttr::ServiceAccount, f)
-    });
-    for (attr, names, lists) in [
+    }
+    let ips = [
         (
             IpAttr::Source,
             ("ipBlocks", "notIpBlocks"),
@@ -278,7 +279,8 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
             ("remoteIpBlocks", "notRemoteIpBlocks"),
             (s.remote_ip_blocks, s.not_remote_ip_blocks),
         ),
-    ] {
+    ];
+    for (attr, names, lists) in ips {
         push(&mut checks, field(at, names, lists, IpBlock::parse)?, |f| {
             Check::Ip(attr, f)
         });
@@ -288,29 +290,36 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
 
 fn operation(o: WireOperation, at: &str) -> Result<Vec<Check>, String> {
     let mut checks = Vec::new();
-    let hosts = field(at, ("hosts", "notHosts"), (o.hosts, o.not_hosts), |h| {
-        StringMatch::parse(h).map(|m| m.to_lowercase())
-    })?;
-    push(&mut checks, hosts, |f| Check::Text(TextAttr::Host, f));
+    let texts: [(TextAttr, _, _, Parse<StringMatch>); 3] = [
+        (
+            TextAttr::Host,
+            ("hosts", "notHosts"),
+            (o.hosts, o.not_hosts),
+            host_pattern,
+        ),
+        (
+            TextAttr::Method,
+            ("methods", "notMethods"),
+            (o.methods, o.not_methods),
+            StringMatch::parse,
+        ),
+        (
+            TextAttr::Path,
+            ("paths", "notPaths"),
+            (o.paths, o.not_paths),
+            path_pattern,
+        ),
+    ];
+    for (attr, names, lists, parse) in texts {
+        push(&mut checks, field(at, names, lists, parse)?, |f| {
+            Check::Text(attr, f)
+        });
+    }
     push(
         &mut checks,
         field(at, ("ports", "notPorts"), (o.ports, o.not_ports), port)?,
         Check::Port,
     );
-    let methods = field(
-        at,
-        ("methods", "notMethods"),
-        (o.methods, o.not_methods),
-        StringMatch::parse,
-    )?;
-    push(&mut checks, methods, |f| Check::Text(TextAttr::Method, f));
-    let paths = field(
-        at,
-        ("paths", "notPaths"),
-        (o.paths, o.not_paths),
-        path_pattern,
-    )?;
-    push(&mut checks, paths, |f| Check::Text(TextAttr::Path, f));
     non_empty(checks, at, "operation")
 }
 
@@ -413,6 +422,11 @@ fn service_account(text: &str) -> Result<StringMatch, String> {
     }
 }
 
+/// Hosts compare without regard to case.
+fn host_pattern(text: &str) -> Result<StringMatch, String> {
+    StringMatch::parse(text).map(|m| m.to_lowercase())
+}
+
 fn path_pattern(text: &str) -> Result<StringMatch, String> {
     if text.contains(['{', '}']) {
         return Err(format!(
@@ -474,15 +488,15 @@ mod tests {
                             TextAttr::Host,
                             only(vec![StringMatch::Prefix("reviews".into())]),
                         ),
-                        Check::Port(Field {
-                            values: vec![9080],
-                            not_values: vec![],
-                        }),
                         Check::Text(TextAttr::Method, only(vec![exact("GET")])),
                         Check::Text(
                             TextAttr::Path,
                             only(vec![StringMatch::Prefix("/api/".into())]),
                         ),
+                        Check::Port(Field {
+                            values: vec![9080],
+                            not_values: vec![],
+                        }),
                     ]],
                     when: vec![Check::Text(
                         TextAttr::Header("x-token".into()),
@@ -496,207 +510,135 @@ mod tests {
         assert_eq!(from_json(b"{}").expect("{}"), Authz::default());
     }
 
+    /// Pairs of lines: `WHERE JSON`, then `=> PART OF THE ERROR`. WHERE says what the JSON is: the whole `config`,
+    /// or the `rule`, `source`, `operation` or `when` entry of a policy `p`.
+    const BAD: &str = r#"
+        config     {"policy": []}
+        => unknown field `policy`
+        config     {"peerAuthentication": {"mtls": {"mode": "STRICT"}, "selector": {}}}
+        => unknown field `selector`
+        config     {"peerAuthentication": {"mtls": {"mod": "STRICT"}}}
+        => unknown field `mod`
+        config     {"policies": [{"name": "p", "selector": {}}]}
+        => unknown field `selector`
+        config     {"policies": [{"name": "p", "action": "CUSTOM", "provider": {"name": "x"}}]}
+        => unknown field `provider`
+        rule       {"form": []}
+        => unknown field `form`
+        source     {"principal": ["a"]}
+        => unknown field `principal`
+        source     {"trustDomains": ["a"]}
+        => unknown field `trustDomains`
+        operation  {"path": ["/a"]}
+        => unknown field `path`
+        when       {"key": "source.ip", "value": ["1.2.3.4"]}
+        => unknown field `value`
+        config     {"policies": [{"rules": []}]}
+        => missing field `name`
+        rule       {"from": [{}]}
+        => missing field `source`
+        rule       {"to": [{}]}
+        => missing field `operation`
+        when       {"values": ["a"]}
+        => missing field `key`
+        operation  {"ports": [8080]}
+        => invalid type: integer `8080`, expected a string
+        config     {"policies": [{"name": "p", "action": "CUSTOM"}]}
+        => policies[0].action: CUSTOM (an external authorization provider) is not supported
+        config     {"policies": [{"name": "p", "action": "PERMIT"}]}
+        => policies[0].action: unknown action `PERMIT`; expected ALLOW, DENY or AUDIT
+        config     {"policies": [{"name": "p", "action": "allow"}]}
+        => policies[0].action: unknown action `allow`
+        config     {"peerAuthentication": {"mtls": {"mode": "MUTUAL"}}}
+        => peerAuthentication.mtls.mode: unknown mode `MUTUAL`
+        config     {"peerAuthentication": {"portLevelMtls": {"http": {"mode": "STRICT"}}}}
+        => peerAuthentication.portLevelMtls.http: `http` is not a port number
+        config     {"peerAuthentication": {"portLevelMtls": {"80": {"mode": "strict"}}}}
+        => peerAuthentication.portLevelMtls.80.mode: unknown mode `strict`
+        config     {"policies": [{"name": ""}]}
+        => policies[0].name: a policy needs a name
+        config     {"policies": [{"name": "a"}, {"name": "a", "action": "DENY"}]}
+        => policies[1].name: `a` is the name of an earlier policy too
+        config     {"policies": [{"name": "a\tb"}]}
+        => policies[0].name: `a	b` must be printable text
+        source     {"ipBlocks": ["10.0.0.0/8", "10.0.0.0/33"]}
+        => policies[0].rules[0].from[0].source.ipBlocks[1]: `10.0.0.0/33` is not an IP address or a CIDR block
+        source     {"notRemoteIpBlocks": ["localhost"]}
+        => source.notRemoteIpBlocks[0]: `localhost` is not an IP address
+        source     {"principals": [""]}
+        => source.principals[0]: an empty value matches nothing
+        source     {"namespaces": ["a*b"]}
+        => source.namespaces[0]: `a*b`: `*` is allowed only
+        source     {"serviceAccounts": ["productpage"]}
+        => source.serviceAccounts[0]: `productpage` is not NAMESPACE/SERVICE_ACCOUNT
+        source     {"notServiceAccounts": ["default/*"]}
+        => source.notServiceAccounts[0]: `default/*` is not NAMESPACE/SERVICE_ACCOUNT
+        source     {"requestPrincipals": ["issuer/subject"]}
+        => source.requestPrincipals: request principals come from request authentication (JWT)
+        source     {"notRequestPrincipals": ["*"]}
+        => source.notRequestPrincipals: request principals come from
+        source     {}
+        => policies[0].rules[0].from[0].source: an empty source is not allowed
+        source     {"principals": [], "requestPrincipals": []}
+        => from[0].source: an empty source is not allowed
+        operation  {}
+        => policies[0].rules[0].to[0].operation: an empty operation is not allowed
+        operation  {"ports": ["0"]}
+        => operation.ports[0]: `0` is not a port number (1-65535)
+        operation  {"notPorts": ["65536"]}
+        => operation.notPorts[0]: `65536` is not a port number
+        operation  {"paths": ["/a/{*}/b"]}
+        => operation.paths[0]: `/a/{*}/b`: path templates ({*}, {**}) are not supported
+        operation  {"notHosts": ["*a*"]}
+        => operation.notHosts[0]: `*a*`: `*` is allowed only
+        operation  {"methods": ["GET", ""]}
+        => operation.methods[1]: an empty value
+        when       {"key": "request.auth.claims[groups]", "values": ["admin"]}
+        => policies[0].rules[0].when[0].key: `request.auth.claims[groups]` comes from request authentication (JWT)
+        when       {"key": "request.auth.principal", "values": ["a"]}
+        => when[0].key: `request.auth.principal` comes from request authentication
+        when       {"key": "connection.sni", "values": ["a"]}
+        => when[0].key: `connection.sni` needs TLS
+        when       {"key": "source.user", "values": ["a"]}
+        => when[0].key: unsupported condition key `source.user`
+        when       {"key": "request.headers[]", "values": ["a"]}
+        => when[0].key: `request.headers[]` must be request.headers[NAME]
+        when       {"key": "request.headers[x-a", "values": ["a"]}
+        => when[0].key: `request.headers[x-a` must be
+        when       {"key": "source.ip"}
+        => when[0]: condition `source.ip` needs values or notValues
+        when       {"key": "source.ip", "values": ["10.0.0.300"]}
+        => when[0].values[0]: `10.0.0.300` is not an IP address
+        when       {"key": "destination.port", "notValues": ["https"]}
+        => when[0].notValues[0]: `https` is not a port number
+        when       {"key": "source.namespace", "values": ["*a*"]}
+        => when[0].values[0]: `*a*`
+    "#;
+
     #[test]
     fn bad_configs_are_refused_naming_the_field() {
-        let policy =
-            |rule: &str| format!(r#"{{"policies": [{{"name": "p", "rules": [{rule}]}}]}}"#);
-        let source = |s: &str| policy(&format!(r#"{{"from": [{{"source": {s}}}]}}"#));
-        let operation = |o: &str| policy(&format!(r#"{{"to": [{{"operation": {o}}}]}}"#));
-        let when = |c: &str| policy(&format!(r#"{{"when": [{c}]}}"#));
-        let cases: Vec<(String, &str)> = vec![
-            // Unknown fields, at every level.
-            (r#"{"policy": []}"#.into(), "unknown field `policy`"),
-            (
-                r#"{"peerAuthentication": {"mtls": {"mode": "STRICT"}, "selector": {}}}"#.into(),
-                "unknown field `selector`",
-            ),
-            (
-                r#"{"peerAuthentication": {"mtls": {"mod": "STRICT"}}}"#.into(),
-                "unknown field `mod`",
-            ),
-            (
-                r#"{"policies": [{"name": "p", "selector": {}}]}"#.into(),
-                "unknown field `selector`",
-            ),
-            (
-                r#"{"policies": [{"name": "p", "action": "CUSTOM", "provider": {"name": "x"}}]}"#
-                    .into(),
-                "unknown field `provider`",
-            ),
-            (policy(r#"{"form": []}"#), "unknown field `form`"),
-            (
-                source(r#"{"principal": ["a"]}"#),
-                "unknown field `principal`",
-            ),
-            (
-                source(r#"{"trustDomains": ["a"]}"#),
-                "unknown field `trustDomains`",
-            ),
-            (operation(r#"{"path": ["/a"]}"#), "unknown field `path`"),
-            (
-                when(r#"{"key": "source.ip", "value": ["1.2.3.4"]}"#),
-                "unknown field `value`",
-            ),
-            (
-                r#"{"policies": [{"rules": []}]}"#.into(),
-                "missing field `name`",
-            ),
-            (policy(r#"{"from": [{}]}"#), "missing field `source`"),
-            (policy(r#"{"to": [{}]}"#), "missing field `operation`"),
-            (when(r#"{"values": ["a"]}"#), "missing field `key`"),
-            (
-                operation(r#"{"ports": [8080]}"#),
-                "invalid type: integer `8080`, expected a string",
-            ),
-            // Actions and modes.
-            (
-                r#"{"policies": [{"name": "p", "action": "CUSTOM"}]}"#.into(),
-                "policies[0].action: CUSTOM (an external authorization provider) is not supported",
-            ),
-            (
-                r#"{"policies": [{"name": "p", "action": "PERMIT"}]}"#.into(),
-                "policies[0].action: unknown action `PERMIT`",
-            ),
-            (
-                r#"{"policies": [{"name": "p", "action": "allow"}]}"#.into(),
-                "policies[0].action: unknown action `allow`",
-            ),
-            (
-                r#"{"peerAuthentication": {"mtls": {"mode": "MUTUAL"}}}"#.into(),
-                "peerAuthentication.mtls.mode: unknown mode `MUTUAL`",
-            ),
-            (
-                r#"{"peerAuthentication": {"portLevelMtls": {"http": {"mode": "STRICT"}}}}"#.into(),
-                "peerAuthentication.portLevelMtls.http: `http` is not a port number",
-            ),
-            (
-                r#"{"peerAuthentication": {"portLevelMtls": {"80": {"mode": "strict"}}}}"#.into(),
-                "peerAuthentication.portLevelMtls.80.mode: unknown mode `strict`",
-            ),
-            // Names.
-            (
-                r#"{"policies": [{"name": ""}]}"#.into(),
-                "policies[0].name: a policy needs a name",
-            ),
-            (
-                r#"{"policies": [{"name": "a"}, {"name": "a", "action": "DENY"}]}"#.into(),
-                "policies[1].name: `a` is the name of an earlier policy too",
-            ),
-            (
-                r#"{"policies": [{"name": "a\nb"}]}"#.into(),
-                "policies[0].name: `a\nb` must be printable text",
-            ),
-            // Values.
-            (
-                source(r#"{"ipBlocks": ["10.0.0.0/8", "10.0.0.0/33"]}"#),
-                "policies[0].rules[0].from[0].source.ipBlocks[1]: `10.0.0.0/33` is not an IP address or a CIDR block",
-            ),
-            (
-                source(r#"{"notRemoteIpBlocks": ["localhost"]}"#),
-                "source.notRemoteIpBlocks[0]: `localhost` is not an IP address",
-            ),
-            (
-                source(r#"{"principals": [""]}"#),
-                "source.principals[0]: an empty value matches nothing",
-            ),
-            (
-                source(r#"{"namespaces": ["a*b"]}"#),
-                "source.namespaces[0]: `a*b`: `*` is allowed only",
-            ),
-            (
-                source(r#"{"serviceAccounts": ["productpage"]}"#),
-                "source.serviceAccounts[0]: `productpage` is not NAMESPACE/SERVICE_ACCOUNT",
-            ),
-            (
-                source(r#"{"notServiceAccounts": ["default/*"]}"#),
-                "source.notServiceAccounts[0]: `default/*` is not NAMESPACE/SERVICE_ACCOUNT",
-            ),
-            (
-                source(r#"{"requestPrincipals": ["issuer/subject"]}"#),
-                "source.requestPrincipals: request principals come from request authentication (JWT)",
-            ),
-            (
-                source(r#"{"notRequestPrincipals": ["*"]}"#),
-                "source.notRequestPrincipals: request principals come from",
-            ),
-            (
-                source("{}"),
-                "policies[0].rules[0].from[0].source: an empty source is not allowed",
-            ),
-            (
-                source(r#"{"principals": [], "requestPrincipals": []}"#),
-                "from[0].source: an empty source is not allowed",
-            ),
-            (
-                operation("{}"),
-                "policies[0].rules[0].to[0].operation: an empty operation is not allowed",
-            ),
-            (
-                operation(r#"{"ports": ["0"]}"#),
-                "operation.ports[0]: `0` is not a port number (1-65535)",
-            ),
-            (
-                operation(r#"{"notPorts": ["65536"]}"#),
-                "operation.notPorts[0]: `65536` is not a port number",
-            ),
-            (
-                operation(r#"{"paths": ["/a/{*}/b"]}"#),
-                "operation.paths[0]: `/a/{*}/b`: path templates ({*}, {**}) are not supported",
-            ),
-            (
-                operation(r#"{"notHosts": ["*a*"]}"#),
-                "operation.notHosts[0]: `*a*`: `*` is allowed only",
-            ),
-            (
-                operation(r#"{"methods": ["GET", ""]}"#),
-                "operation.methods[1]: an empty value",
-            ),
-            // Conditions.
-            (
-                when(r#"{"key": "request.auth.claims[groups]", "values": ["admin"]}"#),
-                "policies[0].rules[0].when[0].key: `request.auth.claims[groups]` comes from request authentication (JWT)",
-            ),
-            (
-                when(r#"{"key": "request.auth.principal", "values": ["a"]}"#),
-                "when[0].key: `request.auth.principal` comes from request authentication",
-            ),
-            (
-                when(r#"{"key": "connection.sni", "values": ["a"]}"#),
-                "when[0].key: `connection.sni` needs TLS",
-            ),
-            (
-                when(r#"{"key": "source.user", "values": ["a"]}"#),
-                "when[0].key: unsupported condition key `source.user`",
-            ),
-            (
-                when(r#"{"key": "request.headers[]", "values": ["a"]}"#),
-                "when[0].key: `request.headers[]` must be request.headers[NAME]",
-            ),
-            (
-                when(r#"{"key": "request.headers[x-a", "values": ["a"]}"#),
-                "when[0].key: `request.headers[x-a` must be",
-            ),
-            (
-                when(r#"{"key": "source.ip"}"#),
-                "when[0]: condition `source.ip` needs values or notValues",
-            ),
-            (
-                when(r#"{"key": "source.ip", "values": ["10.0.0.300"]}"#),
-                "when[0].values[0]: `10.0.0.300` is not an IP address",
-            ),
-            (
-                when(r#"{"key": "destination.port", "notValues": ["https"]}"#),
-                "when[0].notValues[0]: `https` is not a port number",
-            ),
-            (
-                when(r#"{"key": "source.namespace", "values": ["*a*"]}"#),
-                "when[0].values[0]: `*a*`",
-            ),
-        ];
-        for (json, want) in &cases {
-            let err = from_json(json.as_bytes()).expect_err(json);
-            assert!(err.starts_with("invalid pluginConfig"), "{json}: {err}");
-            assert!(err.contains(want), "{json}:\n  got  {err}\n  want {want}");
+        let lines: Vec<&str> = BAD
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len() % 2, 0, "pairs of lines");
+        for pair in lines.chunks(2) {
+            let (kind, json) = pair[0].split_once(' ').expect("WHERE JSON");
+            let json = json.trim();
+            let rule = |r: &str| format!(r#"{{"policies": [{{"name": "p", "rules": [{r}]}}]}}"#);
+            let config = match kind {
+                "config" => json.to_string(),
+                "rule" => rule(json),
+                "source" => rule(&format!(r#"{{"from": [{{"source": {json}}}]}}"#)),
+                "operation" => rule(&format!(r#"{{"to": [{{"operation": {json}}}]}}"#)),
+                "when" => rule(&format!(r#"{{"when": [{json}]}}"#)),
+                other => panic!("no case kind {other}"),
+            };
+            let want = pair[1].strip_prefix("=> ").expect("=> ERROR");
+            let err = from_json(config.as_bytes()).expect_err(&config);
+            assert!(err.starts_with("invalid pluginConfig"), "{config}: {err}");
+            assert!(err.contains(want), "{config}:\n  got  {err}\n  want {want}");
         }
     }
 

@@ -128,7 +128,8 @@ mod tests {
         config::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
     }
 
-    /// The request the tables start from: productpage (mTLS) calling `GET reviews:9080/api/v1` on port 9080.
+    /// The request the tables start from: productpage (mTLS) calling `GET reviews:9080/api/v1` on port 9080, from
+    /// 10.1.2.3 for the client 203.0.113.9, to 10.9.9.9.
     fn base() -> Request {
         Request {
             mtls: true,
@@ -147,6 +148,32 @@ mod tests {
         }
     }
 
+    /// [`base`] changed by `edit`: `-` (nothing), `plain` (no mTLS, so no principal), or `NAME=VALUE` for `host`,
+    /// `method`, `port`, `source` (IP) and `principal`, with `none` for no value.
+    fn request(edit: &str) -> Request {
+        let mut r = base();
+        match edit.split_once('=') {
+            _ if edit == "-" => {}
+            _ if edit == "plain" => {
+                r.mtls = false;
+                r.principal = None;
+            }
+            Some((name, value)) => {
+                let v = (value != "none").then(|| value.to_string());
+                match name {
+                    "host" => r.host = v,
+                    "method" => r.method = v,
+                    "port" => r.destination_port = v.map(|p| p.parse().expect("a port")),
+                    "source" => r.source_ip = v.map(|ip| ip.parse().expect("an IP")),
+                    "principal" => r.principal = v,
+                    other => panic!("no edit {other}"),
+                }
+            }
+            None => panic!("no edit {edit}"),
+        }
+        r
+    }
+
     /// The verdict in short: `allow`, `deny NAME`, `no-allow`, `mtls`, then ` audit[A,B]` if any AUDIT matched.
     fn show(v: &Verdict<'_>) -> String {
         let d = match v.decision {
@@ -162,682 +189,387 @@ mod tests {
         }
     }
 
-    type Edit = fn(&mut Request);
-
-    /// One ALLOW policy whose single rule has `part` (`"from"`, `"to"` or `"when"`) set to `entries`; each case is a
-    /// request edit and whether the request is allowed.
-    fn run_allow_table(part: &str, table: &[(&str, Edit, bool)]) {
-        for (entries, edit, want) in table {
+    /// Runs a table of one-line cases `FIELD VALUES EDIT WANT` (VALUES a JSON list without spaces, WANT `allow` or
+    /// `no-allow`) against one ALLOW policy whose only rule is `rule(FIELD, VALUES)`.
+    fn run_field_table(table: &str, rule: impl Fn(&str, &str) -> String) {
+        for line in table
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let [field, values, edit, want] = line.split_whitespace().collect::<Vec<_>>()[..]
+            else {
+                panic!("bad table line: {line}");
+            };
             let cfg = authz(&format!(
-                r#"{{"policies": [{{"name": "p", "action": "ALLOW", "rules": [{{"{part}": {entries}}}]}}]}}"#
+                r#"{{"policies": [{{"name": "p", "action": "ALLOW", "rules": [{}]}}]}}"#,
+                rule(field, values)
             ));
-            let mut req = base();
-            edit(&mut req);
-            let got = evaluate(&cfg, &req).decision == Decision::Allow;
-            assert_eq!(got, *want, "{part}: {entries} for {req:?}");
+            assert_eq!(show(&evaluate(&cfg, &request(edit))), want, "{line}");
         }
     }
 
-    fn same(_: &mut Request) {}
-
     #[test]
     fn source_fields() {
-        let no_mtls: Edit = |r| {
-            r.mtls = false;
-            r.principal = None;
-        };
-        let table: &[(&str, Edit, bool)] = &[
-            // principals: exact, prefix, suffix, presence; a principal needs mTLS.
-            (
-                r#"[{"source": {"principals": ["cluster.local/ns/default/sa/productpage"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"source": {"principals": ["cluster.local/ns/default/sa/ratings"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"principals": ["x", "cluster.local/ns/default/sa/productpage"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"source": {"principals": ["cluster.local/ns/default/*"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"source": {"principals": ["cluster.local/ns/other/*"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"principals": ["*/sa/productpage"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"source": {"principals": ["*/sa/reviews"]}}]"#,
-                same,
-                false,
-            ),
-            (r#"[{"source": {"principals": ["*"]}}]"#, same, true),
-            (r#"[{"source": {"principals": ["*"]}}]"#, no_mtls, false),
-            (r#"[{"source": {"notPrincipals": ["*"]}}]"#, no_mtls, true),
-            (r#"[{"source": {"notPrincipals": ["*"]}}]"#, same, false),
-            (
-                r#"[{"source": {"notPrincipals": ["cluster.local/ns/default/sa/productpage"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"notPrincipals": ["cluster.local/ns/default/sa/ratings"]}}]"#,
-                same,
-                true,
-            ),
-            // namespaces from the principal's /ns/NAME/ segment.
-            (r#"[{"source": {"namespaces": ["default"]}}]"#, same, true),
-            (r#"[{"source": {"namespaces": ["prod"]}}]"#, same, false),
-            (r#"[{"source": {"namespaces": ["def*"]}}]"#, same, true),
-            (r#"[{"source": {"namespaces": ["*ult"]}}]"#, same, true),
-            (r#"[{"source": {"namespaces": ["*"]}}]"#, no_mtls, false),
-            (
-                r#"[{"source": {"notNamespaces": ["default"]}}]"#,
-                same,
-                false,
-            ),
-            (r#"[{"source": {"notNamespaces": ["prod"]}}]"#, same, true),
-            (
-                r#"[{"source": {"notNamespaces": ["default"]}}]"#,
-                no_mtls,
-                true,
-            ),
-            // serviceAccounts: NAMESPACE/NAME.
-            (
-                r#"[{"source": {"serviceAccounts": ["default/productpage"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"source": {"serviceAccounts": ["prod/productpage"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"notServiceAccounts": ["default/productpage"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"notServiceAccounts": ["default/ratings"]}}]"#,
-                same,
-                true,
-            ),
-            // ipBlocks: the peer's address, v4 and v6, CIDR or single address.
-            (r#"[{"source": {"ipBlocks": ["10.0.0.0/8"]}}]"#, same, true),
-            (r#"[{"source": {"ipBlocks": ["10.1.2.3"]}}]"#, same, true),
-            (
-                r#"[{"source": {"ipBlocks": ["10.1.2.4", "192.168.0.0/16"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"ipBlocks": ["2001:db8::/32"]}}]"#,
-                |r| r.source_ip = "2001:db8:5::1".parse().ok(),
-                true,
-            ),
-            (
-                r#"[{"source": {"ipBlocks": ["2001:db8::/32"]}}]"#,
-                |r| r.source_ip = "2001:db9::1".parse().ok(),
-                false,
-            ),
-            (
-                r#"[{"source": {"ipBlocks": ["2001:db8::/32"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"notIpBlocks": ["10.1.0.0/16"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"notIpBlocks": ["10.2.0.0/16"]}}]"#,
-                same,
-                true,
-            ),
-            (r#"[{"source": {"notIpBlocks": ["::/0"]}}]"#, same, true),
-            // remoteIpBlocks: the original client.
-            (
-                r#"[{"source": {"remoteIpBlocks": ["203.0.113.0/24"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"source": {"remoteIpBlocks": ["10.0.0.0/8"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"notRemoteIpBlocks": ["203.0.113.9"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"notRemoteIpBlocks": ["198.51.100.0/24"]}}]"#,
-                same,
-                true,
-            ),
-            // Fields of one source are ANDed; values and not-values of one field too.
-            (
-                r#"[{"source": {"namespaces": ["default"], "ipBlocks": ["10.0.0.0/8"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"source": {"namespaces": ["default"], "ipBlocks": ["192.168.0.0/16"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"principals": ["cluster.local/*"], "notPrincipals": ["*/sa/productpage"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"ipBlocks": ["10.0.0.0/8"], "notIpBlocks": ["10.1.0.0/16"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"source": {"ipBlocks": ["10.0.0.0/8"], "notIpBlocks": ["10.2.0.0/16"]}}]"#,
-                same,
-                true,
-            ),
-        ];
-        run_allow_table("from", table);
+        run_field_table(
+            r#"
+            # principals: exact, prefix, suffix, presence; there is a principal only under mTLS.
+            principals            ["cluster.local/ns/default/sa/productpage"]       -      allow
+            principals            ["cluster.local/ns/default/sa/ratings"]           -      no-allow
+            principals            ["x","cluster.local/ns/default/sa/productpage"]   -      allow
+            principals            ["cluster.local/ns/default/*"]                    -      allow
+            principals            ["cluster.local/ns/other/*"]                      -      no-allow
+            principals            ["*/sa/productpage"]                              -      allow
+            principals            ["*/sa/reviews"]                                  -      no-allow
+            principals            ["*"]                                             -      allow
+            principals            ["*"]                                             plain  no-allow
+            notPrincipals         ["*"]                                             plain  allow
+            notPrincipals         ["*"]                                             -      no-allow
+            notPrincipals         ["cluster.local/ns/default/sa/productpage"]       -      no-allow
+            notPrincipals         ["cluster.local/ns/default/sa/ratings"]           -      allow
+            # namespaces: the principal's /ns/NAME/ segment.
+            namespaces            ["default"]                                       -      allow
+            namespaces            ["prod"]                                          -      no-allow
+            namespaces            ["def*"]                                          -      allow
+            namespaces            ["*ult"]                                          -      allow
+            namespaces            ["*"]                                             plain  no-allow
+            notNamespaces         ["default"]                                       -      no-allow
+            notNamespaces         ["prod"]                                          -      allow
+            notNamespaces         ["default"]                                       plain  allow
+            # serviceAccounts: NAMESPACE/NAME.
+            serviceAccounts       ["default/productpage"]                           -      allow
+            serviceAccounts       ["prod/productpage"]                              -      no-allow
+            serviceAccounts       ["default/productpage"]                           plain  no-allow
+            notServiceAccounts    ["default/productpage"]                           -      no-allow
+            notServiceAccounts    ["default/ratings"]                               -      allow
+            # ipBlocks: the peer's address; v4 and v6, CIDR or single address.
+            ipBlocks              ["10.0.0.0/8"]                                    -      allow
+            ipBlocks              ["10.1.2.3"]                                      -      allow
+            ipBlocks              ["10.1.2.4","192.168.0.0/16"]                     -      no-allow
+            ipBlocks              ["2001:db8::/32"]                      source=2001:db8:5::1  allow
+            ipBlocks              ["2001:db8::/32"]                      source=2001:db9::1    no-allow
+            ipBlocks              ["2001:db8::5"]                        source=2001:db8::5    allow
+            ipBlocks              ["2001:db8::/32"]                                 -      no-allow
+            ipBlocks              ["10.0.0.0/8"]                                source=none  no-allow
+            notIpBlocks           ["10.1.0.0/16"]                                   -      no-allow
+            notIpBlocks           ["10.2.0.0/16"]                                   -      allow
+            notIpBlocks           ["::/0"]                                          -      allow
+            notIpBlocks           ["::/0"]                               source=2001:db8::5    no-allow
+            # remoteIpBlocks: the original client.
+            remoteIpBlocks        ["203.0.113.0/24"]                                -      allow
+            remoteIpBlocks        ["10.0.0.0/8"]                                    -      no-allow
+            notRemoteIpBlocks     ["203.0.113.9"]                                   -      no-allow
+            notRemoteIpBlocks     ["198.51.100.0/24"]                               -      allow
+            "#,
+            |field, values| format!(r#"{{"from": [{{"source": {{"{field}": {values}}}}}]}}"#),
+        );
     }
 
     #[test]
     fn operation_fields() {
-        let table: &[(&str, Edit, bool)] = &[
-            // hosts: `:authority`, without regard to case; the port is part of it.
-            (
-                r#"[{"operation": {"hosts": ["reviews:9080"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"operation": {"hosts": ["REVIEWS:9080"]}}]"#,
-                same,
-                true,
-            ),
-            (r#"[{"operation": {"hosts": ["reviews"]}}]"#, same, false),
-            (
-                r#"[{"operation": {"hosts": ["reviews", "reviews:*"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"operation": {"hosts": ["*.example.com"]}}]"#,
-                |r| r.host = Some("api.example.com".into()),
-                true,
-            ),
-            (
-                r#"[{"operation": {"hosts": ["*.example.com"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"operation": {"hosts": ["*"]}}]"#,
-                |r| r.host = None,
-                false,
-            ),
-            (
-                r#"[{"operation": {"notHosts": ["reviews:*"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"operation": {"notHosts": ["ratings:*"]}}]"#,
-                same,
-                true,
-            ),
-            // ports: destination.port.
-            (r#"[{"operation": {"ports": ["9080"]}}]"#, same, true),
-            (r#"[{"operation": {"ports": ["80", "443"]}}]"#, same, false),
-            (
-                r#"[{"operation": {"ports": ["9080"]}}]"#,
-                |r| r.destination_port = None,
-                false,
-            ),
-            (r#"[{"operation": {"notPorts": ["9080"]}}]"#, same, false),
-            (r#"[{"operation": {"notPorts": ["15020"]}}]"#, same, true),
-            // methods: exact and case-sensitive, patterns allowed.
-            (
-                r#"[{"operation": {"methods": ["GET", "HEAD"]}}]"#,
-                same,
-                true,
-            ),
-            (r#"[{"operation": {"methods": ["get"]}}]"#, same, false),
-            (r#"[{"operation": {"methods": ["POST"]}}]"#, same, false),
-            (
-                r#"[{"operation": {"methods": ["P*"]}}]"#,
-                |r| r.method = Some("PUT".into()),
-                true,
-            ),
-            (r#"[{"operation": {"notMethods": ["GET"]}}]"#, same, false),
-            (r#"[{"operation": {"notMethods": ["DELETE"]}}]"#, same, true),
-            // paths: exact, prefix, suffix, presence, on the normalized path.
-            (r#"[{"operation": {"paths": ["/api/v1"]}}]"#, same, true),
-            (r#"[{"operation": {"paths": ["/api"]}}]"#, same, false),
-            (r#"[{"operation": {"paths": ["/api/*"]}}]"#, same, true),
-            (r#"[{"operation": {"paths": ["/admin/*"]}}]"#, same, false),
-            (r#"[{"operation": {"paths": ["*/v1"]}}]"#, same, true),
-            (r#"[{"operation": {"paths": ["*.css"]}}]"#, same, false),
-            (r#"[{"operation": {"paths": ["*"]}}]"#, same, true),
-            (r#"[{"operation": {"notPaths": ["/api/*"]}}]"#, same, false),
-            (r#"[{"operation": {"notPaths": ["/admin/*"]}}]"#, same, true),
-            // Fields of one operation are ANDed.
-            (
-                r#"[{"operation": {"methods": ["GET"], "paths": ["/api/*"], "ports": ["9080"]}}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"operation": {"methods": ["GET"], "paths": ["/api/*"], "ports": ["80"]}}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"operation": {"paths": ["/api/*"], "notPaths": ["/api/v1"]}}]"#,
-                same,
-                false,
-            ),
-        ];
-        run_allow_table("to", table);
+        run_field_table(
+            r#"
+            # hosts: `:authority` without regard to case; a port is part of it.
+            hosts        ["reviews:9080"]              -                     allow
+            hosts        ["REVIEWS:9080"]              -                     allow
+            hosts        ["reviews"]                   -                     no-allow
+            hosts        ["reviews","reviews:*"]       -                     allow
+            hosts        ["*.example.com"]             host=api.example.com  allow
+            hosts        ["*.example.com"]             -                     no-allow
+            hosts        ["*"]                         host=none             no-allow
+            notHosts     ["reviews:*"]                 -                     no-allow
+            notHosts     ["ratings:*"]                 -                     allow
+            # ports: destination.port.
+            ports        ["9080"]                      -                     allow
+            ports        ["80","443"]                  -                     no-allow
+            ports        ["9080"]                      port=none             no-allow
+            notPorts     ["9080"]                      -                     no-allow
+            notPorts     ["15020"]                     -                     allow
+            # methods: case-sensitive, patterns allowed.
+            methods      ["GET","HEAD"]                -                     allow
+            methods      ["get"]                       -                     no-allow
+            methods      ["POST"]                      -                     no-allow
+            methods      ["P*"]                        method=PUT            allow
+            notMethods   ["GET"]                       -                     no-allow
+            notMethods   ["DELETE"]                    -                     allow
+            # paths: exact, prefix, suffix, presence (the request's path is normalized by then).
+            paths        ["/api/v1"]                   -                     allow
+            paths        ["/api"]                      -                     no-allow
+            paths        ["/api/*"]                    -                     allow
+            paths        ["/admin/*"]                  -                     no-allow
+            paths        ["*/v1"]                      -                     allow
+            paths        ["*.css"]                     -                     no-allow
+            paths        ["*"]                         -                     allow
+            notPaths     ["/api/*"]                    -                     no-allow
+            notPaths     ["/admin/*"]                  -                     allow
+            "#,
+            |field, values| format!(r#"{{"to": [{{"operation": {{"{field}": {values}}}}}]}}"#),
+        );
     }
 
     #[test]
     fn conditions() {
-        let table: &[(&str, Edit, bool)] = &[
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["abc"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[X-Token]", "values": ["abc"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["ab*"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["*bc"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["xyz"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["*"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-missing]", "values": ["*"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "request.headers[x-missing]", "notValues": ["*"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "notValues": ["abc"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "request.headers[x-list]", "values": ["b"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-list]", "values": ["a, b"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-list]", "notValues": ["b"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "source.ip", "values": ["10.0.0.0/8"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "source.ip", "notValues": ["10.1.2.3"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "remote.ip", "values": ["203.0.113.0/24"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "remote.ip", "values": ["10.0.0.0/8"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "destination.ip", "values": ["10.9.9.9"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "destination.ip", "notValues": ["10.9.0.0/16"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "destination.port", "values": ["9080"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "destination.port", "values": ["80"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "destination.port", "notValues": ["9080"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "source.namespace", "values": ["default"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "source.namespace", "notValues": ["default"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "source.principal", "values": ["*/sa/productpage"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "source.principal", "values": ["*"]}]"#,
-                |r| r.principal = None,
-                false,
-            ),
-            (
-                r#"[{"key": "source.principal", "notValues": ["*/sa/productpage"]}]"#,
-                same,
-                false,
-            ),
-            // Values of one condition are ORed, conditions ANDed.
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["nope", "abc"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["abc"]}, {"key": "destination.port", "values": ["9080"]}]"#,
-                same,
-                true,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["abc"]}, {"key": "destination.port", "values": ["80"]}]"#,
-                same,
-                false,
-            ),
-            (
-                r#"[{"key": "request.headers[x-token]", "values": ["a*"], "notValues": ["abc"]}]"#,
-                same,
-                false,
-            ),
-        ];
-        run_allow_table("when", table);
+        run_field_table(
+            r#"
+            # KEY:values or KEY:notValues
+            request.headers[x-token]:values      ["abc"]            -                allow
+            request.headers[X-Token]:values      ["abc"]            -                allow
+            request.headers[x-token]:values      ["ab*"]            -                allow
+            request.headers[x-token]:values      ["*bc"]            -                allow
+            request.headers[x-token]:values      ["xyz"]            -                no-allow
+            request.headers[x-token]:values      ["nope","abc"]     -                allow
+            request.headers[x-token]:values      ["*"]              -                allow
+            request.headers[x-missing]:values    ["*"]              -                no-allow
+            request.headers[x-missing]:notValues ["*"]              -                allow
+            request.headers[x-token]:notValues   ["abc"]            -                no-allow
+            request.headers[x-list]:values       ["b"]              -                allow
+            request.headers[x-list]:notValues    ["b"]              -                no-allow
+            source.ip:values                     ["10.0.0.0/8"]     -                allow
+            source.ip:values                     ["2001:db8::/32"]  source=2001:db8::1  allow
+            source.ip:notValues                  ["10.1.2.3"]       -                no-allow
+            remote.ip:values                     ["203.0.113.0/24"] -                allow
+            remote.ip:values                     ["10.0.0.0/8"]     -                no-allow
+            destination.ip:values                ["10.9.9.9"]       -                allow
+            destination.ip:notValues             ["10.9.0.0/16"]    -                no-allow
+            destination.port:values              ["9080"]           -                allow
+            destination.port:values              ["80"]             -                no-allow
+            destination.port:notValues           ["9080"]           -                no-allow
+            source.namespace:values              ["default"]        -                allow
+            source.namespace:notValues           ["default"]        -                no-allow
+            source.principal:values              ["*/sa/productpage"]  -             allow
+            source.principal:values              ["*"]              principal=none   no-allow
+            source.principal:notValues           ["*/sa/productpage"]  -             no-allow
+            "#,
+            |field, values| {
+                let (key, which) = field.split_once(':').expect("KEY:values");
+                format!(r#"{{"when": [{{"key": "{key}", "{which}": {values}}}]}}"#)
+            },
+        );
     }
+
+    /// Cases separated by blank lines: a description, the `policies` JSON (one or more lines), then `=> WANT`.
+    const SEMANTICS: &str = r#"
+        no policies at all
+        []
+        => allow
+
+        without an ALLOW policy, what no DENY matches is allowed
+        [{"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]
+        => allow
+
+        a DENY rule {} denies everything
+        [{"name": "d", "action": "DENY", "rules": [{}]}]
+        => deny d
+
+        the action defaults to ALLOW
+        [{"name": "a", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}]
+        => allow
+
+        an ALLOW policy that does not match
+        [{"name": "a", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]}]
+        => no-allow
+
+        ALLOW with rules [] allows nothing
+        [{"name": "a", "action": "ALLOW", "rules": []}]
+        => no-allow
+
+        ALLOW without rules allows nothing
+        [{"name": "a", "action": "ALLOW"}]
+        => no-allow
+
+        ALLOW with a rule {} allows everything
+        [{"name": "a", "action": "ALLOW", "rules": [{}]}]
+        => allow
+
+        DENY with rules [] denies nothing
+        [{"name": "d", "action": "DENY", "rules": []}]
+        => allow
+
+        DENY without rules denies nothing
+        [{"name": "d", "action": "DENY"}]
+        => allow
+
+        DENY before ALLOW, whatever the order in the list
+        [{"name": "a", "action": "ALLOW", "rules": [{}]},
+         {"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/api/*"]}}]}]}]
+        => deny d
+
+        the first DENY that matches is the one named
+        [{"name": "d1", "action": "DENY", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]},
+         {"name": "d2", "action": "DENY", "rules": [{}]}, {"name": "d3", "action": "DENY", "rules": [{}]}]
+        => deny d2
+
+        one of several ALLOW policies is enough
+        [{"name": "a1", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]},
+         {"name": "a2", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}]
+        => allow
+
+        an ALLOW-nothing policy does not stop another ALLOW
+        [{"name": "none", "rules": []}, {"name": "a", "rules": [{}]}]
+        => allow
+
+        rules are ORed
+        [{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["prod"]}}]},
+                                 {"to": [{"operation": {"paths": ["/api/*"]}}]}]}]
+        => allow
+
+        from and to are ANDed
+        [{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["default"]}}],
+                                  "to": [{"operation": {"methods": ["POST"]}}]}]}]
+        => no-allow
+
+        from entries are ORed
+        [{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["prod"]}}, {"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]}]
+        => allow
+
+        to entries are ORed
+        [{"name": "a", "rules": [{"to": [{"operation": {"methods": ["POST"]}}, {"operation": {"paths": ["/api/*"]}}]}]}]
+        => allow
+
+        fields of one source are ANDed
+        [{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["default"], "ipBlocks": ["192.168.0.0/16"]}}]}]}]
+        => no-allow
+
+        fields of one source, all matching
+        [{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["default"], "ipBlocks": ["10.0.0.0/8"]}}]}]}]
+        => allow
+
+        a field and its not field are ANDed
+        [{"name": "a", "rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"], "notIpBlocks": ["10.1.0.0/16"]}}]}]}]
+        => no-allow
+
+        fields of one operation are ANDed
+        [{"name": "a", "rules": [{"to": [{"operation": {"methods": ["GET"], "paths": ["/api/*"], "ports": ["80"]}}]}]}]
+        => no-allow
+
+        fields of one operation, all matching
+        [{"name": "a", "rules": [{"to": [{"operation": {"methods": ["GET"], "paths": ["/api/*"], "ports": ["9080"]}}]}]}]
+        => allow
+
+        conditions are ANDed
+        [{"name": "a", "rules": [{"when": [{"key": "request.headers[x-token]", "values": ["abc"]},
+                                           {"key": "destination.port", "values": ["80"]}]}]}]
+        => no-allow
+
+        conditions, all matching
+        [{"name": "a", "rules": [{"when": [{"key": "request.headers[x-token]", "values": ["abc"]},
+                                           {"key": "destination.port", "values": ["9080"]}]}]}]
+        => allow
+
+        values and notValues of one condition are ANDed
+        [{"name": "a", "rules": [{"when": [{"key": "request.headers[x-token]", "values": ["a*"], "notValues": ["abc"]}]}]}]
+        => no-allow
+
+        from, to and when are all needed
+        [{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["default"]}}],
+                                  "to": [{"operation": {"methods": ["GET"]}}],
+                                  "when": [{"key": "request.headers[x-token]", "values": ["other"]}]}]}]
+        => no-allow
+
+        AUDIT changes nothing
+        [{"name": "audit-all", "action": "AUDIT", "rules": [{}]}]
+        => allow audit[audit-all]
+
+        AUDIT is reported on denied requests too, every match in order
+        [{"name": "au1", "action": "AUDIT", "rules": [{}]}, {"name": "d", "action": "DENY", "rules": [{}]},
+         {"name": "au-post", "action": "AUDIT", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]},
+         {"name": "au2", "action": "AUDIT", "rules": [{"from": [{"source": {"namespaces": ["default"]}}]}]}]
+        => deny d audit[au1,au2]
+
+        an AUDIT policy is not an ALLOW policy
+        [{"name": "au", "action": "AUDIT", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]}]
+        => allow
+
+        AUDIT without rules never matches
+        [{"name": "au", "action": "AUDIT"}]
+        => allow
+    "#;
 
     #[test]
     fn policy_semantics() {
-        let get_api = r#"{"to": [{"operation": {"methods": ["GET"], "paths": ["/api/*"]}}]}"#;
-        let from_ratings =
-            r#"{"from": [{"source": {"principals": ["cluster.local/ns/default/sa/ratings"]}}]}"#;
-        let post = r#"{"to": [{"operation": {"methods": ["POST"]}}]}"#;
-        let table: &[(&str, &str, Edit, &str)] = &[
-            ("no policies at all", "[]", same, "allow"),
-            (
-                "no ALLOW policy: allowed",
-                r#"[{"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]"#,
-                same,
-                "allow",
-            ),
-            (
-                "a DENY match",
-                r#"[{"name": "d", "action": "DENY", "rules": [{}]}]"#,
-                same,
-                "deny d",
-            ),
-            (
-                "the action defaults to ALLOW",
-                &format!(r#"[{{"name": "a", "rules": [{get_api}]}}]"#),
-                same,
-                "allow",
-            ),
-            (
-                "ALLOW without a match",
-                &format!(r#"[{{"name": "a", "rules": [{post}]}}]"#),
-                same,
-                "no-allow",
-            ),
-            (
-                "ALLOW with rules [] allows nothing",
-                r#"[{"name": "a", "action": "ALLOW", "rules": []}]"#,
-                same,
-                "no-allow",
-            ),
-            (
-                "ALLOW without rules allows nothing",
-                r#"[{"name": "a", "action": "ALLOW"}]"#,
-                same,
-                "no-allow",
-            ),
-            (
-                "ALLOW with a rule {} allows all",
-                r#"[{"name": "a", "action": "ALLOW", "rules": [{}]}]"#,
-                same,
-                "allow",
-            ),
-            (
-                "DENY with rules [] denies nothing",
-                r#"[{"name": "d", "action": "DENY", "rules": []}]"#,
-                same,
-                "allow",
-            ),
-            (
-                "DENY without rules denies nothing",
-                r#"[{"name": "d", "action": "DENY"}]"#,
-                same,
-                "allow",
-            ),
-            (
-                "DENY before ALLOW",
-                &format!(
-                    r#"[{{"name": "a", "action": "ALLOW", "rules": [{{}}]}}, {{"name": "d", "action": "DENY", "rules": [{get_api}]}}]"#
-                ),
-                same,
-                "deny d",
-            ),
-            (
-                "the first matching DENY is named",
-                r#"[{"name": "d1", "action": "DENY", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]},
-                    {"name": "d2", "action": "DENY", "rules": [{}]}, {"name": "d3", "action": "DENY", "rules": [{}]}]"#,
-                same,
-                "deny d2",
-            ),
-            (
-                "one of several ALLOW policies is enough",
-                &format!(
-                    r#"[{{"name": "a1", "rules": [{post}]}}, {{"name": "a2", "rules": [{get_api}]}}]"#
-                ),
-                same,
-                "allow",
-            ),
-            (
-                "an ALLOW-nothing policy next to a matching one",
-                &format!(
-                    r#"[{{"name": "none", "rules": []}}, {{"name": "a", "rules": [{get_api}]}}]"#
-                ),
-                same,
-                "allow",
-            ),
-            (
-                "rules are ORed",
-                &format!(r#"[{{"name": "a", "rules": [{from_ratings}, {get_api}]}}]"#),
-                same,
-                "allow",
-            ),
-            (
-                "from and to of one rule are ANDed",
-                r#"[{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["default"]}}], "to": [{"operation": {"methods": ["POST"]}}]}]}]"#,
-                same,
-                "no-allow",
-            ),
-            (
-                "from entries are ORed",
-                r#"[{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["prod"]}}, {"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]}]"#,
-                same,
-                "allow",
-            ),
-            (
-                "to entries are ORed",
-                r#"[{"name": "a", "rules": [{"to": [{"operation": {"methods": ["POST"]}}, {"operation": {"paths": ["/api/*"]}}]}]}]"#,
-                same,
-                "allow",
-            ),
-            (
-                "from, to and when all needed",
-                r#"[{"name": "a", "rules": [{"from": [{"source": {"namespaces": ["default"]}}], "to": [{"operation": {"methods": ["GET"]}}],
-                    "when": [{"key": "request.headers[x-token]", "values": ["other"]}]}]}]"#,
-                same,
-                "no-allow",
-            ),
-            (
-                "AUDIT changes nothing",
-                r#"[{"name": "audit-all", "action": "AUDIT", "rules": [{}]}]"#,
-                same,
-                "allow audit[audit-all]",
-            ),
-            (
-                "AUDIT is reported on denied requests too, every match in order",
-                r#"[{"name": "au1", "action": "AUDIT", "rules": [{}]}, {"name": "d", "action": "DENY", "rules": [{}]},
-                    {"name": "au-post", "action": "AUDIT", "rules": [{"to": [{"operation": {"methods": ["POST"]}}]}]},
-                    {"name": "au2", "action": "AUDIT", "rules": [{"from": [{"source": {"namespaces": ["default"]}}]}]}]"#,
-                same,
-                "deny d audit[au1,au2]",
-            ),
-            (
-                "AUDIT does not count as an ALLOW policy",
-                &format!(r#"[{{"name": "au", "action": "AUDIT", "rules": [{post}]}}]"#),
-                same,
-                "allow",
-            ),
-            (
-                "AUDIT without rules never matches",
-                r#"[{"name": "au", "action": "AUDIT"}]"#,
-                same,
-                "allow",
-            ),
-        ];
-        for (what, policies, edit, want) in table {
+        let cases: Vec<&str> = SEMANTICS
+            .split("\n\n")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(
+            cases.len(),
+            SEMANTICS.matches("=>").count(),
+            "one `=>` per case"
+        );
+        for case in cases {
+            let lines: Vec<&str> = case.lines().map(str::trim).collect();
+            let (what, policies, want) = match &lines[..] {
+                [what, json @ .., want] => (what, json.join(" "), want),
+                _ => panic!("bad case: {case}"),
+            };
+            let want = want.strip_prefix("=> ").expect("=> WANT");
             let cfg = authz(&format!(r#"{{"policies": {policies}}}"#));
-            let mut req = base();
-            edit(&mut req);
-            assert_eq!(show(&evaluate(&cfg, &req)), *want, "{what}");
+            assert_eq!(show(&evaluate(&cfg, &base())), want, "{what}");
         }
     }
 
     #[test]
     fn peer_authentication() {
-        let plain: Edit = |r| {
-            r.mtls = false;
-            r.principal = None;
-        };
-        let on_15021: Edit = |r| {
-            r.mtls = false;
-            r.destination_port = Some(15021);
-        };
         let deny_all = r#"[{"name": "d", "action": "DENY", "rules": [{}]}]"#;
-        let table: &[(&str, &str, Edit, &str)] = &[
-            (r#"{"mtls": {"mode": "STRICT"}}"#, "[]", same, "allow"),
-            (r#"{"mtls": {"mode": "STRICT"}}"#, "[]", plain, "mtls"),
-            (r#"{"mtls": {"mode": "STRICT"}}"#, deny_all, plain, "mtls"),
-            (r#"{"mtls": {"mode": "STRICT"}}"#, deny_all, same, "deny d"),
-            (r#"{"mtls": {"mode": "PERMISSIVE"}}"#, "[]", plain, "allow"),
-            (r#"{"mtls": {"mode": "PERMISSIVE"}}"#, "[]", same, "allow"),
-            (r#"{"mtls": {"mode": "DISABLE"}}"#, "[]", plain, "allow"),
-            (r#"{"mtls": {"mode": "UNSET"}}"#, "[]", plain, "allow"),
-            (r#"{"mtls": {}}"#, "[]", plain, "allow"),
-            (r#"{}"#, "[]", plain, "allow"),
+        let strict = r#"{"mtls": {"mode": "STRICT"}}"#;
+        let strict_but_15021 =
+            r#"{"mtls": {"mode": "STRICT"}, "portLevelMtls": {"15021": {"mode": "PERMISSIVE"}}}"#;
+        let permissive_but_9080 =
+            r#"{"mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"9080": {"mode": "STRICT"}}}"#;
+        let table: &[(&str, &str, &str, &str)] = &[
+            (strict, "[]", "-", "allow"),
+            (strict, "[]", "plain", "mtls"),
+            (strict, "[]", "principal=none", "allow"),
+            (strict, deny_all, "plain", "mtls"),
+            (strict, deny_all, "-", "deny d"),
             (
-                r#"{"mtls": {"mode": "STRICT"}, "portLevelMtls": {"15021": {"mode": "PERMISSIVE"}}}"#,
+                r#"{"mtls": {"mode": "PERMISSIVE"}}"#,
                 "[]",
-                on_15021,
+                "plain",
                 "allow",
             ),
-            (
-                r#"{"mtls": {"mode": "STRICT"}, "portLevelMtls": {"15021": {"mode": "PERMISSIVE"}}}"#,
-                "[]",
-                plain,
-                "mtls",
-            ),
-            (
-                r#"{"mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"9080": {"mode": "STRICT"}}}"#,
-                "[]",
-                plain,
-                "mtls",
-            ),
-            (
-                r#"{"mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"9080": {"mode": "STRICT"}}}"#,
-                "[]",
-                on_15021,
-                "allow",
-            ),
+            (r#"{"mtls": {"mode": "PERMISSIVE"}}"#, "[]", "-", "allow"),
+            (r#"{"mtls": {"mode": "DISABLE"}}"#, "[]", "plain", "allow"),
+            (r#"{"mtls": {"mode": "UNSET"}}"#, "[]", "plain", "allow"),
+            (r#"{"mtls": {}}"#, "[]", "plain", "allow"),
+            ("{}", "[]", "plain", "allow"),
+            (strict_but_15021, "[]", "plain", "mtls"),
+            (permissive_but_9080, "[]", "plain", "mtls"),
         ];
         for (peer, policies, edit, want) in table {
             let cfg = authz(&format!(
                 r#"{{"peerAuthentication": {peer}, "policies": {policies}}}"#
             ));
-            let mut req = base();
-            edit(&mut req);
-            assert_eq!(show(&evaluate(&cfg, &req)), *want, "{peer} {policies}");
+            assert_eq!(
+                show(&evaluate(&cfg, &request(edit))),
+                *want,
+                "{peer} {policies} {edit}"
+            );
         }
+        // The port-level mode is the one of the port the request arrived on.
+        let mut on_15021 = request("plain");
+        on_15021.destination_port = Some(15021);
+        assert_eq!(
+            show(&evaluate(
+                &authz(&format!(r#"{{"peerAuthentication": {strict_but_15021}}}"#)),
+                &on_15021
+            )),
+            "allow"
+        );
+        assert_eq!(
+            show(&evaluate(
+                &authz(&format!(
+                    r#"{{"peerAuthentication": {permissive_but_9080}}}"#
+                )),
+                &on_15021
+            )),
+            "allow"
+        );
     }
 
     #[test]
     fn an_empty_config_allows_everything() {
-        let cfg = authz("");
-        let plain = Request::default();
-        assert_eq!(show(&evaluate(&cfg, &plain)), "allow");
+        assert_eq!(show(&evaluate(&authz(""), &Request::default())), "allow");
     }
 }

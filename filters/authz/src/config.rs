@@ -230,6 +230,29 @@ fn rule(r: WireRule, at: &str) -> Result<Rule, String> {
 /// Parses one value of a field.
 type Parse<T> = fn(&str) -> Result<T, String>;
 
+/// A text field of a source or operation: the attribute, the names of the field and its `not` field, their values,
+/// and how to parse one.
+type TextField = (
+    TextAttr,
+    (&'static str, &'static str),
+    (Vec<String>, Vec<String>),
+    Parse<StringMatch>,
+);
+
+/// Adds a check for each text field that is set.
+fn push_texts(
+    checks: &mut Vec<Check>,
+    at: &str,
+    texts: impl IntoIterator<Item = TextField>,
+) -> Result<(), String> {
+    for (attr, names, lists, parse) in texts {
+        push(checks, field(at, names, lists, parse)?, |f| {
+            Check::Text(attr, f)
+        });
+    }
+    Ok(())
+}
+
 fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
     for (name, list) in [
         ("requestPrincipals", &s.request_principals),
@@ -243,7 +266,7 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
         }
     }
     let mut checks = Vec::new();
-    let texts: [(TextAttr, _, _, Parse<StringMatch>); 3] = [
+    let texts: [TextField; 3] = [
         (
             TextAttr::Principal,
             ("principals", "notPrincipals"),
@@ -263,11 +286,7 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
             service_account,
         ),
     ];
-    for (attr, names, lists, parse) in texts {
-        push(&mut checks, field(at, names, lists, parse)?, |f| {
-            Check::Text(attr, f)
-        });
-    }
+    push_texts(&mut checks, at, texts)?;
     let ips = [
         (
             IpAttr::Source,
@@ -290,7 +309,7 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
 
 fn operation(o: WireOperation, at: &str) -> Result<Vec<Check>, String> {
     let mut checks = Vec::new();
-    let texts: [(TextAttr, _, _, Parse<StringMatch>); 3] = [
+    let texts: [TextField; 3] = [
         (
             TextAttr::Host,
             ("hosts", "notHosts"),
@@ -310,11 +329,7 @@ fn operation(o: WireOperation, at: &str) -> Result<Vec<Check>, String> {
             path_pattern,
         ),
     ];
-    for (attr, names, lists, parse) in texts {
-        push(&mut checks, field(at, names, lists, parse)?, |f| {
-            Check::Text(attr, f)
-        });
-    }
+    push_texts(&mut checks, at, texts)?;
     push(
         &mut checks,
         field(at, ("ports", "notPorts"), (o.ports, o.not_ports), port)?,

@@ -58,8 +58,8 @@ struct WirePolicy {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct WireRule {
-    from: Vec<WireFrom>,
-    to: Vec<WireTo>,
+    from: Option<Vec<WireFrom>>,
+    to: Option<Vec<WireTo>>,
     when: Vec<WireCondition>,
 }
 
@@ -207,17 +207,20 @@ fn policy(p: WirePolicy, at: &str) -> Result<Policy, String> {
 }
 
 fn rule(r: WireRule, at: &str) -> Result<Rule, String> {
-    let from = r
-        .from
-        .into_iter()
-        .enumerate()
-        .map(|(i, f)| source(f.source, &format!("{at}.from[{i}].source")))
-        .collect::<Result<_, _>>()?;
-    let to =
-        r.to.into_iter()
-            .enumerate()
-            .map(|(i, t)| operation(t.operation, &format!("{at}.to[{i}].operation")))
-            .collect::<Result<_, _>>()?;
+    let from = entries(
+        r.from,
+        &format!("{at}.from"),
+        "source",
+        |f| f.source,
+        source,
+    )?;
+    let to = entries(
+        r.to,
+        &format!("{at}.to"),
+        "operation",
+        |t| t.operation,
+        operation,
+    )?;
     let when = r
         .when
         .into_iter()
@@ -225,6 +228,28 @@ fn rule(r: WireRule, at: &str) -> Result<Rule, String> {
         .map(|(i, c)| condition(c, &format!("{at}.when[{i}]")))
         .collect::<Result<_, _>>()?;
     Ok(Rule { from, to, when })
+}
+
+/// The checks of each `from` or `to` entry. Left out, the part matches anything; an empty list is refused, as Istio
+/// does, because it reads as "nothing" to some and "anything" to others.
+fn entries<E, W>(
+    list: Option<Vec<E>>,
+    at: &str,
+    what: &str,
+    inner: impl Fn(E) -> W,
+    compile: impl Fn(W, &str) -> Result<Vec<Check>, String>,
+) -> Result<Vec<Vec<Check>>, String> {
+    match list {
+        None => Ok(Vec::new()),
+        Some(list) if list.is_empty() => Err(format!(
+            "{at}: an empty list is not allowed; leave it out to match any {what}"
+        )),
+        Some(list) => list
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| compile(inner(e), &format!("{at}[{i}].{what}")))
+            .collect(),
+    }
 }
 
 /// Parses one value of a field.
@@ -264,6 +289,13 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
                  have yet"
             ));
         }
+    }
+    let identities =
+        s.principals.len() + s.not_principals.len() + s.namespaces.len() + s.not_namespaces.len();
+    if identities > 0 && !(s.service_accounts.is_empty() && s.not_service_accounts.is_empty()) {
+        return Err(format!(
+            "{at}: serviceAccounts cannot be combined with principals or namespaces (Istio refuses it too)"
+        ));
     }
     let mut checks = Vec::new();
     let texts: [TextField; 3] = [
@@ -594,6 +626,12 @@ mod tests {
         => source.notRequestPrincipals: request principals come from
         source     {}
         => policies[0].rules[0].from[0].source: an empty source is not allowed
+        rule       {"from": []}
+        => policies[0].rules[0].from: an empty list is not allowed; leave it out to match any source
+        rule       {"to": []}
+        => policies[0].rules[0].to: an empty list is not allowed; leave it out to match any operation
+        source     {"serviceAccounts": ["default/web"], "notNamespaces": ["prod"]}
+        => from[0].source: serviceAccounts cannot be combined with principals or namespaces
         source     {"principals": [], "requestPrincipals": []}
         => from[0].source: an empty source is not allowed
         operation  {}

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use meshwork_sdk::config::ConfigError;
 use serde::Deserialize;
 
 use crate::{
@@ -115,34 +116,38 @@ struct WireCondition {
     not_values: Vec<String>,
 }
 
-/// Parses and validates a `pluginConfig` (JSON; empty means `{}`); the error is the message to log.
-pub fn from_json(bytes: &[u8]) -> Result<Authz, String> {
-    let wire: Wire = meshwork_sdk::config::parse(bytes).map_err(|e| e.to_string())?;
-    compile(wire).map_err(|e| format!("invalid pluginConfig: {e}"))
+/// Parses and validates a `pluginConfig` (JSON; empty means `{}`).
+pub fn from_json(bytes: &[u8]) -> Result<Authz, ConfigError> {
+    compile(meshwork_sdk::config::parse(bytes)?)
 }
 
 /// Validates a parsed `pluginConfig`; the error names the field (`policies[0].rules[1].from[0].source.ipBlocks[2]`).
-pub fn compile(wire: Wire) -> Result<Authz, String> {
+/// Its text is what the plugin logs when it refuses to start.
+pub fn compile(wire: Wire) -> Result<Authz, ConfigError> {
     let peer = peer_authn(wire.peer_authentication.unwrap_or_default())?;
     let mut names = HashSet::new();
     let mut policies = Vec::with_capacity(wire.policies.len());
     for (i, p) in wire.policies.into_iter().enumerate() {
         let at = format!("policies[{i}]");
         if p.name.is_empty() {
-            return Err(format!(
-                "{at}.name: a policy needs a name (denials quote it)"
+            return Err(invalid(
+                format!("{at}.name"),
+                "a policy needs a name (denials quote it)",
             ));
         }
         if p.name.chars().any(char::is_control) {
-            return Err(format!(
-                "{at}.name: `{}` must be printable text (denials quote it in a header)",
-                p.name
+            return Err(invalid(
+                format!("{at}.name"),
+                format!(
+                    "`{}` must be printable text (denials quote it in a header)",
+                    p.name
+                ),
             ));
         }
         if !names.insert(p.name.clone()) {
-            return Err(format!(
-                "{at}.name: `{}` is the name of an earlier policy too",
-                p.name
+            return Err(invalid(
+                format!("{at}.name"),
+                format!("`{}` is the name of an earlier policy too", p.name),
             ));
         }
         policies.push(policy(p, &at)?);
@@ -150,46 +155,45 @@ pub fn compile(wire: Wire) -> Result<Authz, String> {
     Ok(Authz { peer, policies })
 }
 
-fn peer_authn(w: WirePeerAuthn) -> Result<PeerAuthn, String> {
+fn peer_authn(w: WirePeerAuthn) -> Result<PeerAuthn, ConfigError> {
     let at = "peerAuthentication";
     let mode = mtls_mode(w.mtls.unwrap_or_default(), &format!("{at}.mtls"))?;
     let mut ports = Vec::with_capacity(w.port_level_mtls.len());
     for (key, m) in w.port_level_mtls {
         let at = format!("{at}.portLevelMtls.{key}");
-        ports.push((
-            port(&key).map_err(|e| format!("{at}: {e}"))?,
-            mtls_mode(m, &at)?,
-        ));
+        ports.push((port(&key).map_err(|e| invalid(&at, e))?, mtls_mode(m, &at)?));
     }
     Ok(PeerAuthn { mode, ports })
 }
 
-fn mtls_mode(m: WireMtls, at: &str) -> Result<MtlsMode, String> {
+fn mtls_mode(m: WireMtls, at: &str) -> Result<MtlsMode, ConfigError> {
     match m.mode.as_deref() {
         None | Some("UNSET") => Ok(MtlsMode::Unset),
         Some("DISABLE") => Ok(MtlsMode::Disable),
         Some("PERMISSIVE") => Ok(MtlsMode::Permissive),
         Some("STRICT") => Ok(MtlsMode::Strict),
-        Some(other) => Err(format!(
-            "{at}.mode: unknown mode `{other}`; expected UNSET, DISABLE, PERMISSIVE or STRICT"
+        Some(other) => Err(invalid(
+            format!("{at}.mode"),
+            format!("unknown mode `{other}`; expected UNSET, DISABLE, PERMISSIVE or STRICT"),
         )),
     }
 }
 
-fn policy(p: WirePolicy, at: &str) -> Result<Policy, String> {
+fn policy(p: WirePolicy, at: &str) -> Result<Policy, ConfigError> {
     let action = match p.action.as_deref() {
         None | Some("ALLOW") => Action::Allow,
         Some("DENY") => Action::Deny,
         Some("AUDIT") => Action::Audit,
         Some("CUSTOM") => {
-            return Err(format!(
-                "{at}.action: CUSTOM (an external authorization provider) is not supported by meshwork; use ALLOW, \
-                 DENY or AUDIT"
+            return Err(invalid(
+                format!("{at}.action"),
+                "CUSTOM (an external authorization provider) is not supported by meshwork; use ALLOW, DENY or AUDIT",
             ));
         }
         Some(other) => {
-            return Err(format!(
-                "{at}.action: unknown action `{other}`; expected ALLOW, DENY or AUDIT"
+            return Err(invalid(
+                format!("{at}.action"),
+                format!("unknown action `{other}`; expected ALLOW, DENY or AUDIT"),
             ));
         }
     };
@@ -206,7 +210,7 @@ fn policy(p: WirePolicy, at: &str) -> Result<Policy, String> {
     })
 }
 
-fn rule(r: WireRule, at: &str) -> Result<Rule, String> {
+fn rule(r: WireRule, at: &str) -> Result<Rule, ConfigError> {
     let from = entries(
         r.from,
         &format!("{at}.from"),
@@ -237,18 +241,28 @@ fn entries<E, W>(
     at: &str,
     what: &str,
     inner: impl Fn(E) -> W,
-    compile: impl Fn(W, &str) -> Result<Vec<Check>, String>,
-) -> Result<Vec<Vec<Check>>, String> {
+    compile: impl Fn(W, &str) -> Result<Vec<Check>, ConfigError>,
+) -> Result<Vec<Vec<Check>>, ConfigError> {
     match list {
         None => Ok(Vec::new()),
-        Some(list) if list.is_empty() => Err(format!(
-            "{at}: an empty list is not allowed; leave it out to match any {what}"
+        Some(list) if list.is_empty() => Err(invalid(
+            at,
+            format!("an empty list is not allowed; leave it out to match any {what}"),
         )),
         Some(list) => list
             .into_iter()
             .enumerate()
             .map(|(i, e)| compile(inner(e), &format!("{at}[{i}].{what}")))
             .collect(),
+    }
+}
+
+/// A refusal of `field` (its path in the `pluginConfig`).
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: Some(field.into()),
+        at: None,
+        message: message.into(),
     }
 }
 
@@ -269,7 +283,7 @@ fn push_texts(
     checks: &mut Vec<Check>,
     at: &str,
     texts: impl IntoIterator<Item = TextField>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     for (attr, names, lists, parse) in texts {
         push(checks, field(at, names, lists, parse)?, |f| {
             Check::Text(attr, f)
@@ -278,23 +292,24 @@ fn push_texts(
     Ok(())
 }
 
-fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
+fn source(s: WireSource, at: &str) -> Result<Vec<Check>, ConfigError> {
     for (name, list) in [
         ("requestPrincipals", &s.request_principals),
         ("notRequestPrincipals", &s.not_request_principals),
     ] {
         if !list.is_empty() {
-            return Err(format!(
-                "{at}.{name}: request principals come from request authentication (JWT), which meshwork does not \
-                 have yet"
+            return Err(invalid(
+                format!("{at}.{name}"),
+                "request principals come from request authentication (JWT), which meshwork does not have yet",
             ));
         }
     }
     let identities =
         s.principals.len() + s.not_principals.len() + s.namespaces.len() + s.not_namespaces.len();
     if identities > 0 && !(s.service_accounts.is_empty() && s.not_service_accounts.is_empty()) {
-        return Err(format!(
-            "{at}: serviceAccounts cannot be combined with principals or namespaces (Istio refuses it too)"
+        return Err(invalid(
+            at,
+            "serviceAccounts cannot be combined with principals or namespaces (Istio refuses it too)",
         ));
     }
     let mut checks = Vec::new();
@@ -339,7 +354,7 @@ fn source(s: WireSource, at: &str) -> Result<Vec<Check>, String> {
     non_empty(checks, at, "source")
 }
 
-fn operation(o: WireOperation, at: &str) -> Result<Vec<Check>, String> {
+fn operation(o: WireOperation, at: &str) -> Result<Vec<Check>, ConfigError> {
     let mut checks = Vec::new();
     let texts: [TextField; 3] = [
         (
@@ -370,10 +385,13 @@ fn operation(o: WireOperation, at: &str) -> Result<Vec<Check>, String> {
     non_empty(checks, at, "operation")
 }
 
-fn condition(c: WireCondition, at: &str) -> Result<Check, String> {
+fn condition(c: WireCondition, at: &str) -> Result<Check, ConfigError> {
     let key = c.key.as_str();
     if c.values.is_empty() && c.not_values.is_empty() {
-        return Err(format!("{at}: condition `{key}` needs values or notValues"));
+        return Err(invalid(
+            at,
+            format!("condition `{key}` needs values or notValues"),
+        ));
     }
     let names = ("values", "notValues");
     let lists = (c.values, c.not_values);
@@ -388,7 +406,12 @@ fn condition(c: WireCondition, at: &str) -> Result<Check, String> {
         let name = rest
             .strip_suffix(']')
             .filter(|n| !n.is_empty() && !n.contains([' ', '[', ']']))
-            .ok_or_else(|| format!("{at}.key: `{key}` must be request.headers[NAME]"))?;
+            .ok_or_else(|| {
+                invalid(
+                    format!("{at}.key"),
+                    format!("`{key}` must be request.headers[NAME]"),
+                )
+            })?;
         return text(TextAttr::Header(name.to_ascii_lowercase()), lists);
     }
     match key {
@@ -398,15 +421,22 @@ fn condition(c: WireCondition, at: &str) -> Result<Check, String> {
         "destination.port" => Ok(Check::Port(field(at, names, lists, port)?)),
         "source.namespace" => text(TextAttr::Namespace, lists),
         "source.principal" => text(TextAttr::Principal, lists),
-        k if k.starts_with("request.auth.") => Err(format!(
-            "{at}.key: `{k}` comes from request authentication (JWT), which meshwork does not have yet"
+        k if k.starts_with("request.auth.") => Err(invalid(
+            format!("{at}.key"),
+            format!(
+                "`{k}` comes from request authentication (JWT), which meshwork does not have yet"
+            ),
         )),
-        "connection.sni" => Err(format!(
-            "{at}.key: `connection.sni` needs TLS on the listener, which meshwork does not have yet"
+        "connection.sni" => Err(invalid(
+            format!("{at}.key"),
+            "`connection.sni` needs TLS on the listener, which meshwork does not have yet",
         )),
-        k => Err(format!(
-            "{at}.key: unsupported condition key `{k}`; supported: request.headers[NAME], source.ip, remote.ip, \
+        k => Err(invalid(
+            format!("{at}.key"),
+            format!(
+                "unsupported condition key `{k}`; supported: request.headers[NAME], source.ip, remote.ip, \
              source.namespace, source.principal, destination.ip, destination.port"
+            ),
         )),
     }
 }
@@ -417,13 +447,13 @@ fn field<T>(
     (name, not_name): (&str, &str),
     (values, not_values): (Vec<String>, Vec<String>),
     parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Field<T>, String> {
+) -> Result<Field<T>, ConfigError> {
     let list = |name: &str, values: Vec<String>| {
         values
             .iter()
             .enumerate()
-            .map(|(i, v)| parse(v).map_err(|e| format!("{at}.{name}[{i}]: {e}")))
-            .collect::<Result<Vec<T>, String>>()
+            .map(|(i, v)| parse(v).map_err(|e| invalid(format!("{at}.{name}[{i}]"), e)))
+            .collect::<Result<Vec<T>, ConfigError>>()
     };
     Ok(Field {
         values: list(name, values)?,
@@ -439,10 +469,11 @@ fn push<T>(checks: &mut Vec<Check>, f: Field<T>, make: impl FnOnce(Field<T>) -> 
 }
 
 /// Istio refuses an empty `source` or `operation`: it would read as "anything" to some and "nothing" to others.
-fn non_empty(checks: Vec<Check>, at: &str, what: &str) -> Result<Vec<Check>, String> {
+fn non_empty(checks: Vec<Check>, at: &str, what: &str) -> Result<Vec<Check>, ConfigError> {
     if checks.is_empty() {
-        return Err(format!(
-            "{at}: an empty {what} is not allowed; set at least one field"
+        return Err(invalid(
+            at,
+            format!("an empty {what} is not allowed; set at least one field"),
         ));
     }
     Ok(checks)
@@ -690,8 +721,12 @@ mod tests {
             };
             let want = pair[1].strip_prefix("=> ").expect("=> ERROR");
             let err = from_json(config.as_bytes()).expect_err(&config);
-            assert!(err.starts_with("invalid pluginConfig"), "{config}: {err}");
-            assert!(err.contains(want), "{config}:\n  got  {err}\n  want {want}");
+            assert!(
+                err.to_string().starts_with("invalid pluginConfig at `"),
+                "{config}: {err}"
+            );
+            let got = format!("{}: {}", err.field.as_deref().unwrap_or("-"), err.message);
+            assert!(got.contains(want), "{config}:\n  got  {got}\n  want {want}");
         }
     }
 

@@ -67,7 +67,7 @@ impl RootContext for Root {
         match config::compile(wire) {
             Ok(authz) => self.authz = Rc::new(authz),
             Err(e) => {
-                log(LogLevel::Error, &format!("invalid pluginConfig: {e}"));
+                log(LogLevel::Error, &e.to_string());
                 return false;
             }
         }

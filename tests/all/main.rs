@@ -10,6 +10,7 @@ mod curl;
 mod errors;
 mod grpc;
 mod http;
+mod policy_authz;
 mod policy_circuit_breaker;
 mod policy_retry;
 mod reload;

@@ -1,27 +1,33 @@
-//! The authz policy filter (being written).
+//! The mesh's authorization policy as a proxy-wasm filter: Istio's `PeerAuthentication` and `AuthorizationPolicy`,
+//! enforced on each request's headers.
+//!
+//! - [`config`]: the `pluginConfig` (Istio's field names), validated into [`model::Authz`].
+//! - [`request`] and [`path`]: the attributes policies match, derived from headers and properties.
+//! - [`matcher`]: string patterns, IP blocks, fields with their `not` fields.
+//! - [`eval`]: the decision, a pure function.
+//! - [`filter`]: the proxy-wasm glue (local replies, audit marks, counters).
+//!
+//! The reference for users is `docs/policies/authz.md`.
 
-use meshwork_sdk::proxy_wasm;
-use proxy_wasm::traits::{Context, RootContext};
+pub mod config;
+pub mod eval;
+pub mod filter;
+pub mod matcher;
+pub mod model;
+pub mod path;
+pub mod request;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
-}}
+/// The module's entry point (`_initialize`): installs the logger and the root context.
+#[allow(
+    missing_docs,
+    reason = "proxy_wasm::main! defines an undocumented exported function"
+)]
+mod entry {
+    use meshwork_sdk::proxy_wasm;
+    use proxy_wasm::{traits::RootContext, types::LogLevel};
 
-struct Root;
-
-impl Context for Root {}
-
-impl RootContext for Root {}
-
-/// Doubles.
-pub fn double(x: u32) -> u32 {
-    x * 2
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn doubles() {
-        assert_eq!(super::double(2), 4);
-    }
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Info);
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::<crate::filter::Root>::default() });
+    }}
 }

@@ -13,6 +13,7 @@ mod http;
 mod policy_authz;
 mod policy_circuit_breaker;
 mod policy_retry;
+mod policy_units;
 mod reload;
 mod routing;
 mod shutdown;

@@ -3,9 +3,17 @@
 use meshwork_sdk::proxy_wasm;
 use proxy_wasm::traits::{Context, RootContext};
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
-}}
+#[allow(
+    missing_docs,
+    reason = "proxy_wasm::main! defines the module's exported start function"
+)]
+mod start {
+    use super::*;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    }}
+}
 
 struct Root;
 

@@ -10,6 +10,8 @@ mod curl;
 mod errors;
 mod grpc;
 mod http;
+mod policy_router;
+mod policy_router_e2e;
 mod reload;
 mod routing;
 mod shutdown;

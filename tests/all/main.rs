@@ -13,6 +13,8 @@ mod http;
 mod policy_authz;
 mod policy_circuit_breaker;
 mod policy_retry;
+mod policy_router;
+mod policy_router_e2e;
 mod policy_units;
 mod reload;
 mod routing;

@@ -11,11 +11,10 @@ use serde_json::{Value, json};
 
 const ROUTER: &str = env!("FILTER_ROUTER_WASM");
 
-/// The router with `config`. Its callbacks may take up to a second: these tests share two cores with the end-to-end
-/// tests, and a callback descheduled past the default 10 ms would fail as if it had looped.
+/// The router with `config`.
 fn load(config: Value) -> Result<Harness, HarnessError> {
     let spec: WasmPlugin = serde_json::from_value(json!({
-        "name": "router", "url": ROUTER, "pluginConfig": config, "limits": {"maxCallbackTime": "1s"}
+        "name": "router", "url": ROUTER, "pluginConfig": config
     }))
     .unwrap();
     Harness::load_spec(&spec)

@@ -53,7 +53,6 @@ async fn start(slow: SocketAddr) -> TestProxy {
     ]
     .concat();
     // `TestProxy::start` parses (and so checks the plugins) before it registers the built-in filters.
-    register_builtins();
     TestProxy::start(&proxy_yaml_with(
         &[&filters(&[router_entry(&table)])],
         &route("/", V1),
@@ -61,13 +60,9 @@ async fn start(slow: SocketAddr) -> TestProxy {
     ))
 }
 
-/// The router's plugin entry. Its callbacks may take up to a second: the callback limit is wall-clock time, and on
-/// two cores shared with the other tests a callback as small as `proxy_on_done` is sometimes descheduled for more than
-/// the default 10 ms, which would take the VM down as if it had looped.
+/// The router's plugin entry.
 fn router_entry(table: &Value) -> String {
-    format!(
-        "{{ name: router, url: \"builtin://router\", pluginConfig: {table}, limits: {{ maxCallbackTime: 1s }} }}"
-    )
+    policy("router", "router", table.clone())
 }
 
 /// `GET path` with `headers` on a new connection: status, `location`, body.
@@ -204,7 +199,6 @@ async fn the_routes_timeout_gives_504_for_a_slow_upstream() {
 
 #[test]
 fn a_bad_table_stops_the_config_naming_plugin_and_field() {
-    register_builtins();
     let table = json!({"http": [{"route": [reviews("v1", 1)]}, {"route": [reviews("v1", 0), reviews("v2", 0)]}]});
     let yaml = proxy_yaml_with(
         &[&filters(&[policy("canary", "router", table)])],

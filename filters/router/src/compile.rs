@@ -2,8 +2,10 @@
 //! compiled, destinations turned into cluster names, weights summed, durations parsed. Anything wrong is an
 //! [`Invalid`] naming the field (`http[1].route[0].weight`), and the plugin refuses to start.
 
+use meshwork_sdk::duration;
+
 use crate::{
-    config, duration,
+    config,
     headerops::{self, HeaderOps},
     model::{Action, Dest, Invalid, Match, Redirect, Route, Router, cluster_name},
     strmatch::StrMatch,

@@ -10,7 +10,7 @@
 //! - [`compile`]: checks it and compiles it into the [`model`] when the plugin starts; bad config names its field.
 //! - [`decide`]: the decision, a pure function of the model and the [`request`].
 //! - [`filter`]: the proxy-wasm glue that carries the decision out.
-//! - [`strmatch`], [`headerops`], [`duration`], [`rng`]: the pieces.
+//! - [`strmatch`], [`headerops`], [`rng`]: the pieces.
 
 #![cfg_attr(
     test,
@@ -23,7 +23,6 @@
 pub mod compile;
 pub mod config;
 pub mod decide;
-pub mod duration;
 pub mod filter;
 pub mod headerops;
 pub mod model;

@@ -12,6 +12,7 @@ mod grpc;
 mod http;
 mod policy_authz;
 mod policy_circuit_breaker;
+mod policy_fault;
 mod policy_retry;
 mod policy_router;
 mod policy_router_e2e;

@@ -106,35 +106,41 @@ fn a_delay_then_an_abort_answers_once_the_delay_is_over() {
 #[test]
 fn bad_configs_are_refused_naming_the_field() {
     let cases: &[(Value, &str)] = &[
-        (json!({}), "`delay`, `abort`: give at least one"),
+        (
+            json!({}),
+            "invalid pluginConfig: give `delay`, `abort` or both",
+        ),
         (
             json!({"abort": {"httpStatus": 503, "percentage": {"value": 120}}}),
-            "abort.percentage.value: 120 is not within 0 to 100",
+            "invalid pluginConfig at `abort.percentage.value`: 120 is not within 0 to 100",
         ),
         (
             json!({"delay": {"fixedDelay": "1s", "percentage": {"value": -0.5}}}),
-            "delay.percentage.value: -0.5",
+            "invalid pluginConfig at `delay.percentage.value`: -0.5",
         ),
         (
             json!({"abort": {"httpStatus": 99}}),
-            "abort.httpStatus: 99 is not within 200 to 599",
+            "invalid pluginConfig at `abort.httpStatus`: 99 is not within 200 to 599",
         ),
         (
             json!({"abort": {"httpStatus": 600}}),
-            "abort.httpStatus: 600",
+            "invalid pluginConfig at `abort.httpStatus`: 600",
         ),
         (
             json!({"abort": {"grpcStatus": "UNAVAILABLE_NOW"}}),
-            "abort.grpcStatus: unknown gRPC status `UNAVAILABLE_NOW`",
+            "invalid pluginConfig at `abort.grpcStatus`: unknown gRPC status `UNAVAILABLE_NOW`",
         ),
-        (json!({"delay": {}}), "delay.fixedDelay: required"),
+        (
+            json!({"delay": {}}),
+            "invalid pluginConfig at `delay.fixedDelay`: required",
+        ),
         (
             json!({"delay": {"fixedDelay": "soon"}}),
-            "`soon` is not a duration",
+            "invalid pluginConfig at `delay.fixedDelay` (line 1, column 30): `soon` is not a duration",
         ),
         (
             json!({"abort": {"httpStatus": 503}, "match": [{"headers": {"x": {"regex": "(("}}}]}),
-            "match[0].headers.x.regex: invalid regular expression",
+            "invalid pluginConfig at `match[0].headers.x.regex`: invalid regular expression",
         ),
         (
             json!({"abort": {"httpStatus": 503, "percent": 5}}),
@@ -158,8 +164,6 @@ fn fault_proxy(
     upstream: std::net::SocketAddr,
     cluster_extra: &str,
 ) -> TestProxy {
-    // `TestProxy::start` parses the YAML before it registers the built-in filters, and parsing checks the names.
-    register_builtins();
     TestProxy::start(&proxy_yaml_with(
         &[&filters(&[policy(name, "fault", config)])],
         &route("/", "app"),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use meshwork_sdk::duration::Duration;
+use meshwork_sdk::{config::ConfigError, duration::Duration};
 use serde::Deserialize;
 
 /// `pluginConfig` of the fault filter.
@@ -79,4 +79,14 @@ pub struct StringMatch {
     /// Matches as a whole (RE2 syntax).
     #[serde(default)]
     pub regex: Option<String>,
+}
+
+/// A refusal of `field` (its path in the `pluginConfig`, e.g. `delay.fixedDelay`), read as the SDK's parse errors:
+/// ``invalid pluginConfig at `delay.fixedDelay`: ...``.
+pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: Some(field.into()),
+        at: None,
+        message: message.into(),
+    }
 }

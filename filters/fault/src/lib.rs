@@ -62,7 +62,8 @@ impl RootContext for Root {
         match Policy::try_from(cfg) {
             Ok(p) => self.policy = Some(Rc::new(p)),
             Err(e) => {
-                hostcalls::log(LogLevel::Error, &format!("invalid fault config: {e}")).ok();
+                // Logged as the SDK logs parse errors: the host's refusal quotes it.
+                hostcalls::log(LogLevel::Error, &e.to_string()).ok();
                 return false;
             }
         }

@@ -3,9 +3,10 @@
 //!
 //! Regexes use `regex-lite` (RE2 syntax without Unicode classes) and must match the whole value, as in Istio.
 
+use meshwork_sdk::config::ConfigError;
 use regex_lite::Regex;
 
-use crate::config;
+use crate::config::{self, invalid};
 
 /// A compiled condition on one header value.
 #[derive(Debug, Clone)]
@@ -38,14 +39,17 @@ pub struct Matcher(Vec<Vec<(String, Cond)>>);
 
 impl Matcher {
     /// Compiles `entries`; an error names the field, e.g. `match[0].headers.x-fault.regex`.
-    pub fn compile(entries: &[config::Match]) -> Result<Matcher, String> {
+    pub fn compile(entries: &[config::Match]) -> Result<Matcher, ConfigError> {
         let mut out = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let mut conds = Vec::with_capacity(entry.headers.len());
             for (name, m) in &entry.headers {
                 let field = format!("match[{i}].headers.{name}");
                 if name.is_empty() {
-                    return Err(format!("match[{i}].headers: a header name is empty"));
+                    return Err(invalid(
+                        format!("match[{i}].headers"),
+                        "a header name is empty",
+                    ));
                 }
                 conds.push((name.to_ascii_lowercase(), cond(m, &field)?));
             }
@@ -65,16 +69,22 @@ impl Matcher {
     }
 }
 
-fn cond(m: &config::StringMatch, field: &str) -> Result<Cond, String> {
+fn cond(m: &config::StringMatch, field: &str) -> Result<Cond, ConfigError> {
     match (&m.exact, &m.prefix, &m.regex) {
         (Some(e), None, None) => Ok(Cond::Exact(e.clone())),
         (None, Some(p), None) => Ok(Cond::Prefix(p.clone())),
         (None, None, Some(r)) => Regex::new(&format!("^(?:{r})$"))
             .map(Cond::Regex)
-            .map_err(|e| format!("{field}.regex: invalid regular expression: {e}")),
+            .map_err(|e| {
+                invalid(
+                    format!("{field}.regex"),
+                    format!("invalid regular expression: {e}"),
+                )
+            }),
         (None, None, None) => Ok(Cond::Present),
-        _ => Err(format!(
-            "{field}: give only one of `exact`, `prefix` or `regex`"
+        _ => Err(invalid(
+            field,
+            "give only one of `exact`, `prefix` or `regex`",
         )),
     }
 }
@@ -84,7 +94,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn matcher(entries: serde_json::Value) -> Result<Matcher, String> {
+    fn matcher(entries: serde_json::Value) -> Result<Matcher, ConfigError> {
         let entries: Vec<config::Match> = serde_json::from_value(entries).expect("parses");
         Matcher::compile(&entries)
     }
@@ -136,23 +146,28 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: &[(serde_json::Value, &str)] = &[
+        // (match, field, message)
+        let cases: &[(serde_json::Value, &str, &str)] = &[
             (
                 json!([{}, {"headers": {"x-a": {"regex": "(["}}}]),
-                "match[1].headers.x-a.regex: invalid regular expression",
+                "match[1].headers.x-a.regex",
+                "invalid regular expression",
             ),
             (
                 json!([{"headers": {"x-a": {"exact": "1", "prefix": "1"}}}]),
-                "match[0].headers.x-a: give only one of",
+                "match[0].headers.x-a",
+                "give only one of",
             ),
             (
                 json!([{"headers": {"": {"exact": "1"}}}]),
-                "match[0].headers: a header name is empty",
+                "match[0].headers",
+                "a header name is empty",
             ),
         ];
-        for (entries, want) in cases {
+        for (entries, field, message) in cases {
             let err = matcher(entries.clone()).expect_err("invalid");
-            assert!(err.starts_with(want), "{entries}: {err}");
+            assert_eq!(err.field.as_deref(), Some(*field), "{entries}: {err}");
+            assert!(err.message.starts_with(message), "{entries}: {err}");
         }
     }
 }

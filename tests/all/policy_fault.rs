@@ -244,23 +244,26 @@ async fn shares_of_delays_and_aborts_over_2000_requests() {
         .filter(|(status, _, t)| *status == 503 && *t >= DELAY)
         .count();
 
-    let (ok, what) = within_5_sigma(delayed, N, 0.10);
-    assert!(ok, "delayed (latency ≥ 100 ms): {what}");
-    let (ok, what) = within_5_sigma(aborted, N, 0.05);
-    assert!(ok, "aborted: {what}");
-    // Independent draws: about 0.5% are held and then aborted.
-    let (ok, what) = within_5_sigma(delayed_aborts, N, 0.005);
-    assert!(ok, "delayed then aborted: {what}");
-
-    // The filter's counters agree: every injected delay took at least 100 ms (a request slow for another reason can
-    // only add to the measured count), and every abort was counted.
     let injected_delays = tp.stat("wasm.fault-shares.fault_delays_injected").await as usize;
     let injected_aborts = tp.stat("wasm.fault-shares.fault_aborts_injected").await as usize;
+
+    // The draws: the filter delayed and aborted its shares of the requests.
+    let (ok, what) = within_5_sigma(injected_delays, N, 0.10);
+    assert!(ok, "delays injected: {what}");
+    let (ok, what) = within_5_sigma(aborted, N, 0.05);
+    assert!(ok, "aborted: {what}");
+    assert_eq!(injected_aborts, aborted, "every abort counted");
+    // Independent draws: about 0.5% are held and then aborted.
+    let (ok, what) = within_5_sigma(delayed_aborts, N, 0.005);
+    assert!(ok, "delayed then aborted (503 after ≥ 100 ms): {what}");
+
+    // The clock: every injected delay held its request for at least 100 ms, so the requests that took that long are
+    // at least as many. A request can also be slow for another reason (a machine busy with other tests), which only
+    // adds to the measured count; more than 5% of all requests would mean delays where none was drawn.
     assert!(
-        injected_delays <= delayed,
+        (injected_delays..=injected_delays + N / 20).contains(&delayed),
         "{injected_delays} delays injected, {delayed} requests took ≥ 100 ms"
     );
-    assert_eq!(injected_aborts, aborted);
     assert_eq!(
         upstream.arrived(),
         served,

@@ -16,12 +16,12 @@ pub mod rng;
 
 use std::{cell::RefCell, rc::Rc};
 
-use meshwork_sdk::{config as plugin_config, ext, http, proxy_wasm};
+use meshwork_sdk::{config as plugin_config, ext, http, log, metrics::Counter, proxy_wasm};
 use pending::Pending;
 use policy::{ABORT_BODY, Policy, Reply};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use rng::Rng;
 
 #[allow(
@@ -40,8 +40,8 @@ mod start {
 /// Counters this filter defines (`wasm.PLUGIN.fault_*` in `/stats`).
 #[derive(Default, Clone, Copy)]
 struct Metrics {
-    delays: u32,
-    aborts: u32,
+    delays: Counter,
+    aborts: Counter,
 }
 
 #[derive(Default)]
@@ -63,14 +63,13 @@ impl RootContext for Root {
             Ok(p) => self.policy = Some(Rc::new(p)),
             Err(e) => {
                 // Logged as the SDK logs parse errors: the host's refusal quotes it.
-                hostcalls::log(LogLevel::Error, &e.to_string()).ok();
+                log::error(&e.to_string());
                 return false;
             }
         }
-        let metric = |name: &str| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0);
         self.metrics = Metrics {
-            delays: metric("fault_delays_injected"),
-            aborts: metric("fault_aborts_injected"),
+            delays: Counter::define("fault_delays_injected"),
+            aborts: Counter::define("fault_aborts_injected"),
         };
         self.seed = self
             .get_current_time()
@@ -86,7 +85,7 @@ impl RootContext for Root {
             // A request that ended while it waited has no context any more: nothing to answer.
             if hostcalls::set_effective_context(context_id).is_ok() {
                 send(reply);
-                count(self.metrics.aborts);
+                self.metrics.aborts.inc();
             }
         }
     }
@@ -137,16 +136,16 @@ impl HttpContext for Fault {
             (None, None) => Action::Continue,
             (None, Some(reply)) => {
                 send(reply);
-                count(self.metrics.aborts);
+                self.metrics.aborts.inc();
                 Action::Pause
             }
             (Some(delay), None) => match ext::delay(delay) {
                 Ok(()) => {
-                    count(self.metrics.delays);
+                    self.metrics.delays.inc();
                     Action::Pause
                 }
                 Err(e) => {
-                    hostcalls::log(LogLevel::Warn, &format!("fault delay not injected: {e}")).ok();
+                    log::warn(&format!("fault delay not injected: {e}"));
                     Action::Continue
                 }
             },
@@ -159,7 +158,7 @@ impl HttpContext for Fault {
                 if let Some(period) = rearm {
                     hostcalls::set_tick_period(period).ok();
                 }
-                count(self.metrics.delays);
+                self.metrics.delays.inc();
                 Action::Pause
             }
         }
@@ -175,12 +174,6 @@ fn send(reply: Reply) {
         Reply::Grpc(code) => hostcalls::send_grpc_response(code, Some(ABORT_BODY), vec![]),
     };
     if let Err(e) = sent {
-        hostcalls::log(LogLevel::Warn, &format!("fault abort not sent: {e:?}")).ok();
-    }
-}
-
-fn count(metric: u32) {
-    if metric != 0 {
-        hostcalls::increment_metric(metric, 1).ok();
+        log::warn(&format!("fault abort not sent: {e:?}"));
     }
 }

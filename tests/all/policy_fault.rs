@@ -24,13 +24,14 @@ fn abort_reply(status: u16) -> LocalReply {
 
 #[test]
 fn decisions_in_the_harness() {
-    let abort_503 = json!({"abort": {"httpStatus": 503}});
+    let abort_503 = json!({"abort": {"httpStatus": 503, "percentage": {"value": 100.0}}});
     let matched = json!({
-        "abort": {"httpStatus": 418},
+        "abort": {"httpStatus": 418, "percentage": {"value": 100.0}},
         "match": [{"headers": {"x-fault": {"exact": "on"}}}, {"headers": {":path": {"prefix": "/chaos/"}}}]
     });
     let none = json!({"delay": {"fixedDelay": "1s", "percentage": {"value": 0}}, "abort": {"httpStatus": 503, "percentage": {"value": 0.0}}});
-    let grpc = json!({"abort": {"grpcStatus": "RESOURCE_EXHAUSTED"}});
+    let grpc =
+        json!({"abort": {"grpcStatus": "RESOURCE_EXHAUSTED", "percentage": {"value": 100.0}}});
     let grpc_request = [("content-type", "application/grpc")];
     let reply = |status| Decision::LocalReply(abort_reply(status));
     let grpc_reply = |code| {
@@ -91,7 +92,8 @@ fn a_delay_holds_the_request_until_the_clock_passes_it() {
 fn a_delay_then_an_abort_answers_once_the_delay_is_over() {
     let h = Harness::load(
         FAULT_WASM,
-        json!({"delay": {"fixedDelay": "100ms"}, "abort": {"httpStatus": 503}}),
+        json!({"delay": {"fixedDelay": "100ms", "percentage": {"value": 100.0}},
+               "abort": {"httpStatus": 503, "percentage": {"value": 100.0}}}),
     )
     .unwrap();
     let mut req = h.request("GET", "/", &[]).unwrap();
@@ -281,7 +283,8 @@ async fn a_delayed_abort_answers_after_the_delay() {
     upstream.open();
     let tp = fault_proxy(
         "fault-both",
-        json!({"delay": {"fixedDelay": "150ms"}, "abort": {"httpStatus": 503}}),
+        json!({"delay": {"fixedDelay": "150ms", "percentage": {"value": 100.0}},
+               "abort": {"httpStatus": 503, "percentage": {"value": 100.0}}}),
         upstream.addr,
         "",
     );
@@ -305,8 +308,8 @@ async fn a_header_matched_fault_applies_only_to_matching_requests() {
     let tp = fault_proxy(
         "fault-matched",
         json!({
-            "delay": {"fixedDelay": "100ms"},
-            "abort": {"httpStatus": 500},
+            "delay": {"fixedDelay": "100ms", "percentage": {"value": 100.0}},
+            "abort": {"httpStatus": 500, "percentage": {"value": 100.0}},
             "match": [{"headers": {"x-fault": {"exact": "on"}, "x-user": {"prefix": "tester-"}}}]
         }),
         upstream.addr,
@@ -347,7 +350,7 @@ async fn a_grpc_abort_reaches_a_grpc_client_as_its_status() {
     let (upstream, _reporter) = crate::grpc::grpc_upstream().await;
     let tp = fault_proxy(
         "fault-grpc",
-        json!({"abort": {"grpcStatus": "RESOURCE_EXHAUSTED"}}),
+        json!({"abort": {"grpcStatus": "RESOURCE_EXHAUSTED", "percentage": {"value": 100.0}}}),
         upstream,
         "    protocol: http2\n",
     );

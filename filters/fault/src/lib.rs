@@ -59,6 +59,21 @@ impl RootContext for Root {
         let Some(cfg) = plugin_config::load::<config::Config>() else {
             return false;
         };
+        let unset = [
+            (
+                "delay",
+                cfg.delay.as_ref().is_some_and(|d| d.percentage.is_none()),
+            ),
+            (
+                "abort",
+                cfg.abort.as_ref().is_some_and(|a| a.percentage.is_none()),
+            ),
+        ];
+        for (fault, _) in unset.iter().filter(|(_, unset)| *unset) {
+            log::warn(&format!(
+                "{fault}.percentage is absent: as in Istio, this {fault} never fires; set {fault}.percentage.value"
+            ));
+        }
         match Policy::try_from(cfg) {
             Ok(p) => self.policy = Some(Rc::new(p)),
             Err(e) => {

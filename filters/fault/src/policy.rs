@@ -175,9 +175,9 @@ fn abort(a: config::Abort) -> Result<(Reply, Chance), ConfigError> {
     Ok((reply, chance(a.percentage, "abort")?))
 }
 
-/// `percentage` of `fault` (`delay` or `abort`); absent means every request.
+/// `percentage` of `fault` (`delay` or `abort`); absent means no request, as in Istio.
 fn chance(p: Option<config::Percent>, fault: &str) -> Result<Chance, ConfigError> {
-    let value = p.map_or(100.0, |p| p.value);
+    let value = p.map_or(0.0, |p| p.value);
     if !(0.0..=100.0).contains(&value) {
         let message = format!("{value} is not within 0 to 100");
         return Err(invalid(format!("{fault}.percentage.value"), message));
@@ -279,12 +279,9 @@ mod tests {
         }
         let only_abort = policy(json!({"abort": {"grpcStatus": "UNAVAILABLE"}})).expect("valid");
         assert_eq!(
-            decide(&only_abort, 0, u64::MAX),
-            Fault {
-                delay: None,
-                abort: Some(Reply::Grpc(GrpcStatusCode::Unavailable))
-            },
-            "no percentage: every request"
+            decide(&only_abort, 0, 0),
+            Fault::default(),
+            "no percentage: no request, as in Istio"
         );
     }
 
@@ -446,7 +443,11 @@ mod tests {
             "`percentage: {{}}` is 0%, as Istio's Percent"
         );
         let p = policy(json!({"delay": {"fixedDelay": "5m"}})).expect("the longest delay");
-        assert_eq!(p.delay, Some((MAX_DELAY, Chance::Always)));
+        assert_eq!(
+            p.delay,
+            Some((MAX_DELAY, Chance::Below(0))),
+            "no `percentage`: no request, as in Istio"
+        );
         assert_eq!(p.abort, None);
     }
 }

@@ -11,6 +11,7 @@ mod errors;
 mod grpc;
 mod http;
 mod policy_authz;
+mod policy_chain;
 mod policy_circuit_breaker;
 mod policy_fault;
 mod policy_retry;

@@ -21,20 +21,9 @@ use std::rc::Rc;
 use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm};
 use policy::{Kind, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 
-#[allow(
-    missing_docs,
-    reason = "proxy_wasm::main! defines the module's exported start function"
-)]
-mod start {
-    use super::*;
-
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-    }}
-}
+meshwork_sdk::main!(Root::default());
 
 /// Counters this filter defines (`wasm.PLUGIN.cb_*` in `/stats`).
 #[derive(Default, Clone, Copy)]

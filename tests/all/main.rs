@@ -8,6 +8,7 @@
 mod admin;
 mod curl;
 mod errors;
+mod examples;
 mod grpc;
 mod http;
 mod policy_authz;

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod filter;
 pub mod matcher;
 pub mod model;
+pub mod needs;
 pub mod path;
 pub mod request;
 

@@ -106,15 +106,21 @@ impl HttpContext for Retry {
             .flatten()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if !self.policy.may_retry(status) {
+            return Action::Continue;
+        }
         let details = http::property_str("response.code_details")
             .ok()
             .flatten()
             .unwrap_or_default();
-        let grpc_status = http::response()
-            .get("grpc-status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse().ok());
+        let grpc_status = match self.policy.grpc() {
+            true => http::response()
+                .get("grpc-status")
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse().ok()),
+            false => None,
+        };
         let attempt = http::property_i64("upstream.request_attempt_count")
             .ok()
             .flatten()

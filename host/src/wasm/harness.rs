@@ -213,6 +213,8 @@ impl Harness {
     /// Moves the clock forward, running `on_tick` for every tick period that passes and resuming requests whose
     /// `meshwork.delay` ends; returns how many ticks ran.
     pub fn advance(&self, by: Duration) -> Result<usize, HarnessError> {
+        // A tick period set since the last move (e.g. in a request callback) counts from when it was set.
+        self.schedule_tick();
         let until = self.hooks.clock.get() + by;
         let mut ticks = 0;
         while let Some(at) = self.next_tick.get().filter(|at| *at <= until) {

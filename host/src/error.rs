@@ -132,15 +132,61 @@ impl ProxyError {
                 "upstream_reset_before_response_started{protocol_error}"
             }
             ProxyError::Timeout => "response_timeout",
+            ProxyError::Reset(e) if refused_stream(e) => {
+                "upstream_reset_before_response_started{remote_refused_stream_reset}"
+            }
             ProxyError::Reset(_) => "upstream_reset_before_response_started{remote_reset}",
             ProxyError::ListenerGone(_) => "listener_removed",
         }
     }
 }
 
+/// Whether an upstream error is an HTTP/2 `REFUSED_STREAM` reset (the endpoint did not process the request, so it is
+/// safe to retry).
+fn refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        cur = err.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_stream_table() {
+        /// An error caused by another, as hyper wraps h2's.
+        #[derive(Debug)]
+        struct Caused(h2::Error);
+        impl std::fmt::Display for Caused {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "wrapped")
+            }
+        }
+        impl std::error::Error for Caused {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrap = |r: h2::Reason| Caused(h2::Error::from(r));
+        let cases: Vec<(Box<dyn std::error::Error>, bool)> = vec![
+            (Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)), true),
+            (Box::new(wrap(h2::Reason::REFUSED_STREAM)), true),
+            (Box::new(wrap(h2::Reason::CANCEL)), false),
+            (
+                Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+                false,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(refused_stream(e.as_ref()), want, "{e}");
+        }
+    }
 
     #[test]
     fn code_details_table() {

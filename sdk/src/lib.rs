@@ -7,6 +7,7 @@
 //! - [`config`]: the plugin configuration parsed into your own serde type, with an error that names the field. The
 //!   error is logged, so meshwork's "plugin refused to start" report quotes it.
 //! - [`duration`]: `250ms` / `1.5s` durations in configs, as Istio writes them.
+//! - [`metrics`] and [`log`]: counters, gauges and log lines without the raw hostcalls' ids and `Result`s.
 //! - [`http`]: header, body and property accessors that return `Result` instead of panicking inside the SDK.
 //! - [`ext`]: meshwork's host extensions (foreign functions); on a host without them (Envoy) they answer
 //!   [`ext::ExtError::Unsupported`] instead of trapping.
@@ -18,6 +19,8 @@ pub mod config;
 pub mod duration;
 pub mod ext;
 pub mod http;
+pub mod log;
+pub mod metrics;
 
 pub use proxy_wasm;
 

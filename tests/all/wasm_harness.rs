@@ -152,7 +152,7 @@ fn a_filter_written_with_the_sdk_reports_bad_config_and_uses_result_accessors() 
         .expect("refused");
     let text = err.to_string();
     assert!(
-        text.contains("on_configure failed: the plugin returned false; the plugin logged: invalid pluginConfig (line 1")
+        text.contains("on_configure failed: the plugin returned false; the plugin logged: invalid pluginConfig at `stauts` (line 1")
             && text.contains("unknown field `stauts`"),
         "{text}"
     );

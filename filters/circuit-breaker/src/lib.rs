@@ -18,10 +18,10 @@ pub mod policy;
 
 use std::rc::Rc;
 
-use meshwork_sdk::{config, ext, http, proxy_wasm};
+use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm};
 use policy::{Kind, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 #[allow(
     missing_docs,
@@ -39,10 +39,10 @@ mod start {
 /// Counters this filter defines (`wasm.PLUGIN.cb_*` in `/stats`).
 #[derive(Default, Clone, Copy)]
 struct Metrics {
-    overflow: u32,
-    queued: u32,
-    ejections: u32,
-    ejections_refused: u32,
+    overflow: Counter,
+    queued: Counter,
+    ejections: Counter,
+    ejections_refused: Counter,
 }
 
 #[derive(Default)]
@@ -61,18 +61,15 @@ impl RootContext for Root {
         match Policy::try_from(cfg) {
             Ok(p) => self.policy = Some(Rc::new(p)),
             Err(e) => {
-                log(LogLevel::Error, &format!("invalid pluginConfig: {e}"));
+                log::error(&format!("invalid pluginConfig: {e}"));
                 return false;
             }
         }
-        let metric = |name: &str| {
-            proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
-        };
         self.metrics = Metrics {
-            overflow: metric("cb_overflow"),
-            queued: metric("cb_queued"),
-            ejections: metric("cb_ejections"),
-            ejections_refused: metric("cb_ejections_refused"),
+            overflow: Counter::define("cb_overflow"),
+            queued: Counter::define("cb_queued"),
+            ejections: Counter::define("cb_ejections"),
+            ejections_refused: Counter::define("cb_ejections_refused"),
         };
         true
     }
@@ -107,11 +104,11 @@ impl HttpContext for Breaker {
         match ext::admit(&cluster, max_requests, max_pending) {
             Ok(ext::Admission::Admitted) => Action::Continue,
             Ok(ext::Admission::Queued) => {
-                count(self.metrics.queued);
+                self.metrics.queued.inc();
                 Action::Pause
             }
             Ok(ext::Admission::Overflow) => {
-                count(self.metrics.overflow);
+                self.metrics.overflow.inc();
                 self.send_http_response(
                     503,
                     vec![
@@ -124,10 +121,7 @@ impl HttpContext for Breaker {
                 Action::Pause
             }
             Err(e) => {
-                log(
-                    LogLevel::Warn,
-                    &format!("connection-pool limits not applied: {e}"),
-                );
+                log::warn(&format!("connection-pool limits not applied: {e}"));
                 Action::Continue
             }
         }
@@ -135,7 +129,7 @@ impl HttpContext for Breaker {
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
         if let Err(e) = self.observe() {
-            log(LogLevel::Warn, &format!("outlier detection: {e}"));
+            log::warn(&format!("outlier detection: {e}"));
         }
         Action::Continue
     }
@@ -176,22 +170,19 @@ impl Breaker {
         if o.min_health > 0 {
             let now = ext::ejections(&cluster)?;
             if !policy::health_allows(&o, now.endpoints, now.ejected.len() as u32) {
-                count(self.metrics.ejections_refused);
+                self.metrics.ejections_refused.inc();
                 return Ok(());
             }
         }
         let time = policy::ejection_time(&o, health.times_ejected);
         if ext::eject(&cluster, &endpoint, time, Some(o.max_percent))? {
-            count(self.metrics.ejections);
-            log(
-                LogLevel::Info,
-                &format!(
-                    "ejected {endpoint} from {cluster} for {time:?} after {} consecutive 5xx ({} gateway errors)",
-                    health.consecutive_5xx, health.consecutive_gateway
-                ),
-            );
+            self.metrics.ejections.inc();
+            log::info(&format!(
+                "ejected {endpoint} from {cluster} for {time:?} after {} consecutive 5xx ({} gateway errors)",
+                health.consecutive_5xx, health.consecutive_gateway
+            ));
         } else {
-            count(self.metrics.ejections_refused);
+            self.metrics.ejections_refused.inc();
         }
         Ok(())
     }
@@ -200,14 +191,4 @@ impl Breaker {
 /// The request's cluster (the route's, or the router filter's choice).
 fn cluster() -> Option<String> {
     http::property_str("cluster_name").ok().flatten()
-}
-
-fn count(metric: u32) {
-    if metric != 0 {
-        proxy_wasm::hostcalls::increment_metric(metric, 1).ok();
-    }
-}
-
-fn log(level: LogLevel, msg: &str) {
-    proxy_wasm::hostcalls::log(level, msg).ok();
 }

@@ -11,10 +11,10 @@
 
 pub mod policy;
 
-use meshwork_sdk::{config, ext, http, proxy_wasm};
+use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm};
 use policy::{Answer, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 #[allow(
     missing_docs,
@@ -32,10 +32,10 @@ mod start {
 /// Counters this filter defines (`wasm.PLUGIN.retry_*` in `/stats`).
 #[derive(Default, Clone, Copy)]
 struct Metrics {
-    retries: u32,
-    budget_exhausted: u32,
-    attempts_exhausted: u32,
-    body_too_large: u32,
+    retries: Counter,
+    budget_exhausted: Counter,
+    attempts_exhausted: Counter,
+    body_too_large: Counter,
 }
 
 #[derive(Default)]
@@ -55,19 +55,15 @@ impl RootContext for Root {
         match Policy::try_from(cfg) {
             Ok(p) => self.policy = Some(std::rc::Rc::new(p)),
             Err(e) => {
-                proxy_wasm::hostcalls::log(LogLevel::Error, &format!("invalid retry config: {e}"))
-                    .ok();
+                log::error(&format!("invalid retry config: {e}"));
                 return false;
             }
         }
-        let metric = |name: &str| {
-            proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
-        };
         self.metrics = Metrics {
-            retries: metric("retry_retries"),
-            budget_exhausted: metric("retry_budget_exhausted"),
-            attempts_exhausted: metric("retry_attempts_exhausted"),
-            body_too_large: metric("retry_body_too_large"),
+            retries: Counter::define("retry_retries"),
+            budget_exhausted: Counter::define("retry_budget_exhausted"),
+            attempts_exhausted: Counter::define("retry_attempts_exhausted"),
+            body_too_large: Counter::define("retry_body_too_large"),
         };
         self.seed = self
             .get_current_time()
@@ -106,7 +102,7 @@ impl HttpContext for Retry {
         }
         match ext::retriable(self.policy.per_try_timeout, self.policy.buffer_bytes) {
             Ok(()) => self.armed = true,
-            Err(e) => log_warn(&format!("retries are off for this request: {e}")),
+            Err(e) => log::warn(&format!("retries are off for this request: {e}")),
         }
         Action::Continue
     }
@@ -141,7 +137,7 @@ impl HttpContext for Retry {
         };
         if !policy::should_retry(&self.policy, attempt, &answer) {
             if attempt > self.policy.attempts && policy::should_retry(&self.policy, 1, &answer) {
-                count(self.metrics.attempts_exhausted);
+                self.metrics.attempts_exhausted.inc();
             }
             return Action::Continue;
         }
@@ -155,11 +151,11 @@ impl HttpContext for Retry {
                 min_concurrency,
             });
         match ext::retry(wait, budget) {
-            Ok(ext::RetryAnswer::Retrying) => count(self.metrics.retries),
-            Ok(ext::RetryAnswer::Budget) => count(self.metrics.budget_exhausted),
-            Ok(ext::RetryAnswer::Body) => count(self.metrics.body_too_large),
+            Ok(ext::RetryAnswer::Retrying) => self.metrics.retries.inc(),
+            Ok(ext::RetryAnswer::Budget) => self.metrics.budget_exhausted.inc(),
+            Ok(ext::RetryAnswer::Body) => self.metrics.body_too_large.inc(),
             Ok(ext::RetryAnswer::Deadline | ext::RetryAnswer::Unarmed) => {}
-            Err(e) => log_warn(&format!("retry refused: {e}")),
+            Err(e) => log::warn(&format!("retry refused: {e}")),
         }
         Action::Continue
     }
@@ -173,14 +169,4 @@ impl Retry {
         let x = ((t >> 64) as u64) ^ (t as u64);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-fn count(metric: u32) {
-    if metric != 0 {
-        proxy_wasm::hostcalls::increment_metric(metric, 1).ok();
-    }
-}
-
-fn log_warn(msg: &str) {
-    proxy_wasm::hostcalls::log(LogLevel::Warn, msg).ok();
 }

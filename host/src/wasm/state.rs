@@ -131,6 +131,8 @@ pub struct VmState {
     pub tick: Option<Duration>,
     /// The tick period changed during the last callback.
     pub tick_changed: bool,
+    /// The CPU-time watch of the running call (see `vm::deadline`).
+    pub watch: super::vm::deadline::Watch,
     /// Callouts in flight by token.
     pub pending: HashMap<u32, Pending>,
     /// Next callout token.
@@ -173,6 +175,7 @@ impl VmState {
             call_data: Bytes::new(),
             tick: None,
             tick_changed: false,
+            watch: Default::default(),
             pending: HashMap::new(),
             next_token: 1,
             worker,

@@ -22,8 +22,11 @@ use super::{
 };
 use crate::server::worker::WorkerCtx;
 
+pub mod deadline;
 mod events;
 mod exports;
+
+use self::deadline::Arm;
 
 use self::exports::Callbacks;
 
@@ -118,7 +121,12 @@ impl Vm {
         state.test = test;
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(ticks(def.limits.callback_time));
+        deadline::install(
+            &mut store,
+            ticks(def.limits.callback_time),
+            def.limits.callback_time.as_nanos() as u64,
+        );
+        store.arm(ticks(def.limits.callback_time));
         let instance = def
             .code
             .pre
@@ -180,12 +188,12 @@ impl Vm {
         let limit = self.def.limits.callback_time;
         let deadline = ticks(limit);
         let start_err = |stage, e: wasmtime::Error| (stage, describe(&e, limit));
-        store.set_epoch_deadline(deadline);
+        store.arm(deadline);
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
             init.call(&mut *store, ())
                 .map_err(|e| start_err("_initialize", e))?;
             if let Ok(main) = instance.get_typed_func::<(i32, i32), i32>(&mut *store, "main") {
-                store.set_epoch_deadline(deadline);
+                store.arm(deadline);
                 main.call(&mut *store, (0, 0))
                     .map_err(|e| start_err("main", e))?;
             }
@@ -196,14 +204,14 @@ impl Vm {
         }
         let root = ROOT_ID as i32;
         if let Some(f) = &cb.context_create {
-            store.set_epoch_deadline(deadline);
+            store.arm(deadline);
             f.call(&mut *store, (root, 0))
                 .map_err(|e| start_err("proxy_on_context_create (root)", e))?;
         }
         let refused = |stage| (stage, "the plugin returned false".to_string());
         if let Some(f) = &cb.vm_start {
             store.data_mut().starting = Starting::VmStart;
-            store.set_epoch_deadline(deadline);
+            store.arm(deadline);
             let ok = f
                 .call(&mut *store, (root, 0))
                 .map_err(|e| start_err("on_vm_start", e))?;
@@ -213,7 +221,7 @@ impl Vm {
         }
         if let Some(f) = &cb.configure {
             store.data_mut().starting = Starting::Configure;
-            store.set_epoch_deadline(deadline);
+            store.arm(deadline);
             let size = self.def.config.len() as i32;
             let ok = f
                 .call(&mut *store, (root, size))
@@ -332,7 +340,7 @@ impl Vm {
             let data = store.data_mut();
             data.effective = ctx;
             data.logged_error = None;
-            store.set_epoch_deadline(self.deadline);
+            store.arm(self.deadline);
             let r = f.call(&mut *store, params);
             (r, store.data().tick_changed)
         };
@@ -439,11 +447,11 @@ impl Drop for Vm {
         let root = ROOT_ID as i32;
         let deadline = ticks(self.def.limits.callback_time);
         if let Some(f) = inner.cb.done.clone() {
-            inner.store.set_epoch_deadline(deadline);
+            inner.store.arm(deadline);
             let _ = f.call(&mut inner.store, root);
         }
         if let Some(f) = inner.cb.delete.clone() {
-            inner.store.set_epoch_deadline(deadline);
+            inner.store.arm(deadline);
             let _ = f.call(&mut inner.store, root);
         }
     }

@@ -191,6 +191,9 @@ fn describe(d: &Decision) -> String {
         Decision::Continue => "CONTINUE".into(),
         Decision::Pause => "PAUSE (the filter waits for a callout answer or a timer)".into(),
         Decision::LocalReply(r) => local(r),
+        Decision::Retry(backoff) => {
+            format!("RETRY after {backoff:?} (the response is dropped and the request sent again)")
+        }
     }
 }
 
@@ -236,5 +239,40 @@ fn request_view(req: &TestRequest<'_>, given: &[(&str, &str)], out: &mut Vec<Str
             "   (filter)"
         };
         out.push(format!("    {k}: {v}{note}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn decisions_in_words() {
+        let deny = LocalReply {
+            status: 403,
+            headers: vec![("x-why".into(), "rbac".into())],
+            body: "denied".into(),
+            grpc_status: None,
+        };
+        let cases = [
+            (Decision::Continue, "CONTINUE"),
+            (
+                Decision::Pause,
+                "PAUSE (the filter waits for a callout answer or a timer)",
+            ),
+            (
+                Decision::LocalReply(deny),
+                "LOCAL REPLY 403\n  x-why: rbac\n  body: denied",
+            ),
+            (
+                Decision::Retry(Duration::from_millis(25)),
+                "RETRY after 25ms (the response is dropped and the request sent again)",
+            ),
+        ];
+        for (decision, want) in cases {
+            assert_eq!(describe(&decision), want, "{decision:?}");
+        }
     }
 }

@@ -20,7 +20,16 @@ const TARGETS: &[(&str, &str)] = &[
 ];
 
 /// Example filters (folder under examples/, artifact, env var naming the artifact for the tests).
-const EXAMPLES: &[(&str, &str, &str)] = &[("my-filter", "my_filter.wasm", "MY_FILTER_WASM")];
+const EXAMPLES: &[(&str, &str, &str)] = &[
+    ("my-filter", "my_filter.wasm", "MY_FILTER_WASM"),
+    (
+        "header-rewrite",
+        "header_rewrite.wasm",
+        "HEADER_REWRITE_WASM",
+    ),
+    ("rate-limit", "rate_limit.wasm", "RATE_LIMIT_WASM"),
+    ("hmac-auth", "hmac_auth.wasm", "HMAC_AUTH_WASM"),
+];
 
 fn main() {
     let manifest_dir =

@@ -1,4 +1,5 @@
-//! `meshwork filter`: build a filter crate to WebAssembly, and run one request through a compiled filter.
+//! `meshwork filter`: create a filter crate from the template, build one to WebAssembly, and run one request through a
+//! compiled filter.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,6 +20,26 @@ pub struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Create a filter crate, ready to build: Cargo.toml (a cdylib on meshwork-sdk), src/lib.rs (a working filter with
+    /// a typed config and a header decision, unit-tested), README.md and .gitignore; with --host-path also
+    /// tests/harness.rs, which builds the module and runs requests through it in meshwork's engine.
+    ///
+    /// meshwork-sdk is not on crates.io yet: give --sdk-path (the sdk/ folder of a meshwork checkout) for a path
+    /// dependency; without it the crate depends on `meshwork-sdk = "0.1"`. With a path, the crate's Cargo.lock starts
+    /// as a copy of the checkout's, so it builds with the versions meshwork is tested with (offline too).
+    New {
+        /// The crate's name (Cargo's rules: letters, digits, `-` and `_`, starting with a letter).
+        name: String,
+        /// The directory to create (default: ./NAME); an existing one is never overwritten.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Depend on meshwork-sdk by path: the sdk/ folder of a meshwork checkout.
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
+        /// Add tests/harness.rs with meshwork-host as a path dev-dependency: the host/ folder of a meshwork checkout.
+        #[arg(long, value_name = "PATH")]
+        host_path: Option<PathBuf>,
+    },
     /// Build the filter crate in DIR (default: the current directory) to WebAssembly, adding the target with rustup if
     /// it is missing; prints the module's path, size and sha256.
     Build {
@@ -51,6 +72,17 @@ enum Cmd {
 /// Runs `meshwork filter ...`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
+        Cmd::New {
+            name,
+            dir,
+            sdk_path,
+            host_path,
+        } => crate::filter_new::run(crate::filter_new::NewFilter {
+            name,
+            dir,
+            sdk_path,
+            host_path,
+        }),
         Cmd::Build { dir, target } => build(&dir, &target),
         Cmd::Test {
             file,

@@ -1,9 +1,10 @@
-//! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) and `filter` (build a filter, run a
-//! request through one); `control`, `up` and `config` arrive with the control plane.
+//! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) and `filter` (create a filter crate,
+//! build one, run a request through one); `control`, `up` and `config` arrive with the control plane.
 
 mod builtin;
 mod demo;
 mod filter;
+mod filter_new;
 mod proxy;
 
 use clap::{Parser, Subcommand};
@@ -28,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run the data-plane proxy from a static YAML config file (watched for changes).
     Proxy(proxy::Args),
-    /// Build a WASM filter, or run a request through one.
+    /// Create a WASM filter crate, build one, or run a request through one.
     Filter(filter::Args),
 }
 

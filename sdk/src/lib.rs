@@ -8,6 +8,7 @@
 //!   error is logged, so meshwork's "plugin refused to start" report quotes it.
 //! - [`duration`]: `250ms` / `1.5s` durations in configs, as Istio writes them.
 //! - [`metrics`] and [`log`]: counters, gauges and log lines without the raw hostcalls' ids and `Result`s.
+//! - [`rand`]: a fast, unbiased generator for sampling, weighted choices and jitter.
 //! - [`http`]: header, body and property accessors that return `Result` instead of panicking inside the SDK.
 //! - [`ext`]: meshwork's host extensions (foreign functions); on a host without them (Envoy) they answer
 //!   [`ext::ExtError::Unsupported`] instead of trapping.
@@ -21,8 +22,42 @@ pub mod ext;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod rand;
 
 pub use proxy_wasm;
+
+/// Declares the filter's entry point: the exported `_initialize` that sets the log level to info and installs the
+/// root context `$root` (an expression evaluated for each root context the host creates). It wraps `proxy_wasm::main!`
+/// so the generated function needs no docs of its own.
+///
+/// ```ignore
+/// meshwork_sdk::main!(Root::default());
+/// ```
+#[macro_export]
+macro_rules! main {
+    ($root:expr) => {
+        #[allow(
+            missing_docs,
+            reason = "proxy_wasm::main! defines the module's exported start function"
+        )]
+        mod __meshwork_main {
+            #[allow(
+                unused_imports,
+                reason = "the root expression may name the filter's own items"
+            )]
+            use super::*;
+
+            $crate::proxy_wasm::main! {{
+                $crate::proxy_wasm::set_log_level($crate::proxy_wasm::types::LogLevel::Info);
+                $crate::proxy_wasm::set_root_context(
+                    |_| -> ::std::boxed::Box<dyn $crate::proxy_wasm::traits::RootContext> {
+                        ::std::boxed::Box::new($root)
+                    },
+                );
+            }}
+        }
+    };
+}
 
 /// A hostcall answered with a status the caller did not expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,8 @@
 mod admin;
 mod curl;
 mod errors;
+mod examples;
+mod filter_units;
 mod grpc;
 mod http;
 mod policy_authz;
@@ -17,7 +19,6 @@ mod policy_fault;
 mod policy_retry;
 mod policy_router;
 mod policy_router_e2e;
-mod policy_units;
 mod reload;
 mod routing;
 mod shutdown;

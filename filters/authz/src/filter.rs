@@ -15,6 +15,7 @@ use crate::{
     config,
     eval::{self, Decision, Denial},
     model::Authz,
+    needs::Needs,
     request::{Raw, Request},
 };
 
@@ -29,6 +30,8 @@ pub const AUDIT_PROPERTY: [&str; 3] = ["meshwork", "authz", "audit"];
 pub struct Root {
     authz: Rc<Authz>,
     counters: Counters,
+    /// What the policies read, so requests read nothing else.
+    needs: Needs,
 }
 
 /// The ids of the counters; `None` where the host refused to define one (decisions then go uncounted).
@@ -65,7 +68,10 @@ impl RootContext for Root {
             return false;
         };
         match config::compile(wire) {
-            Ok(authz) => self.authz = Rc::new(authz),
+            Ok(authz) => {
+                self.needs = Needs::of(&authz);
+                self.authz = Rc::new(authz);
+            }
             Err(e) => {
                 log(LogLevel::Error, &e.to_string());
                 return false;
@@ -79,6 +85,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             authz: Rc::clone(&self.authz),
             counters: self.counters,
+            needs: self.needs,
         }))
     }
 
@@ -91,6 +98,7 @@ impl RootContext for Root {
 struct Stream {
     authz: Rc<Authz>,
     counters: Counters,
+    needs: Needs,
 }
 
 impl Context for Stream {}
@@ -116,7 +124,7 @@ impl HttpContext for Stream {
 
 impl Stream {
     fn authorize(&self) -> Result<Action, HostError> {
-        let req = Request::from_raw(read()?);
+        let req = Request::from_raw(read(self.needs)?);
         let verdict = eval::evaluate(&self.authz, &req);
         if !verdict.audited.is_empty() {
             audit(&req, &verdict.audited)?;
@@ -137,14 +145,35 @@ impl Stream {
 }
 
 /// What the host knows about the current request.
-fn read() -> Result<Raw, HostError> {
+fn read(needs: Needs) -> Result<Raw, HostError> {
+    let peer = needs.peer;
     Ok(Raw {
         headers: http::request().all()?,
-        mtls: http::property_bool("connection.mtls")?,
-        peer_uri_san: http::property_str("connection.uri_san_peer_certificate")?,
-        source_address: http::property_str("source.address")?,
-        destination_address: http::property_str("destination.address")?,
-        destination_port: http::property_i64("destination.port")?,
+        mtls: if peer {
+            http::property_bool("connection.mtls")?
+        } else {
+            None
+        },
+        peer_uri_san: if peer {
+            http::property_str("connection.uri_san_peer_certificate")?
+        } else {
+            None
+        },
+        source_address: if needs.source {
+            http::property_str("source.address")?
+        } else {
+            None
+        },
+        destination_address: if needs.destination {
+            http::property_str("destination.address")?
+        } else {
+            None
+        },
+        destination_port: if needs.port {
+            http::property_i64("destination.port")?
+        } else {
+            None
+        },
     })
 }
 

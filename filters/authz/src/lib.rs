@@ -14,20 +14,8 @@ pub mod eval;
 pub mod filter;
 pub mod matcher;
 pub mod model;
+pub mod needs;
 pub mod path;
 pub mod request;
 
-/// The module's entry point (`_initialize`): installs the logger and the root context.
-#[allow(
-    missing_docs,
-    reason = "proxy_wasm::main! defines an undocumented exported function"
-)]
-mod entry {
-    use meshwork_sdk::proxy_wasm;
-    use proxy_wasm::{traits::RootContext, types::LogLevel};
-
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::<crate::filter::Root>::default() });
-    }}
-}
+meshwork_sdk::main!(crate::filter::Root::default());

@@ -21,20 +21,9 @@ use std::rc::Rc;
 use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm};
 use policy::{Kind, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 
-#[allow(
-    missing_docs,
-    reason = "proxy_wasm::main! defines the module's exported start function"
-)]
-mod start {
-    use super::*;
-
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-    }}
-}
+meshwork_sdk::main!(Root::default());
 
 /// Counters this filter defines (`wasm.PLUGIN.cb_*` in `/stats`).
 #[derive(Default, Clone, Copy)]
@@ -78,6 +67,7 @@ impl RootContext for Root {
         Some(Box::new(Breaker {
             policy: self.policy.clone()?,
             metrics: self.metrics,
+            cluster: None,
         }))
     }
 
@@ -89,6 +79,8 @@ impl RootContext for Root {
 struct Breaker {
     policy: Rc<Policy>,
     metrics: Metrics,
+    /// The request's cluster, read once in the request headers (after the router chose it).
+    cluster: Option<String>,
 }
 
 impl Context for Breaker {}
@@ -98,6 +90,7 @@ impl HttpContext for Breaker {
         let Some(cluster) = cluster() else {
             return Action::Continue;
         };
+        self.cluster = Some(cluster.clone());
         let Some((max_requests, max_pending)) = self.policy.for_cluster(&cluster).pool else {
             return Action::Continue;
         };
@@ -138,7 +131,7 @@ impl HttpContext for Breaker {
 impl Breaker {
     /// Reports the answer of the endpoint that gave it and ejects the endpoint when it crossed a threshold.
     fn observe(&self) -> Result<(), ext::ExtError> {
-        let Some(cluster) = cluster() else {
+        let Some(cluster) = self.cluster.clone().or_else(cluster) else {
             return Ok(());
         };
         let Some(o) = self.policy.for_cluster(&cluster).outlier else {
@@ -154,10 +147,14 @@ impl Breaker {
             .flatten()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let details = http::property_str("response.code_details")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        // Below 500 it is a success whatever the details say; read them only when they matter.
+        let details = match status {
+            500.. => http::property_str("response.code_details")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         let outcome = match policy::classify(status, &details) {
             Kind::Success => ext::Outcome::Success,
             Kind::Error => ext::Outcome::Error,

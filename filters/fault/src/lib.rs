@@ -21,21 +21,10 @@ use pending::Pending;
 use policy::{ABORT_BODY, Policy, Reply};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 use rng::Rng;
 
-#[allow(
-    missing_docs,
-    reason = "proxy_wasm::main! defines the module's exported start function"
-)]
-mod start {
-    use super::*;
-
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-    }}
-}
+meshwork_sdk::main!(Root::default());
 
 /// Counters this filter defines (`wasm.PLUGIN.fault_*` in `/stats`).
 #[derive(Default, Clone, Copy)]
@@ -110,7 +99,7 @@ impl RootContext for Root {
             context_id,
             policy: self.policy.clone()?,
             metrics: self.metrics,
-            rng: Rng::new(self.seed, context_id),
+            rng: Rng::for_request(self.seed, context_id),
             pending: self.pending.clone(),
         }))
     }

@@ -1,23 +1,7 @@
-//! The random draws behind each fault decision: wyrand, seeded per request from the VM's start time and the request's
-//! context id. Fast and uniform over `u64`; faults need spread, not secrecy.
+//! The random draws behind each fault decision: the SDK's wyrand, one stream per request (seeded from the VM's start
+//! time and the request's context id). Its tests check the draws hit the faults' odds independently.
 
-/// One request's random stream.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// The stream of the request with `context_id`, in a VM whose seed is `seed` (e.g. its start time in ns).
-    pub fn new(seed: u64, context_id: u32) -> Rng {
-        Rng(seed ^ u64::from(context_id).wrapping_mul(0x9e37_79b9_7f4a_7c15))
-    }
-
-    /// The next uniform draw.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let wide = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
-        ((wide >> 64) as u64) ^ (wide as u64)
-    }
-}
+pub use meshwork_sdk::rand::WyRand as Rng;
 
 #[cfg(test)]
 mod tests {
@@ -33,7 +17,7 @@ mod tests {
             let (delay, abort) = (Chance::percent(10.0), Chance::percent(5.0));
             let (mut d, mut a, mut both) = (0u32, 0u32, 0u32);
             for id in 2..n + 2 {
-                let mut rng = Rng::new(seed, id);
+                let mut rng = Rng::for_request(seed, id);
                 let (hd, ha) = (delay.hits(rng.next_u64()), abort.hits(rng.next_u64()));
                 d += u32::from(hd);
                 a += u32::from(ha);
@@ -57,10 +41,10 @@ mod tests {
 
     #[test]
     fn streams_differ_by_context_and_seed() {
-        let first = |seed, id| Rng::new(seed, id).next_u64();
+        let first = |seed, id| Rng::for_request(seed, id).next_u64();
         assert_ne!(first(7, 2), first(7, 3));
         assert_ne!(first(7, 2), first(8, 2));
-        let mut r = Rng::new(7, 2);
+        let mut r = Rng::for_request(7, 2);
         assert_ne!(r.next_u64(), r.next_u64());
     }
 }

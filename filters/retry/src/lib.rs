@@ -11,23 +11,12 @@
 
 pub mod policy;
 
-use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm};
+use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm, rand::WyRand};
 use policy::{Answer, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType};
 
-#[allow(
-    missing_docs,
-    reason = "proxy_wasm::main! defines the module's exported start function"
-)]
-mod start {
-    use super::*;
-
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-    }}
-}
+meshwork_sdk::main!(Root::default());
 
 /// Counters this filter defines (`wasm.PLUGIN.retry_*` in `/stats`).
 #[derive(Default, Clone, Copy)]
@@ -76,7 +65,7 @@ impl RootContext for Root {
         Some(Box::new(Retry {
             policy: self.policy.clone()?,
             metrics: self.metrics,
-            rng: self.seed ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            rng: WyRand::for_request(self.seed, id),
             armed: false,
         }))
     }
@@ -89,7 +78,7 @@ impl RootContext for Root {
 struct Retry {
     policy: std::rc::Rc<Policy>,
     metrics: Metrics,
-    rng: u64,
+    rng: WyRand,
     armed: bool,
 }
 
@@ -117,15 +106,21 @@ impl HttpContext for Retry {
             .flatten()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if !self.policy.may_retry(status) {
+            return Action::Continue;
+        }
         let details = http::property_str("response.code_details")
             .ok()
             .flatten()
             .unwrap_or_default();
-        let grpc_status = http::response()
-            .get("grpc-status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse().ok());
+        let grpc_status = match self.policy.grpc() {
+            true => http::response()
+                .get("grpc-status")
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse().ok()),
+            false => None,
+        };
         let attempt = http::property_i64("upstream.request_attempt_count")
             .ok()
             .flatten()
@@ -141,7 +136,7 @@ impl HttpContext for Retry {
             }
             return Action::Continue;
         }
-        let random = self.random();
+        let random = self.rng.unit();
         let wait = policy::backoff(&self.policy, attempt, random);
         let budget = self
             .policy
@@ -158,15 +153,5 @@ impl HttpContext for Retry {
             Err(e) => log::warn(&format!("retry refused: {e}")),
         }
         Action::Continue
-    }
-}
-
-impl Retry {
-    /// A number in `[0, 1)` (wyrand; jitter needs spread, not secrecy).
-    fn random(&mut self) -> f64 {
-        self.rng = self.rng.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = u128::from(self.rng) * u128::from(self.rng ^ 0xe703_7ed1_a0b4_28db);
-        let x = ((t >> 64) as u64) ^ (t as u64);
-        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 }

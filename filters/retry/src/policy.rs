@@ -196,6 +196,31 @@ impl TryFrom<Config> for Policy {
     }
 }
 
+impl Policy {
+    /// Whether a gRPC condition is configured (then `grpc-status` is worth reading).
+    pub fn grpc(&self) -> bool {
+        self.on.iter().any(|o| {
+            matches!(
+                o,
+                On::Cancelled
+                    | On::DeadlineExceeded
+                    | On::ResourceExhausted
+                    | On::Internal
+                    | On::Unavailable
+            )
+        })
+    }
+
+    /// Whether an answer with `status` could meet any condition: the cheap first look, so the common successful
+    /// answer costs one header read.
+    pub fn may_retry(&self, status: u16) -> bool {
+        status >= 500
+            || self.codes.contains(&status)
+            || (status == 409 && self.on.contains(&On::Retriable4xx))
+            || self.grpc()
+    }
+}
+
 /// What an attempt got back, as the filter sees it in `on_http_response_headers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Answer<'a> {
@@ -321,6 +346,47 @@ mod tests {
                 "retryOn {on:?}, attempt {attempt}, {status} {details} {grpc:?}"
             );
         }
+    }
+
+    #[test]
+    fn may_retry_agrees_with_should_retry() {
+        for on in [
+            "5xx",
+            "gateway-error",
+            "connect-failure",
+            "retriable-4xx",
+            "503,429",
+            "unavailable",
+            "reset",
+        ] {
+            let p = policy(on);
+            // The proxy's own answers for a missing upstream answer are 503 or 504; the upstream's are anything.
+            let answers = [200, 204, 404, 409, 429, 500, 503, 504]
+                .map(|s| (s, UP))
+                .into_iter()
+                .chain([(503, CONNECT), (503, RESET), (504, TIMEOUT)]);
+            for (status, details) in answers {
+                let answer = Answer {
+                    status,
+                    details,
+                    grpc_status: Some(14),
+                };
+                if should_retry(&p, 1, &answer) {
+                    assert!(
+                        p.may_retry(status),
+                        "{on}: {status} {details} would be retried"
+                    );
+                }
+            }
+        }
+        assert!(
+            !policy("5xx").may_retry(200),
+            "a success needs no second look"
+        );
+        assert!(
+            policy("unavailable").may_retry(200),
+            "gRPC answers come with 200"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use meshwork_sdk::rand::WyRand;
 use meshwork_sdk::{
     HostError, config,
     ext::{self},
@@ -24,7 +25,6 @@ use crate::{
     decide::{Decision, Request, decide},
     headerops::HeaderOps,
     model::Router,
-    rng::WyRand,
 };
 
 /// One per VM: the compiled routing table and the VM's random generator.

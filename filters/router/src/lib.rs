@@ -10,7 +10,7 @@
 //! - [`compile`]: checks it and compiles it into the [`model`] when the plugin starts; bad config names its field.
 //! - [`decide`]: the decision, a pure function of the model and the [`request`].
 //! - [`filter`]: the proxy-wasm glue that carries the decision out.
-//! - [`strmatch`], [`headerops`], [`rng`]: the pieces.
+//! - [`strmatch`], [`headerops`]: the pieces (random draws: `meshwork_sdk::rand`).
 
 #![cfg_attr(
     test,
@@ -27,16 +27,6 @@ pub mod filter;
 pub mod headerops;
 pub mod model;
 pub mod request;
-pub mod rng;
 pub mod strmatch;
 
-/// The module's entry point (`_initialize` and friends, exported by the macro whatever the module's visibility).
-mod start {
-    use meshwork_sdk::proxy_wasm;
-    use proxy_wasm::{traits::RootContext, types::LogLevel};
-
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::<super::filter::Root>::default() });
-    }}
-}
+meshwork_sdk::main!(crate::filter::Root::default());

@@ -47,13 +47,31 @@ pub fn register(name: &str, f: ForeignFn) {
         .insert(name.to_string(), f);
 }
 
-/// The function registered under `name`: meshwork's own first, then registered ones.
-pub fn lookup(name: &str) -> Option<ForeignFn> {
+/// A function found by name: one of meshwork's own, or one registered in-process.
+pub enum Found {
+    /// meshwork's own (`meshwork.*`).
+    Builtin(super::mechanisms::Builtin),
+    /// Registered with [`register`].
+    Registered(ForeignFn),
+}
+
+impl Found {
+    /// Calls it.
+    pub fn call(&self, ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
+        match self {
+            Found::Builtin(f) => f(ctx, args),
+            Found::Registered(f) => f(ctx, args),
+        }
+    }
+}
+
+/// The function called `name`: meshwork's own first, then registered ones.
+pub fn lookup(name: &str) -> Option<Found> {
     if let Some(f) = super::mechanisms::builtin(name) {
-        return Some(f);
+        return Some(Found::Builtin(f));
     }
     let r = REGISTRY.read().unwrap_or_else(|p| p.into_inner());
-    r.as_ref()?.get(name).cloned()
+    r.as_ref()?.get(name).cloned().map(Found::Registered)
 }
 
 #[cfg(test)]
@@ -76,7 +94,7 @@ mod tests {
             ("test.missing", None),
         ];
         for (name, want) in cases {
-            let got = lookup(name).map(|f| f(&ctx, b"hi"));
+            let got = lookup(name).map(|f| f.call(&ctx, b"hi"));
             assert_eq!(&got, want, "{name}");
         }
     }

@@ -116,12 +116,16 @@ pub fn give(
                 ),
             ));
         }
+        // Taken out for the call and put back, not cloned: a clone of a typed function copies its registered type
+        // (an atomic count up and down on every hostcall that returns data).
         let malloc = caller
-            .data()
+            .data_mut()
             .malloc
-            .clone()
+            .take()
             .ok_or_else(|| trap(call, "the module exports no allocator"))?;
-        let ptr = malloc.call(&mut *caller, bytes.len() as i32)?;
+        let called = malloc.call(&mut *caller, bytes.len() as i32);
+        caller.data_mut().malloc = Some(malloc);
+        let ptr = called?;
         if ptr == 0 {
             return Err(trap(
                 call,

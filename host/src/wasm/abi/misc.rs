@@ -228,7 +228,7 @@ fn call_foreign(
         worker: c.data().worker.clone(),
         test: c.data().test.clone(),
     };
-    match f(&ctx, &args) {
+    match f.call(&ctx, &args) {
         Ok(out) => {
             mem::give(&mut c, &out, ret_ptr, ret_size, call)?;
             Ok(status::OK)

@@ -22,24 +22,27 @@ mod retry;
 use std::{rc::Rc, sync::Arc, time::Duration};
 
 use super::{
-    foreign::{Ctx, ForeignFn, Refusal},
+    foreign::{Ctx, Refusal},
     stream::{Dir, StreamRef},
 };
 use crate::model::Cluster;
 
+/// A built-in host function (a plain function: looking one up allocates nothing).
+pub type Builtin = fn(&Ctx, &[u8]) -> Result<Vec<u8>, Refusal>;
+
 /// The built-in function called `name`.
-pub fn builtin(name: &str) -> Option<ForeignFn> {
-    let f: ForeignFn = match name {
-        "meshwork.delay" => Arc::new(delay),
-        "meshwork.set_upstream" => Arc::new(set_upstream),
-        "meshwork.set_timeout" => Arc::new(set_timeout),
-        "meshwork.retriable" => Arc::new(retry::retriable),
-        "meshwork.retry" => Arc::new(retry::retry),
-        "meshwork.report" => Arc::new(endpoints::report),
-        "meshwork.eject" => Arc::new(endpoints::eject),
-        "meshwork.uneject" => Arc::new(endpoints::uneject),
-        "meshwork.ejections" => Arc::new(endpoints::ejections),
-        "meshwork.admit" => Arc::new(admit::admit),
+pub fn builtin(name: &str) -> Option<Builtin> {
+    let f: Builtin = match name {
+        "meshwork.delay" => delay,
+        "meshwork.set_upstream" => set_upstream,
+        "meshwork.set_timeout" => set_timeout,
+        "meshwork.retriable" => retry::retriable,
+        "meshwork.retry" => retry::retry,
+        "meshwork.report" => endpoints::report,
+        "meshwork.eject" => endpoints::eject,
+        "meshwork.uneject" => endpoints::uneject,
+        "meshwork.ejections" => endpoints::ejections,
+        "meshwork.admit" => admit::admit,
         _ => return None,
     };
     Some(f)

@@ -1,8 +1,17 @@
-//! A small, fast pseudo-random generator for weighted choices: wyrand (64-bit state, passes BigCrush and PractRand),
-//! with Lemire's multiply-and-reject method for numbers below a bound, so every outcome is exactly equally likely.
+//! A small, fast pseudo-random generator for policy decisions (weighted choices, sampling, jitter): wyrand (64-bit
+//! state, passes BigCrush and PractRand), with Lemire's multiply-and-reject method for numbers below a bound, so every
+//! outcome is exactly equally likely.
 //!
-//! It is not for secrets. Each VM seeds one generator when it starts; each request takes its own seed from it (see
-//! `filter.rs`), so a request's draws do not depend on other requests' draws in between.
+//! It is not for secrets. Seed it from something that differs between VMs (the host's clock at start-up), and derive
+//! one stream per request with [`WyRand::for_request`], so a request's draws do not depend on other requests' draws.
+//!
+//! ```
+//! use meshwork_sdk::rand::WyRand;
+//!
+//! let mut rng = WyRand::for_request(1_700_000_000_000_000_000, 2);
+//! assert!(rng.below(100) < 100);
+//! assert!((0.0..1.0).contains(&rng.unit()));
+//! ```
 
 /// wyrand's state (the default starts from seed 0).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -12,6 +21,16 @@ impl WyRand {
     /// A generator starting from `seed` (any value, 0 included).
     pub fn new(seed: u64) -> WyRand {
         WyRand(seed)
+    }
+
+    /// The stream of the request with proxy-wasm context id `context_id`, in a VM seeded with `seed`.
+    pub fn for_request(seed: u64, context_id: u32) -> WyRand {
+        WyRand(seed ^ u64::from(context_id).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// A number in `[0, 1)`, with 53 random bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// The next 64 random bits.
@@ -52,6 +71,19 @@ mod tests {
         assert_eq!(draws(7), draws(7));
         assert_ne!(draws(7), draws(8));
         assert_ne!(draws(0)[0], 0, "seed 0 is fine");
+        let first = |seed, id| WyRand::for_request(seed, id).next_u64();
+        assert_ne!(first(7, 2), first(7, 3), "requests differ");
+        assert_ne!(first(7, 2), first(8, 2), "VMs differ");
+    }
+
+    #[test]
+    fn unit_is_in_range_and_spread() {
+        let mut r = WyRand::new(3);
+        let draws: Vec<f64> = (0..10_000).map(|_| r.unit()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        // 0.5 ± 5 sigma (sigma = sqrt(1/12 / 10000) ≈ 0.0029).
+        assert!((mean - 0.5).abs() < 0.015, "{mean}");
     }
 
     #[test]

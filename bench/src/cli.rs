@@ -26,6 +26,10 @@ each round; latency histograms are pooled over rounds (and added latency is comp
 from the pooled percentiles), req/s is the median over rounds, and rounds in which the \
 load generator's own schedule lag p99 exceeded --max-lag-us are flagged as noisy.
 
+Target meshwork-policies is the same meshwork binary with the five built-in policy filters \
+(authz, fault, router, retry, circuit-breaker) chained on its route, configured so that none \
+of them changes the answer: the cost of a realistic mesh route next to the bare hop.
+
 CPU layout: proxy on the first allowed CPU; load generator and upstream on the others. \
 With a single CPU nothing is pinned (and the report says so).
 
@@ -109,7 +113,9 @@ pub struct RunArgs {
     pub throughput_connections: u32,
 
     /// Targets to measure, in order (comma-separated). `direct` is needed to compute
-    /// added latency.
+    /// added latency. `meshwork-policies` is the meshwork binary with the five built-in
+    /// policy filters (authz, fault, router, retry, circuit-breaker) on its route; it is
+    /// not in the default list.
     #[arg(
         long,
         value_enum,
@@ -156,6 +162,9 @@ pub enum Target {
     Direct,
     /// The meshwork proxy.
     Meshwork,
+    /// The same meshwork binary with the five built-in policy filters (authz, fault,
+    /// router, retry, circuit-breaker) chained on its route.
+    MeshworkPolicies,
     /// nginx as a reverse proxy.
     Nginx,
     /// HAProxy.
@@ -164,12 +173,34 @@ pub enum Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.write_str(self.name())
+    }
+}
+
+impl Target {
+    /// Whether this target runs the meshwork binary (a failure to locate or build it
+    /// is a failure, not a skip).
+    pub fn is_meshwork(self) -> bool {
+        matches!(self, Target::Meshwork | Target::MeshworkPolicies)
+    }
+
+    /// The name in the report's tables and notes.
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::MeshworkPolicies => "meshwork + 5 policy filters",
+            other => other.name(),
+        }
+    }
+
+    /// The name on the command line (`--targets`) and in progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
             Target::Direct => "direct",
             Target::Meshwork => "meshwork",
+            Target::MeshworkPolicies => "meshwork-policies",
             Target::Nginx => "nginx",
             Target::Haproxy => "haproxy",
-        })
+        }
     }
 }
 
@@ -218,6 +249,27 @@ mod tests {
                 3,
                 1,
                 &[Target::Direct, Target::Nginx],
+            ),
+            (
+                &[
+                    "bench",
+                    "--targets",
+                    "direct,nginx,meshwork,meshwork-policies",
+                ],
+                10,
+                2,
+                &[
+                    Target::Direct,
+                    Target::Nginx,
+                    Target::Meshwork,
+                    Target::MeshworkPolicies,
+                ],
+            ),
+            (
+                &["bench", "--quick", "--targets", "meshwork-policies"],
+                3,
+                1,
+                &[Target::MeshworkPolicies],
             ),
             (
                 &["bench", "--duration", "5", "--warmup", "0"],
@@ -271,8 +323,34 @@ mod tests {
             &["bench", "--max-lag-us", "0"],
             &["bench", "--quick", "--duration", "4"],
             &["bench", "--targets", "envoy"],
+            &["bench", "--targets", "meshwork_policies"],
+            &["bench", "--targets", "meshwork+policies"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn target_names_and_labels() {
+        let cases = [
+            (Target::Direct, "direct", "direct", false),
+            (Target::Meshwork, "meshwork", "meshwork", true),
+            (
+                Target::MeshworkPolicies,
+                "meshwork-policies",
+                "meshwork + 5 policy filters",
+                true,
+            ),
+            (Target::Nginx, "nginx", "nginx", false),
+            (Target::Haproxy, "haproxy", "haproxy", false),
+        ];
+        assert_eq!(cases.len(), Target::value_variants().len());
+        for (target, name, label, meshwork) in cases {
+            let possible = target.to_possible_value().map(|v| v.get_name().to_owned());
+            assert_eq!(possible.as_deref(), Some(name), "{target:?}");
+            assert_eq!(target.to_string(), name, "{target:?}");
+            assert_eq!(target.label(), label, "{target:?}");
+            assert_eq!(target.is_meshwork(), meshwork, "{target:?}");
         }
     }
 

@@ -189,12 +189,17 @@ pub struct Settings {
     pub max_lag_us: u64,
 }
 
-/// The target ratios are computed against: nginx, else meshwork, else HAProxy
-/// (the first of those that was measured).
+/// The target ratios are computed against: nginx, else meshwork, else meshwork with
+/// the policy filters, else HAProxy (the first of those that was measured).
 pub fn baseline(rows: &[Row]) -> Option<&Row> {
-    [Target::Nginx, Target::Meshwork, Target::Haproxy]
-        .into_iter()
-        .find_map(|t| rows.iter().find(|r| r.target == t && r.skipped.is_none()))
+    [
+        Target::Nginx,
+        Target::Meshwork,
+        Target::MeshworkPolicies,
+        Target::Haproxy,
+    ]
+    .into_iter()
+    .find_map(|t| rows.iter().find(|r| r.target == t && r.skipped.is_none()))
 }
 
 fn cell_with_ratio(value: Option<f64>, base: Option<f64>, decimals: usize) -> String {
@@ -233,7 +238,7 @@ pub fn results_table(rows: &[Row], rounds: usize) -> String {
         .find(|r| r.target == Target::Direct)
         .and_then(|r| r.latency);
     let base = baseline(rows);
-    let suffix = base.map_or_else(String::new, |b| format!(" (× {})", b.target));
+    let suffix = base.map_or_else(String::new, |b| format!(" (× {})", b.target.label()));
     let base_added = base.and_then(|b| added_latency(b, direct.as_ref()));
 
     let median = if rounds > 1 {
@@ -253,7 +258,7 @@ pub fn results_table(rows: &[Row], rounds: usize) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {what}: {} | | | | | |",
-                row.target,
+                row.target.label(),
                 cell_text(reason)
             );
             continue;
@@ -287,7 +292,7 @@ pub fn results_table(rows: &[Row], rounds: usize) -> String {
         let _ = writeln!(
             out,
             "| {} | {p50} | {p99} | {p999} | {rps} | {rss} | {errors} |",
-            row.target
+            row.target.label()
         );
     }
     out
@@ -330,7 +335,7 @@ pub fn raw_latency_table(rows: &[Row], max_lag_us: u64) -> String {
         let _ = writeln!(
             out,
             "| {} | {pooled} | {} | {lag} | {} | {noisy} |",
-            row.target,
+            row.target.label(),
             spread(row.p99_per_round()),
             spread(row.rps()),
         );
@@ -350,7 +355,7 @@ pub fn rounds_table(rows: &[Row], rounds: usize, max_lag_us: u64) -> String {
     out.push('\n');
     let measured: Vec<&Row> = rows.iter().filter(|r| r.skipped.is_none()).collect();
     for row in &measured {
-        let _ = write!(out, "| {} |", row.target);
+        let _ = write!(out, "| {} |", row.target.label());
         for n in 1..=rounds {
             let cell = row.rounds.iter().find(|r| r.number == n).map_or_else(
                 || "—".to_owned(),
@@ -386,7 +391,7 @@ pub fn rounds_table(rows: &[Row], rounds: usize, max_lag_us: u64) -> String {
             })
             .collect();
         ran.sort_by_key(|&(position, _)| position);
-        let order: Vec<String> = ran.iter().map(|(_, t)| t.to_string()).collect();
+        let order: Vec<&str> = ran.iter().map(|(_, t)| t.label()).collect();
         let _ = write!(out, " {} |", order.join(" → "));
     }
     out.push('\n');
@@ -412,7 +417,7 @@ pub fn notes(rows: &[Row], max_lag_us: u64) -> Vec<String> {
         if e.total() > 0 {
             notes.push(format!(
                 "**WARNING: {} had {} errors** (connect {}, request/response {}, non-200 {}, wrong body size {}, unfinished {}); its numbers are not trustworthy.",
-                row.target,
+                row.target.label(),
                 e.total(),
                 e.connect,
                 e.request,
@@ -431,7 +436,7 @@ pub fn notes(rows: &[Row], max_lag_us: u64) -> Vec<String> {
                 "{}: noisy rounds: {} of {} had a load-generator schedule lag p99 above \
                  {max_lag_us} µs ({}). They are still pooled; compare their p99 with the \
                  other rounds' in the per-round table before trusting the tail.",
-                row.target,
+                row.target.label(),
                 noisy.len(),
                 row.rounds.len(),
                 which.join(", ")
@@ -441,18 +446,44 @@ pub fn notes(rows: &[Row], max_lag_us: u64) -> Vec<String> {
             notes.push(format!(
                 "{}: the load generator had to re-open {} connections (keep-alive connections \
                  closed by the target or after errors); each adds a TCP handshake to a latency.",
-                row.target, row.reconnects
+                row.target.label(),
+                row.reconnects
             ));
         }
         if let Some(reason) = &row.skipped {
             let what = if row.failed { "**FAILED**" } else { "skipped" };
-            notes.push(format!("{} {what}: {}", row.target, reason.trim_end()));
+            notes.push(format!(
+                "{} {what}: {}",
+                row.target.label(),
+                reason.trim_end()
+            ));
         }
         for note in &row.notes {
-            notes.push(format!("{}: {}", row.target, note.trim_end()));
+            notes.push(format!("{}: {}", row.target.label(), note.trim_end()));
         }
     }
     notes
+}
+
+/// What the policy filters cost: the `meshwork-policies` row against the bare
+/// `meshwork` row of the same run (pooled raw percentiles, median req/s), when both
+/// were measured.
+pub fn chain_cost(rows: &[Row]) -> Option<String> {
+    let measured = |t: Target| rows.iter().find(|r| r.target == t && r.skipped.is_none());
+    let bare = measured(Target::Meshwork)?;
+    let chained = measured(Target::MeshworkPolicies)?;
+    let [p50, p99, p999] = chained.latency?.added_over(&bare.latency?);
+    let rps = match (chained.rps(), bare.rps()) {
+        (Some(c), Some(b)) => ratio(c.median, b.median)
+            .map_or_else(String::new, |r| format!("; max req/s {r:.2}× meshwork's")),
+        _ => String::new(),
+    };
+    Some(format!(
+        "The five policy filters' cost ({} − {}, pooled raw percentiles): p50 {p50:+} µs, \
+         p99 {p99:+} µs, p99.9 {p999:+} µs{rps}.",
+        chained.target.label(),
+        bare.target.label()
+    ))
 }
 
 /// The whole report: environment, settings, both tables and notes.
@@ -494,11 +525,14 @@ pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> St
             |b| format!(
                 "Ratios are target ÷ {} (latency and RSS: lower is better; req/s: higher is \
                  better).",
-                b.target
+                b.target.label()
             )
         ),
     );
     out.push_str(&results_table(rows, settings.rounds));
+    if let Some(cost) = chain_cost(rows) {
+        let _ = writeln!(out, "\n{cost}");
+    }
     if rows.iter().any(|r| r.skipped.is_none()) {
         let what = if settings.rounds > 1 {
             "Raw latency, pooled over rounds (not subtracted), its spread over rounds, and the \
@@ -647,6 +681,31 @@ mod tests {
         vec![direct, meshwork, nginx, haproxy]
     }
 
+    /// The settings of the render tests, with `rounds` rounds.
+    fn settings(rounds: usize) -> Settings {
+        Settings {
+            rate: 2000,
+            connections: 16,
+            throughput_connections: 64,
+            duration: 10,
+            warmup: 2,
+            pinning: "proxy on CPU 0".into(),
+            rounds,
+            max_lag_us: 1000,
+        }
+    }
+
+    /// The sample rows with meshwork + policy filters after bare meshwork.
+    fn rows_with_policies() -> Vec<Row> {
+        let mut rows = sample_rows();
+        let mut policies = Row::new(Target::MeshworkPolicies);
+        policies.latency = Some(lat(145, 420, 700));
+        policies.rounds = vec![rps_round(1, 24_000.0)];
+        policies.rss_mib = Some(9.0);
+        rows.insert(2, policies);
+        rows
+    }
+
     /// Three rounds of direct and nginx, rotated; nginx's round 3 is noisy.
     fn three_round_rows() -> Vec<Row> {
         let mut direct = Row::new(Target::Direct);
@@ -681,6 +740,67 @@ mod tests {
 | haproxy | -5 | 50 (0.25×) | 100 (0.25×) | 25000 (1.25×) | 12.0 (3.00×) | **⚠ 3 ERRORS** |
 ";
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn results_table_labels_the_policy_chain() {
+        // The sample table with one more line, above nginx's; the ratios are still to nginx.
+        let want = results_table(&sample_rows(), 1).replacen(
+            "| nginx |",
+            "| meshwork + 5 policy filters | 45 (0.75×) | 220 (1.10×) | 300 (0.75×) | 24000 (1.20×) | 9.0 (2.25×) | 0 |\n| nginx |",
+            1,
+        );
+        assert_eq!(results_table(&rows_with_policies(), 1), want);
+        let raw = raw_latency_table(&rows_with_policies(), 1000);
+        assert!(
+            raw.contains("| meshwork + 5 policy filters | 145 | 420 | 700 | 701 | 100 | n/a | n/a | 24000 | 0 of 1 |"),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn chain_cost_compares_with_bare_meshwork() {
+        let full = rows_with_policies();
+        let mut no_rps = rows_with_policies();
+        no_rps[1].rounds.clear();
+        let mut faster = rows_with_policies();
+        faster[2].latency = Some(lat(120, 290, 600));
+        faster[2].rounds = vec![rps_round(1, 33_000.0)];
+        let mut unmeasured = rows_with_policies();
+        unmeasured[2].latency = None;
+        let mut skipped = rows_with_policies();
+        skipped[1] = Row::failed(Target::Meshwork, "exited early".into());
+        let cases: &[(&[Row], Option<&str>)] = &[
+            (
+                &full,
+                Some(
+                    "The five policy filters' cost (meshwork + 5 policy filters − meshwork, \
+                     pooled raw percentiles): p50 +15 µs, p99 +120 µs, p99.9 +100 µs; max req/s \
+                     0.80× meshwork's.",
+                ),
+            ),
+            (
+                &no_rps,
+                Some(
+                    "The five policy filters' cost (meshwork + 5 policy filters − meshwork, \
+                     pooled raw percentiles): p50 +15 µs, p99 +120 µs, p99.9 +100 µs.",
+                ),
+            ),
+            (
+                &faster,
+                Some(
+                    "The five policy filters' cost (meshwork + 5 policy filters − meshwork, \
+                     pooled raw percentiles): p50 -10 µs, p99 -10 µs, p99.9 +0 µs; max req/s \
+                     1.10× meshwork's.",
+                ),
+            ),
+            (&unmeasured, None),
+            (&skipped, None),
+            (&sample_rows(), None),
+        ];
+        for (rows, want) in cases {
+            assert_eq!(chain_cost(rows).as_deref(), *want);
+        }
     }
 
     #[test]
@@ -756,27 +876,56 @@ mod tests {
             got.contains("| *order* | direct → nginx | nginx → direct | direct → nginx |"),
             "{got}"
         );
+        let mut rows = three_round_rows();
+        let mut policies = Row::new(Target::MeshworkPolicies);
+        policies.rounds = vec![round(1, 3, 500, 20, 9_000.0), round(2, 3, 520, 25, 9_500.0)];
+        rows.push(policies);
+        let got = rounds_table(&rows, 2, 1000);
+        for want in [
+            "| meshwork + 5 policy filters | 500 / 20 / 9000 | 520 / 25 / 9500 |",
+            "| *order* | direct → nginx → meshwork + 5 policy filters | nginx → direct → meshwork + 5 policy filters |",
+        ] {
+            assert!(got.contains(want), "missing {want:?} in\n{got}");
+        }
+    }
+
+    #[test]
+    fn render_with_policies() {
+        let settings = settings(1);
+        let mut rows = rows_with_policies();
+        rows[2].notes.push("latency phase failed: boom".into());
+        let report = render(&[], &settings, &rows);
+        for want in [
+            "| meshwork + 5 policy filters | 45 (0.75×) | 220 (1.10×) |",
+            "| 24000 (1.20×) | 9.0 (2.25×) | 0 |\n| nginx |",
+            "\nThe five policy filters' cost (meshwork + 5 policy filters − meshwork, pooled raw \
+             percentiles): p50 +15 µs",
+            "- meshwork + 5 policy filters: latency phase failed: boom",
+            "Ratios are target ÷ nginx",
+        ] {
+            assert!(report.contains(want), "missing {want:?} in\n{report}");
+        }
     }
 
     #[test]
     fn baseline_falls_back() {
+        let (d, m, p, n, h) = (
+            Target::Direct,
+            Target::Meshwork,
+            Target::MeshworkPolicies,
+            Target::Nginx,
+            Target::Haproxy,
+        );
+        // (targets, the skipped ones, the baseline)
         let cases: &[(&[Target], &[Target], Option<Target>)] = &[
-            (
-                &[Target::Direct, Target::Meshwork, Target::Nginx],
-                &[],
-                Some(Target::Nginx),
-            ),
-            (
-                &[Target::Direct, Target::Meshwork, Target::Nginx],
-                &[Target::Nginx],
-                Some(Target::Meshwork),
-            ),
-            (
-                &[Target::Direct, Target::Haproxy],
-                &[],
-                Some(Target::Haproxy),
-            ),
-            (&[Target::Direct], &[], None),
+            (&[d, m, n], &[], Some(n)),
+            (&[d, m, n], &[n], Some(m)),
+            (&[d, h], &[], Some(h)),
+            (&[d, p, m, n], &[n], Some(m)),
+            (&[d, p, m, h], &[m], Some(p)),
+            (&[d, h, p], &[], Some(p)),
+            (&[d, h, p], &[p], Some(h)),
+            (&[d], &[], None),
         ];
         for (targets, skipped, want) in cases {
             let rows: Vec<Row> = targets
@@ -839,16 +988,7 @@ mod tests {
     #[test]
     fn render_includes_everything() {
         let env = vec![("CPUs".to_owned(), "2".to_owned())];
-        let settings = Settings {
-            rate: 2000,
-            connections: 16,
-            throughput_connections: 64,
-            duration: 10,
-            warmup: 2,
-            pinning: "proxy on CPU 0".into(),
-            rounds: 1,
-            max_lag_us: 1000,
-        };
+        let settings = settings(1);
         let report = render(&env, &settings, &sample_rows());
         for want in [
             "- CPUs: 2",
@@ -870,16 +1010,7 @@ mod tests {
 
     #[test]
     fn render_with_rounds() {
-        let settings = Settings {
-            rate: 2000,
-            connections: 16,
-            throughput_connections: 64,
-            duration: 10,
-            warmup: 2,
-            pinning: "proxy on CPU 0".into(),
-            rounds: 3,
-            max_lag_us: 1000,
-        };
+        let settings = settings(3);
         let report = render(&[], &settings, &three_round_rows());
         for want in [
             "Both phases ran 3 rounds per target",

@@ -171,7 +171,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Verdict> {
         .into_iter()
         .map(|(target, p)| {
             let (row, live) = match p {
-                Err(reason) if target == Target::Meshwork => (Row::failed(target, reason), None),
+                Err(reason) if target.is_meshwork() => (Row::failed(target, reason), None),
                 Err(reason) => (Row::skipped(target, reason), None),
                 Ok(p) => match start(target, &p, upstream_addr, proxy_cpus) {
                     Ok(live) => (Row::new(target), Some(live)),

@@ -1,10 +1,12 @@
 //! meshwork itself: locate (or build) the binary, write a one-listener config with
-//! one worker, start `meshwork proxy --config FILE`, wait for the admin `/ready`.
+//! one worker (a bare route, or the same route with the five policy filters), start
+//! `meshwork proxy --config FILE`, wait for the admin `/ready`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::policies;
 use super::{Running, serving, write_config};
 use crate::cli::workspace_root;
 use crate::probe;
@@ -66,9 +68,49 @@ pub fn version(bin: &Path) -> String {
         )
 }
 
+/// What the benchmark route carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Nothing: the bare proxy hop (target `meshwork`).
+    Bare,
+    /// The five built-in policy filters, with the subset clusters the router splits
+    /// between (target `meshwork-policies`).
+    Policies,
+}
+
+impl Route {
+    /// Name of the temp dir and of the process in progress lines.
+    fn label(self) -> &'static str {
+        match self {
+            Route::Bare => "meshwork",
+            Route::Policies => "meshwork-policies",
+        }
+    }
+
+    /// What the environment section adds to the version: the route's filters in the
+    /// order they run.
+    pub fn describe(self) -> String {
+        match self {
+            Route::Bare => String::new(),
+            Route::Policies => format!(
+                ", route filters (builtin://, in chain order): {}",
+                policies::chain_order(&policies::POLICIES).join(" → ")
+            ),
+        }
+    }
+}
+
 /// The meshwork config: one worker, one listener on `listen` routing everything to
-/// the `upstream` cluster, admin server on `admin`.
-pub fn config(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> String {
+/// the `upstream` cluster, admin server on `admin`. With [`Route::Policies`] the route
+/// carries the policy filters and two more clusters point at `upstream`.
+pub fn config(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr, route: Route) -> String {
+    let (filters, subsets) = match route {
+        Route::Bare => (String::new(), String::new()),
+        Route::Policies => (
+            policies::route_filters(),
+            policies::subset_clusters(upstream),
+        ),
+    };
     format!(
         r#"# Written by meshwork-bench.
 workers: 1
@@ -82,19 +124,24 @@ listeners:
         routes:
           - match: {{ prefix: / }}
             cluster: upstream
-clusters:
+{filters}clusters:
   - name: upstream
     endpoints: ["{upstream}"]
-"#
+{subsets}"#
     )
 }
 
 /// Writes the config, starts `meshwork proxy --config FILE`, waits for `/ready` = 200
 /// on the admin port and for the listener to accept connections.
-pub fn start(bin: &Path, upstream: SocketAddr, cpus: Option<&[usize]>) -> anyhow::Result<Running> {
+pub fn start(
+    bin: &Path,
+    route: Route,
+    upstream: SocketAddr,
+    cpus: Option<&[usize]>,
+) -> anyhow::Result<Running> {
     let admin = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
-    let (dir, addr, conf) = write_config("meshwork", "meshwork.yaml", |addr, _| {
-        config(addr, admin, upstream)
+    let (dir, addr, conf) = write_config(route.label(), "meshwork.yaml", |addr, _| {
+        config(addr, admin, upstream, route)
     })?;
     let mut cmd = Command::new(bin);
     cmd.arg("proxy").arg("--config").arg(&conf);
@@ -102,7 +149,7 @@ pub fn start(bin: &Path, upstream: SocketAddr, cpus: Option<&[usize]>) -> anyhow
         // Like nginx's `access_log off`: no per-request logging in the measured path.
         cmd.env("RUST_LOG", "warn");
     }
-    let mut proc = Proc::spawn("meshwork", cmd, &dir.path().join("output.log"), cpus)?;
+    let mut proc = Proc::spawn(route.label(), cmd, &dir.path().join("output.log"), cpus)?;
     let ready = probe::wait_for_200(admin, "/ready", process::READY_TIMEOUT, || {
         proc.check_alive()
     });
@@ -123,14 +170,7 @@ pub fn start(bin: &Path, upstream: SocketAddr, cpus: Option<&[usize]>) -> anyhow
 mod tests {
     use super::*;
 
-    #[test]
-    fn config_is_the_documented_shape() {
-        let conf = config(
-            SocketAddr::from(([127, 0, 0, 1], 18080)),
-            SocketAddr::from(([127, 0, 0, 1], 18082)),
-            SocketAddr::from(([127, 0, 0, 1], 18081)),
-        );
-        let want = r#"# Written by meshwork-bench.
+    const HEAD: &str = r#"# Written by meshwork-bench.
 workers: 1
 admin: { address: 127.0.0.1:18082 }
 listeners:
@@ -142,10 +182,52 @@ listeners:
         routes:
           - match: { prefix: / }
             cluster: upstream
-clusters:
+"#;
+
+    const CLUSTER: &str = r#"clusters:
   - name: upstream
     endpoints: ["127.0.0.1:18081"]
 "#;
-        assert_eq!(conf, want);
+
+    #[test]
+    fn config_is_the_documented_shape() {
+        let bare = format!("{HEAD}{CLUSTER}");
+        let policies = format!(
+            r#"{HEAD}            filters:
+              - name: authz
+                url: builtin://authz
+                phase: AUTHZ
+                pluginConfig: {{ policies: [{{ name: allow-get, action: ALLOW, rules: [{{ to: [{{ operation: {{ methods: [GET] }} }}] }}] }}] }}
+              - name: fault
+                url: builtin://fault
+                priority: 40
+                pluginConfig: {{ abort: {{ httpStatus: 503, percentage: {{ value: 0.0 }} }}, match: [{{ headers: {{ x-fault: {{ exact: "on" }} }} }}] }}
+              - name: router
+                url: builtin://router
+                priority: 30
+                pluginConfig: {{ http: [{{ route: [{{ destination: {{ host: upstream, subset: v1 }}, weight: 90 }}, {{ destination: {{ host: upstream, subset: v2 }}, weight: 10 }}] }}] }}
+              - name: retry
+                url: builtin://retry
+                priority: 20
+                pluginConfig: {{ attempts: 2, retryOn: "5xx", perTryTimeout: 2s }}
+              - name: circuit-breaker
+                url: builtin://circuit-breaker
+                priority: 10
+                pluginConfig: {{ connectionPool: {{ http: {{ http2MaxRequests: 10000, http1MaxPendingRequests: 1000 }} }}, outlierDetection: {{ consecutive5xxErrors: 5 }} }}
+{CLUSTER}  - name: "outbound|80|v1|upstream"
+    endpoints: ["127.0.0.1:18081"]
+  - name: "outbound|80|v2|upstream"
+    endpoints: ["127.0.0.1:18081"]
+"#
+        );
+        for (route, want) in [(Route::Bare, bare), (Route::Policies, policies)] {
+            let conf = config(
+                SocketAddr::from(([127, 0, 0, 1], 18080)),
+                SocketAddr::from(([127, 0, 0, 1], 18082)),
+                SocketAddr::from(([127, 0, 0, 1], 18081)),
+                route,
+            );
+            assert_eq!(conf, want, "{route:?}");
+        }
     }
 }

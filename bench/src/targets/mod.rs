@@ -4,6 +4,7 @@
 pub mod haproxy;
 pub mod meshwork;
 pub mod nginx;
+pub mod policies;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -20,8 +21,8 @@ use crate::process::{self, Proc, TempDir};
 pub enum Prepared {
     /// No proxy: the load generator talks to the upstream.
     Direct,
-    /// meshwork binary.
-    Meshwork(PathBuf),
+    /// meshwork binary and what its route carries.
+    Meshwork(PathBuf, meshwork::Route),
     /// nginx binary and its build options (`nginx -V`).
     Nginx(PathBuf, String),
     /// haproxy binary.
@@ -79,7 +80,10 @@ impl Running {
 pub fn prepare(target: Target, args: &RunArgs) -> Result<Prepared, String> {
     match target {
         Target::Direct => Ok(Prepared::Direct),
-        Target::Meshwork => meshwork::locate(args.meshwork.as_deref()).map(Prepared::Meshwork),
+        Target::Meshwork => meshwork::locate(args.meshwork.as_deref())
+            .map(|bin| Prepared::Meshwork(bin, meshwork::Route::Bare)),
+        Target::MeshworkPolicies => meshwork::locate(args.meshwork.as_deref())
+            .map(|bin| Prepared::Meshwork(bin, meshwork::Route::Policies)),
         Target::Nginx => {
             let bin = find_or_install("nginx", "nginx-light", args.install)?;
             let build = process::output_of(Command::new(&bin).arg("-V")).unwrap_or_default();
@@ -96,7 +100,9 @@ impl Prepared {
     pub fn version(&self) -> String {
         match self {
             Prepared::Direct => "hyper upstream (in this harness)".to_owned(),
-            Prepared::Meshwork(bin) => meshwork::version(bin),
+            Prepared::Meshwork(bin, route) => {
+                format!("{}{}", meshwork::version(bin), route.describe())
+            }
             Prepared::Nginx(_, build) => nginx::version(build),
             Prepared::Haproxy(bin) => haproxy::version(bin),
         }
@@ -111,7 +117,7 @@ impl Prepared {
                 proc: None,
                 dir: None,
             }),
-            Prepared::Meshwork(bin) => meshwork::start(bin, upstream, cpus),
+            Prepared::Meshwork(bin, route) => meshwork::start(bin, *route, upstream, cpus),
             Prepared::Nginx(bin, build) => nginx::start(bin, build, upstream, cpus),
             Prepared::Haproxy(bin) => haproxy::start(bin, upstream, cpus),
         }

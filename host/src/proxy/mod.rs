@@ -7,6 +7,7 @@
 //! Today the phases are: pick the route for the request headers, pick a cluster and endpoint, forward, and hand back the
 //! response head with its body still streaming. The WASM filter chain (issue 3) hooks in at each of these points.
 
+mod attempts;
 pub mod body;
 mod filtered;
 pub mod headers;

@@ -8,6 +8,7 @@
 //!   error is logged, so meshwork's "plugin refused to start" report quotes it.
 //! - [`duration`]: `250ms` / `1.5s` durations in configs, as Istio writes them.
 //! - [`metrics`] and [`log`]: counters, gauges and log lines without the raw hostcalls' ids and `Result`s.
+//! - `matching` (feature `matching`): Istio's `StringMatch`, compiled (regex-lite full matches).
 //! - [`rand`]: a fast, unbiased generator for sampling, weighted choices and jitter.
 //! - [`http`]: header, body and property accessors that return `Result` instead of panicking inside the SDK.
 //! - [`ext`]: meshwork's host extensions (foreign functions); on a host without them (Envoy) they answer
@@ -21,6 +22,8 @@ pub mod duration;
 pub mod ext;
 pub mod http;
 pub mod log;
+#[cfg(feature = "matching")]
+pub mod matching;
 pub mod metrics;
 pub mod rand;
 

@@ -67,19 +67,7 @@ pub struct Match {
 }
 
 /// Istio's `StringMatch`; `{}` means "the header is present".
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StringMatch {
-    /// Equal to.
-    #[serde(default)]
-    pub exact: Option<String>,
-    /// Starts with.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// Matches as a whole (RE2 syntax).
-    #[serde(default)]
-    pub regex: Option<String>,
-}
+pub use meshwork_sdk::matching::StringMatch;
 
 /// A refusal of `field` (its path in the `pluginConfig`, e.g. `delay.fixedDelay`), read as the SDK's parse errors:
 /// ``invalid pluginConfig at `delay.fixedDelay`: ...``.

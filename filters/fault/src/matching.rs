@@ -1,37 +1,15 @@
 //! Which requests get faults: the `match` entries compiled once, then checked against each request's headers. The
 //! entries are ORed, the headers within one entry ANDed; no entries means every request.
 //!
-//! Regexes use `regex-lite` (RE2 syntax without Unicode classes) and must match the whole value, as in Istio.
+//! Conditions are the SDK's `StringMatch` (`meshwork_sdk::matching`): regexes are RE2 syntax without Unicode classes
+//! and must match the whole value, as in Istio.
 
 use meshwork_sdk::config::ConfigError;
-use regex_lite::Regex;
 
 use crate::config::{self, invalid};
 
-/// A compiled condition on one header value.
-#[derive(Debug, Clone)]
-pub enum Cond {
-    /// Equal to.
-    Exact(String),
-    /// Starts with.
-    Prefix(String),
-    /// Matches as a whole.
-    Regex(Regex),
-    /// The header is there, whatever its value.
-    Present,
-}
-
-impl Cond {
-    /// Whether a header `value` satisfies the condition.
-    pub fn holds(&self, value: &str) -> bool {
-        match self {
-            Cond::Exact(e) => value == e,
-            Cond::Prefix(p) => value.starts_with(p.as_str()),
-            Cond::Regex(r) => r.is_match(value),
-            Cond::Present => true,
-        }
-    }
-}
+/// A compiled condition on one header value: the SDK's matcher.
+pub use meshwork_sdk::matching::StrMatch as Cond;
 
 /// The compiled `match` list: entries of (header name, condition) pairs.
 #[derive(Debug, Clone, Default)]
@@ -64,29 +42,16 @@ impl Matcher {
             || self.0.iter().any(|conds| {
                 conds
                     .iter()
-                    .all(|(name, c)| header(name).is_some_and(|v| c.holds(&v)))
+                    .all(|(name, c)| header(name).is_some_and(|v| c.matches(&v)))
             })
     }
 }
 
 fn cond(m: &config::StringMatch, field: &str) -> Result<Cond, ConfigError> {
-    match (&m.exact, &m.prefix, &m.regex) {
-        (Some(e), None, None) => Ok(Cond::Exact(e.clone())),
-        (None, Some(p), None) => Ok(Cond::Prefix(p.clone())),
-        (None, None, Some(r)) => Regex::new(&format!("^(?:{r})$"))
-            .map(Cond::Regex)
-            .map_err(|e| {
-                invalid(
-                    format!("{field}.regex"),
-                    format!("invalid regular expression: {e}"),
-                )
-            }),
-        (None, None, None) => Ok(Cond::Present),
-        _ => Err(invalid(
-            field,
-            "give only one of `exact`, `prefix` or `regex`",
-        )),
-    }
+    Cond::compile(m, true).map_err(|e| match e.in_regex {
+        true => invalid(format!("{field}.regex"), e.message),
+        false => invalid(field, e.message),
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::{
     config,
     headerops::{self, HeaderOps},
     model::{Action, Dest, Invalid, Match, Redirect, Route, Router, cluster_name},
-    strmatch::StrMatch,
+    strmatch,
 };
 
 impl Router {
@@ -92,7 +92,7 @@ fn compile_route(r: &config::HttpRoute, at: &str) -> Result<Route, Invalid> {
 fn compile_match(m: &config::MatchRequest, at: &str) -> Result<Match, Invalid> {
     let one = |s: &Option<config::StringMatch>, name: &str| {
         s.as_ref()
-            .map(|s| StrMatch::compile(s, &format!("{at}.{name}"), false))
+            .map(|s| strmatch::compile(s, &format!("{at}.{name}"), false))
             .transpose()
     };
     let map = |m: &std::collections::BTreeMap<String, config::StringMatch>, name: &str| {
@@ -106,7 +106,7 @@ fn compile_match(m: &config::MatchRequest, at: &str) -> Result<Match, Invalid> {
                     }
                     _ => headerops::name(k, &field)?,
                 };
-                Ok((key, StrMatch::compile(s, &field, true)?))
+                Ok((key, strmatch::compile(s, &field, true)?))
             })
             .collect::<Result<Vec<_>, Invalid>>()
     };

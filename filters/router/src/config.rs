@@ -98,20 +98,7 @@ pub struct MatchRequest {
     pub ignore_uri_case: bool,
 }
 
-/// Istio's `StringMatch`: at most one of the three; none (`{}`) means "present" where that makes sense.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StringMatch {
-    /// Equal to.
-    #[serde(default)]
-    pub exact: Option<String>,
-    /// Starts with.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// Matches as a whole (RE2 syntax, anchored at both ends).
-    #[serde(default)]
-    pub regex: Option<String>,
-}
+pub use meshwork_sdk::matching::StringMatch;
 
 /// One `route[]` entry (Istio `HTTPRouteDestination`).
 #[derive(Debug, Default, Deserialize)]

@@ -91,6 +91,36 @@ pub fn load<T: DeserializeOwned>() -> Option<T> {
     }
 }
 
+/// [`load`], then `build` (validation into the filter's own type). An error of either is logged at error level and
+/// gives `None`: return `false` from `on_configure`, and the host refuses the plugin quoting the message.
+///
+/// ```no_run
+/// # #[derive(serde::Deserialize)] struct Wire { limit: u32 }
+/// # struct Policy(u32);
+/// let policy: Option<Policy> = meshwork_sdk::config::load_with(|w: Wire| match w.limit {
+///     0 => Err("`limit`: must be at least 1"),
+///     n => Ok(Policy(n)),
+/// });
+/// ```
+pub fn load_with<C, T, E>(build: impl FnOnce(C) -> Result<T, E>) -> Option<T>
+where
+    C: DeserializeOwned,
+    E: std::fmt::Display,
+{
+    match build(load::<C>()?) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let text = e.to_string();
+            let text = match text.starts_with("invalid pluginConfig") {
+                true => text,
+                false => format!("invalid pluginConfig: {text}"),
+            };
+            let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Error, &text);
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

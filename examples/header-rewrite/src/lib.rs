@@ -32,22 +32,11 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(cfg) = meshwork_sdk::config::load::<Config>() else {
+        let Some(rules) = meshwork_sdk::config::load_with(|c: Config| c.validate()) else {
             return false;
         };
-        match cfg.validate() {
-            Ok(rules) => {
-                self.rules = Rc::new(rules);
-                true
-            }
-            Err(e) => {
-                let _ = proxy_wasm::hostcalls::log(
-                    LogLevel::Error,
-                    &format!("invalid pluginConfig: {e}"),
-                );
-                false
-            }
-        }
+        self.rules = Rc::new(rules);
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

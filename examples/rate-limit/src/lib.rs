@@ -50,16 +50,10 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(cfg) = meshwork_sdk::config::load::<Config>() else {
+        let Some(s) = meshwork_sdk::config::load_with(|c: Config| c.validate()) else {
             return false;
         };
-        match cfg.validate() {
-            Ok(s) => self.settings = Some(Rc::new(s)),
-            Err(e) => {
-                let _ = hostcalls::log(LogLevel::Error, &format!("invalid pluginConfig: {e}"));
-                return false;
-            }
-        }
+        self.settings = Some(Rc::new(s));
         self.metrics = Metrics {
             allowed: hostcalls::define_metric(MetricType::Counter, "allowed").ok(),
             limited: hostcalls::define_metric(MetricType::Counter, "limited").ok(),

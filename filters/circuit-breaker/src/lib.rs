@@ -44,16 +44,10 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(cfg) = config::load::<policy::Config>() else {
+        let Some(p) = config::load_with(|c: policy::Config| Policy::try_from(c)) else {
             return false;
         };
-        match Policy::try_from(cfg) {
-            Ok(p) => self.policy = Some(Rc::new(p)),
-            Err(e) => {
-                log::error(&format!("invalid pluginConfig: {e}"));
-                return false;
-            }
-        }
+        self.policy = Some(Rc::new(p));
         self.metrics = Metrics {
             overflow: Counter::define("cb_overflow"),
             queued: Counter::define("cb_queued"),

@@ -38,16 +38,10 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(cfg) = config::load::<policy::Config>() else {
+        let Some(p) = config::load_with(|c: policy::Config| Policy::try_from(c)) else {
             return false;
         };
-        match Policy::try_from(cfg) {
-            Ok(p) => self.policy = Some(std::rc::Rc::new(p)),
-            Err(e) => {
-                log::error(&format!("invalid retry config: {e}"));
-                return false;
-            }
-        }
+        self.policy = Some(std::rc::Rc::new(p));
         self.metrics = Metrics {
             retries: Counter::define("retry_retries"),
             budget_exhausted: Counter::define("retry_budget_exhausted"),

@@ -3,3 +3,6 @@
 //! Reads the Istio resources users already have (from a directory of YAML files or from Kubernetes), translates them
 //! into the mesh's domain model and then into Envoy v3 xDS resources, and serves those over the Aggregated Discovery
 //! Service (State-of-the-World and Delta) to meshwork proxies and to any other xDS client.
+
+pub mod mesh;
+pub mod translate;

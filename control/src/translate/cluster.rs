@@ -184,12 +184,7 @@ mod tests {
         Service {
             host: "reviews.default.svc.cluster.local".into(),
             namespace: "default".into(),
-            ports: vec![Port {
-                number: 9080,
-                name: "http".into(),
-                protocol: Protocol::Http,
-                target_port: 9080,
-            }],
+            ports: vec![crate::translate::tests::port(9080)],
             endpoints: vec![
                 ep("reviews-v1.default", "127.0.0.11", "v1"),
                 ep("reviews-v2.default", "127.0.0.12", "v2"),
@@ -204,19 +199,6 @@ mod tests {
             }],
             ..Default::default()
         }
-    }
-
-    fn endpoints(cla: &ClusterLoadAssignment) -> Vec<String> {
-        cla.endpoints[0]
-            .lb_endpoints
-            .iter()
-            .map(|e| match &e.host_identifier {
-                Some(lb_endpoint::HostIdentifier::Endpoint(ep)) => {
-                    super::super::tests::addr(ep.address.as_ref().expect("address"))
-                }
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect()
     }
 
     #[test]
@@ -263,7 +245,7 @@ mod tests {
                 .zip(&loads)
                 .map(|(c, l)| {
                     assert_eq!(c.name, l.cluster_name);
-                    (c.name.clone(), endpoints(l))
+                    (c.name.clone(), crate::translate::tests::endpoints(l))
                 })
                 .collect();
             let want: Vec<(String, Vec<String>)> = want

@@ -89,6 +89,29 @@ pub fn socket_address(ip: &str, port: u16) -> Address {
 pub(crate) mod tests {
     use super::*;
 
+    /// An HTTP port `n` named `http`.
+    pub fn port(n: u16) -> crate::mesh::Port {
+        crate::mesh::Port {
+            number: n,
+            name: "http".into(),
+            protocol: crate::mesh::Protocol::Http,
+            target_port: n,
+        }
+    }
+
+    /// `IP:PORT` of every endpoint of a load assignment, for assertions.
+    pub fn endpoints(cla: &ClusterLoadAssignment) -> Vec<String> {
+        use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+        cla.endpoints[0]
+            .lb_endpoints
+            .iter()
+            .map(|e| match &e.host_identifier {
+                Some(HostIdentifier::Endpoint(ep)) => addr(ep.address.as_ref().expect("address")),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
     /// `IP:PORT` of an address, for assertions.
     pub fn addr(a: &Address) -> String {
         match &a.address {

@@ -281,8 +281,7 @@ mod tests {
     use super::*;
     use crate::{
         mesh::{
-            Destination, Endpoint, HttpRoute, Port, RouteAction, SecurityPolicy, Subset,
-            TrafficPolicy,
+            Destination, Endpoint, HttpRoute, RouteAction, SecurityPolicy, Subset, TrafficPolicy,
         },
         translate::tests::addr,
     };
@@ -310,12 +309,7 @@ mod tests {
         Service {
             host: format!("{name}.default.svc.cluster.local"),
             namespace: "default".into(),
-            ports: vec![Port {
-                number: 9080,
-                name: "http".into(),
-                protocol: Protocol::Http,
-                target_port: 9080,
-            }],
+            ports: vec![crate::translate::tests::port(9080)],
             endpoints: workloads
                 .iter()
                 .map(|w| Endpoint {
@@ -429,17 +423,7 @@ mod tests {
             .iter()
             .find(|e| e.cluster_name.contains("|v2|"))
             .expect("v2 endpoints");
-        let lb = &v2.endpoints[0].lb_endpoints[0];
-        let Some(
-            envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(ep),
-        ) = &lb.host_identifier
-        else {
-            panic!("no endpoint")
-        };
-        assert_eq!(
-            addr(ep.address.as_ref().expect("address")),
-            "127.0.0.1:15016"
-        );
+        assert_eq!(crate::translate::tests::endpoints(v2), ["127.0.0.1:15016"]);
 
         let out = &set.listeners[0];
         assert_eq!(
@@ -529,16 +513,7 @@ mod tests {
             .iter()
             .find(|e| e.cluster_name == "inbound|9080||")
             .expect("inbound cluster");
-        let Some(
-            envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(ep),
-        ) = &cla.endpoints[0].lb_endpoints[0].host_identifier
-        else {
-            panic!("no endpoint")
-        };
-        assert_eq!(
-            addr(ep.address.as_ref().expect("address")),
-            "127.0.0.11:9080"
-        );
+        assert_eq!(crate::translate::tests::endpoints(cla), ["127.0.0.11:9080"]);
         let routes = set
             .routes
             .iter()

@@ -3,6 +3,19 @@
 //! Reads the Istio resources users already have (from a directory of YAML files or from Kubernetes), translates them
 //! into the mesh's domain model and then into Envoy v3 xDS resources, and serves those over the Aggregated Discovery
 //! Service (State-of-the-World and Delta) to meshwork proxies and to any other xDS client.
+//!
+//! - [`istio`]: the Istio resources read from YAML, their loading with located errors, and their analysis;
+//! - [`mesh`]: the domain model they convert into;
+//! - [`translate`]: the xDS resources each proxy gets.
 
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        reason = "tests: a panic is a failure with a message"
+    )
+)]
+
+pub mod istio;
 pub mod mesh;
 pub mod translate;

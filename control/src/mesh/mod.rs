@@ -5,10 +5,12 @@
 //! [`Mesh`], and [`crate::translate`] turns a [`Mesh`] into the xDS resources each proxy gets. Everything here is
 //! already validated; translation cannot fail.
 
+pub mod build;
 pub mod route;
 
 use std::{collections::BTreeMap, time::Duration};
 
+pub use build::Istio;
 pub use route::{Destination, HttpRoute, PathMatch, RouteAction, RouteMatch, StrMatch};
 
 /// Labels, sorted (so that everything built from them is deterministic).

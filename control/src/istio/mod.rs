@@ -9,9 +9,14 @@
 
 pub mod common;
 pub mod destination_rule;
+pub mod diagnostic;
+mod documents;
 pub mod duration;
 pub mod hosts;
 pub mod http_policy;
+pub mod load;
+mod locate;
+mod messages;
 pub mod resource;
 pub mod security;
 pub mod service;
@@ -27,12 +32,14 @@ pub use destination_rule::{
     OutlierDetection, PortTrafficPolicy, RetryBudget, SimpleLb, Subset, TcpSettings, TlsMode,
     TrafficPolicy,
 };
+pub use diagnostic::{Diagnostic, FieldPath, Severity};
 pub use duration::Duration;
 pub use hosts::resolve_host;
 pub use http_policy::{
     Abort, CorsPolicy, Delay, Delegate, HeaderOperations, Headers, HttpDirectResponse,
     HttpFaultInjection, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite,
 };
+pub use load::{DirError, Loaded, Located, Spec, load_dir, load_str, read_dir};
 pub use resource::{Kind, Meta, Resource};
 pub use security::{
     Action, AuthorizationPolicy, Condition, MtlsMode, MutualTls, Operation, PeerAuthentication,

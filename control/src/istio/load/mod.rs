@@ -1,0 +1,416 @@
+//! Reading Istio YAML: every `*.yaml` / `*.yml` file of a directory, multi-document files (`---`), Kubernetes `List`s,
+//! into typed collections whose entries remember their file and line. Problems become [`Diagnostic`]s naming the
+//! file, the line of the field and the field, and saying what to do.
+//!
+//! A directory is read without descending into subdirectories, as `kubectl apply -f DIR` does without `-R`: a
+//! subdirectory is often an overlay or an archive that is not meant to apply together with its parent.
+
+use std::{collections::HashMap, marker::PhantomData, ops::Deref, path::Path, sync::Arc};
+
+use serde::de::DeserializeOwned;
+
+use super::{
+    AuthorizationPolicy, DestinationRule, Kind, PeerAuthentication, Resource, ServiceEntry,
+    VirtualService, WasmPlugin, WorkloadEntry,
+    diagnostic::{Diagnostic, FieldPath, Seg},
+    documents::{Doc, split_documents},
+    locate, messages,
+};
+
+/// A resource and where it was read.
+#[derive(Clone, Debug)]
+pub struct Located<S> {
+    /// The file it was read from.
+    pub file: String,
+    /// The 1-based line its document (or `List` item) starts on.
+    pub line: usize,
+    /// The resource.
+    pub resource: Resource<S>,
+    doc: Arc<Doc>,
+    prefix: FieldPath,
+}
+
+impl<S> Deref for Located<S> {
+    type Target = Resource<S>;
+
+    fn deref(&self) -> &Resource<S> {
+        &self.resource
+    }
+}
+
+impl<S> Located<S> {
+    /// The path of `path` (relative to the resource) from the top of its YAML document: the same path, or under
+    /// `items[N]` for an item of a `List`.
+    pub fn field(&self, path: &FieldPath) -> FieldPath {
+        path.under(&self.prefix)
+    }
+
+    /// The line of `path` (relative to the resource), or of the deepest part of it that is written.
+    pub fn line_of(&self, path: &FieldPath) -> usize {
+        locate::line_of(&self.doc.text, &self.field(path))
+            .map_or(self.line, |l| l + self.doc.offset)
+    }
+
+    /// An error about the field `path` of this resource.
+    pub fn error(&self, path: FieldPath, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(
+            &self.file,
+            Some(self.line_of(&path)),
+            Some(self.field(&path)),
+            message,
+        )
+    }
+
+    /// A warning about the field `path` of this resource.
+    pub fn warning(&self, path: FieldPath, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::warning(
+            &self.file,
+            Some(self.line_of(&path)),
+            Some(self.field(&path)),
+            message,
+        )
+    }
+}
+
+/// Everything read, by kind.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// ServiceEntries.
+    pub service_entries: Vec<Located<ServiceEntry>>,
+    /// WorkloadEntries.
+    pub workload_entries: Vec<Located<WorkloadEntry>>,
+    /// VirtualServices.
+    pub virtual_services: Vec<Located<VirtualService>>,
+    /// DestinationRules.
+    pub destination_rules: Vec<Located<DestinationRule>>,
+    /// PeerAuthentications.
+    pub peer_authentications: Vec<Located<PeerAuthentication>>,
+    /// AuthorizationPolicies.
+    pub authorization_policies: Vec<Located<AuthorizationPolicy>>,
+    /// WasmPlugins.
+    pub wasm_plugins: Vec<Located<WasmPlugin>>,
+    /// The files read, in order.
+    pub files: Vec<String>,
+    /// Resources met, including those that could not be read.
+    pub resources_seen: usize,
+}
+
+impl Loaded {
+    /// How many resources were read successfully.
+    pub fn len(&self) -> usize {
+        self.service_entries.len()
+            + self.workload_entries.len()
+            + self.virtual_services.len()
+            + self.destination_rules.len()
+            + self.peer_authentications.len()
+            + self.authorization_policies.len()
+            + self.wasm_plugins.len()
+    }
+
+    /// Whether nothing was read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A spec type of one kind, with its collection in [`Loaded`].
+pub trait Spec: DeserializeOwned + Sized {
+    /// Its kind.
+    const KIND: Kind;
+    /// Its collection.
+    fn collection(loaded: &mut Loaded) -> &mut Vec<Located<Self>>;
+}
+
+macro_rules! specs {
+    ($($ty:ident => $field:ident),* $(,)?) => {$(
+        impl Spec for $ty {
+            const KIND: Kind = Kind::$ty;
+            fn collection(loaded: &mut Loaded) -> &mut Vec<Located<Self>> {
+                &mut loaded.$field
+            }
+        }
+    )*};
+}
+
+specs! {
+    ServiceEntry => service_entries,
+    WorkloadEntry => workload_entries,
+    VirtualService => virtual_services,
+    DestinationRule => destination_rules,
+    PeerAuthentication => peer_authentications,
+    AuthorizationPolicy => authorization_policies,
+    WasmPlugin => wasm_plugins,
+}
+
+/// A directory that cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the directory {dir}: {source}; check the path and its permissions")]
+pub struct DirError {
+    /// The directory.
+    pub dir: String,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Reads every `*.yaml` / `*.yml` file in `dir` (sorted by name, not recursive); `Err` with every diagnostic when
+/// any is an error.
+pub fn load_dir(dir: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+    match read_dir(dir) {
+        Ok((loaded, diags)) if !diags.iter().any(Diagnostic::is_error) => Ok(loaded),
+        Ok((_, diags)) => Err(diags),
+        Err(e) => Err(vec![Diagnostic::error(&e.dir, None, None, e.to_string())]),
+    }
+}
+
+/// Reads `text` as the contents of a file named `file`; `Err` with every diagnostic when any is an error.
+pub fn load_str(text: &str, file: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    let mut loader = Loader::default();
+    loader.text(text, file);
+    loader.finish()
+}
+
+/// Reads what it can of `dir`: the resources that are valid, and a diagnostic for each problem (the CLI reports
+/// them all at once). `Err` only when the directory itself cannot be listed.
+pub fn read_dir(dir: &Path) -> Result<(Loaded, Vec<Diagnostic>), DirError> {
+    let dir_name = dir.display().to_string();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|source| DirError {
+            dir: dir_name.clone(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    let mut loader = Loader::default();
+    if paths.is_empty() {
+        loader.diags.push(Diagnostic::warning(
+            &dir_name,
+            None,
+            None,
+            "no *.yaml or *.yml files here (subdirectories are not read); put the Istio resources in this directory",
+        ));
+    }
+    for path in paths {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => loader.text(&text, &file),
+            Err(e) => loader.diags.push(Diagnostic::error(
+                &file,
+                None,
+                None,
+                format!(
+                    "cannot read the file: {e}; check its permissions and that it is UTF-8 text"
+                ),
+            )),
+        }
+    }
+    Ok((loader.loaded, loader.diags))
+}
+
+/// Accumulates resources and diagnostics over files.
+#[derive(Default)]
+struct Loader {
+    loaded: Loaded,
+    diags: Vec<Diagnostic>,
+    /// (kind, namespace, name) → where it was first defined.
+    seen: HashMap<(Kind, String, String), (String, usize)>,
+}
+
+impl Loader {
+    fn finish(self) -> Result<Loaded, Vec<Diagnostic>> {
+        if self.diags.iter().any(Diagnostic::is_error) {
+            Err(self.diags)
+        } else {
+            Ok(self.loaded)
+        }
+    }
+
+    fn text(&mut self, text: &str, file: &str) {
+        self.loaded.files.push(file.to_owned());
+        for doc in split_documents(text) {
+            let doc = Arc::new(doc);
+            let value: serde_yaml::Value = match serde_yaml::from_str(&doc.text) {
+                Ok(v) => v,
+                Err(e) => {
+                    // libyaml may notice the problem only at the end of the document: stay inside it.
+                    let last = doc.text.lines().count().max(1);
+                    let line = e.location().map(|l| l.line().min(last) + doc.offset);
+                    let msg = e.to_string();
+                    let msg = msg.split(" at line ").next().unwrap_or(&msg);
+                    let advice =
+                        format!("invalid YAML: {msg}; check the indentation and quoting here");
+                    self.diags.push(Diagnostic::error(file, line, None, advice));
+                    continue;
+                }
+            };
+            match value.get("kind").and_then(|k| k.as_str()) {
+                _ if value.is_null() => {}
+                Some("List") => self.list(&doc, file, &value),
+                _ => self.resource(&doc, file, FieldPath::root(), &value),
+            }
+        }
+    }
+
+    /// A Kubernetes `List`: each of its `items` is a resource.
+    fn list(&mut self, doc: &Arc<Doc>, file: &str, value: &serde_yaml::Value) {
+        let Some(items) = value.get("items").and_then(|i| i.as_sequence()) else {
+            let line = locate::line_of(&doc.text, &FieldPath::root()).map(|l| l + doc.offset);
+            let msg =
+                "a `List` needs `items`, a list of resources; add them or remove the document";
+            self.diags.push(Diagnostic::error(file, line, None, msg));
+            return;
+        };
+        for (i, item) in items.iter().enumerate() {
+            self.resource(doc, file, FieldPath::root().key("items").index(i), item);
+        }
+    }
+
+    /// One resource at `prefix` in `doc`: its kind and apiVersion checked, then its typed spec.
+    fn resource(
+        &mut self,
+        doc: &Arc<Doc>,
+        file: &str,
+        prefix: FieldPath,
+        value: &serde_yaml::Value,
+    ) {
+        self.loaded.resources_seen += 1;
+        let line_of = |path: &FieldPath| {
+            locate::line_of(&doc.text, &path.under(&prefix))
+                .map_or(doc.offset + 1, |l| l + doc.offset)
+        };
+        let err = |path: FieldPath, msg: String| {
+            Diagnostic::error(file, Some(line_of(&path)), Some(path.under(&prefix)), msg)
+        };
+        let Some(map) = value.as_mapping() else {
+            let msg = "expected a resource: a mapping with apiVersion, kind, metadata and spec";
+            self.diags.push(err(FieldPath::root(), msg.into()));
+            return;
+        };
+        let kind_name = match map.get("kind").map(|k| k.as_str()) {
+            Some(Some(k)) => k,
+            Some(None) => {
+                let msg = format!("`kind` must be a string: one of {}", Kind::supported());
+                self.diags.push(err(FieldPath::root().key("kind"), msg));
+                return;
+            }
+            None => {
+                let msg = format!(
+                    "missing field `kind`: add the resource's kind, one of {}",
+                    Kind::supported()
+                );
+                self.diags.push(err(FieldPath::root(), msg));
+                return;
+            }
+        };
+        let Some(kind) = Kind::from_name(kind_name) else {
+            let names = Kind::ALL.map(Kind::name);
+            let hint = messages::closest(kind_name, &names)
+                .map(|k| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            let msg = format!(
+                "unknown kind `{kind_name}`: {hint}meshwork reads {} (and `List`s of them); remove this resource or \
+                 move it out of the directory",
+                Kind::supported()
+            );
+            self.diags.push(err(FieldPath::root().key("kind"), msg));
+            return;
+        };
+        let api = map
+            .get("apiVersion")
+            .and_then(|a| a.as_str())
+            .unwrap_or_default();
+        if !kind.api_versions().contains(&api) {
+            let path = if map.contains_key("apiVersion") {
+                FieldPath::root().key("apiVersion")
+            } else {
+                FieldPath::root()
+            };
+            let shown = if api.is_empty() {
+                "a missing or empty apiVersion".to_owned()
+            } else {
+                format!("`{api}`")
+            };
+            let (first, others) = kind.api_versions().split_first().unwrap_or((&"", &[]));
+            let also = match others {
+                [] => String::new(),
+                _ => format!(" ({} also work)", others.join(", ")),
+            };
+            let msg = format!(
+                "{shown} is not an API version of {kind}: write `apiVersion: {first}`{also}"
+            );
+            self.diags.push(err(path, msg));
+            return;
+        }
+        match kind {
+            Kind::ServiceEntry => self.typed::<ServiceEntry>(doc, file, prefix),
+            Kind::WorkloadEntry => self.typed::<WorkloadEntry>(doc, file, prefix),
+            Kind::VirtualService => self.typed::<VirtualService>(doc, file, prefix),
+            Kind::DestinationRule => self.typed::<DestinationRule>(doc, file, prefix),
+            Kind::PeerAuthentication => self.typed::<PeerAuthentication>(doc, file, prefix),
+            Kind::AuthorizationPolicy => self.typed::<AuthorizationPolicy>(doc, file, prefix),
+            Kind::WasmPlugin => self.typed::<WasmPlugin>(doc, file, prefix),
+        }
+    }
+
+    /// Deserializes the resource at `prefix` as `Resource<S>`, and records it unless its name is taken.
+    fn typed<S: Spec>(&mut self, doc: &Arc<Doc>, file: &str, prefix: FieldPath) {
+        let mut track = serde_path_to_error::Track::new();
+        let de = serde_path_to_error::Deserializer::new(
+            serde_yaml::Deserializer::from_str(&doc.text),
+            &mut track,
+        );
+        let parsed = locate::at_path(de, &prefix, PhantomData::<Resource<S>>);
+        let located = |resource: Resource<S>| Located {
+            file: file.to_owned(),
+            line: locate::line_of(&doc.text, &prefix).map_or(doc.offset + 1, |l| l + doc.offset),
+            resource,
+            doc: doc.clone(),
+            prefix: prefix.clone(),
+        };
+        match parsed {
+            Ok(Some(resource)) => {
+                let res = located(resource);
+                let meta = &res.metadata;
+                let key = (S::KIND, meta.namespace.clone(), meta.name.clone());
+                let name_path = FieldPath::root().key("metadata").key("name");
+                if let Some((other_file, other_line)) = self.seen.get(&key) {
+                    let msg = format!(
+                        "duplicate {} `{}/{}`: also defined at {other_file}:{other_line}; names are unique per kind \
+                         and namespace, so rename or delete one of them",
+                        S::KIND,
+                        meta.namespace,
+                        meta.name
+                    );
+                    self.diags.push(res.error(name_path, msg));
+                    return;
+                }
+                self.seen
+                    .insert(key, (file.to_owned(), res.line_of(&name_path)));
+                S::collection(&mut self.loaded).push(res);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let field = FieldPath::from(&track.path());
+                let line = e
+                    .location()
+                    .map(|l| l.line() + doc.offset)
+                    .or_else(|| locate::line_of(&doc.text, &field).map(|l| l + doc.offset));
+                let mut msg = messages::advise(&e.to_string());
+                if msg.starts_with("missing field `name`")
+                    && field.0.last() == Some(&Seg::Key("metadata".into()))
+                {
+                    msg =
+                        "missing field `name`: every resource needs `metadata.name`; add it".into();
+                }
+                self.diags
+                    .push(Diagnostic::error(file, line, Some(field), msg));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -16,7 +16,9 @@ use super::{
 };
 use crate::istio::{
     self, AuthorizationPolicy, DestinationRule, PeerAuthentication, Resource, ServiceEntry,
-    StringMatch, VirtualService, WasmPlugin, WorkloadEntry, resolve_host,
+    StringMatch, VirtualService, WasmPlugin, WorkloadEntry,
+    load::{Loaded, Located},
+    resolve_host,
 };
 
 /// The Istio resources a mesh is built from.
@@ -39,6 +41,22 @@ pub struct Istio<'a> {
 }
 
 impl Mesh {
+    /// Builds the mesh from what [`crate::istio::load`] read.
+    pub fn from_loaded(l: &Loaded) -> Mesh {
+        fn refs<T>(v: &[Located<T>]) -> Vec<&Resource<T>> {
+            v.iter().map(|x| &x.resource).collect()
+        }
+        Mesh::build(&Istio {
+            service_entries: &refs(&l.service_entries),
+            workload_entries: &refs(&l.workload_entries),
+            virtual_services: &refs(&l.virtual_services),
+            destination_rules: &refs(&l.destination_rules),
+            peer_authentications: &refs(&l.peer_authentications),
+            authorization_policies: &refs(&l.authorization_policies),
+            wasm_plugins: &refs(&l.wasm_plugins),
+        })
+    }
+
     /// Builds the mesh from Istio resources.
     pub fn build(input: &Istio<'_>) -> Mesh {
         let mut mesh = Mesh::default();
@@ -500,8 +518,6 @@ fn plugin(p: &Resource<WasmPlugin>) -> Plugin {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
-
     use super::*;
 
     const YAML: &str = r#"
@@ -582,47 +598,9 @@ spec:
   rules: [{ from: [{ source: { principals: [cluster.local/ns/default/sa/productpage] } }] }]
 "#;
 
-    #[derive(Default)]
-    struct Parsed {
-        se: Vec<Resource<ServiceEntry>>,
-        we: Vec<Resource<WorkloadEntry>>,
-        vs: Vec<Resource<VirtualService>>,
-        dr: Vec<Resource<DestinationRule>>,
-        ap: Vec<Resource<AuthorizationPolicy>>,
-    }
-
-    fn parse() -> Parsed {
-        let mut p = Parsed::default();
-        for doc in serde_yaml::Deserializer::from_str(YAML) {
-            let v = serde_yaml::Value::deserialize(doc).expect("yaml");
-            let kind = v["kind"].as_str().expect("kind").to_string();
-            match kind.as_str() {
-                "ServiceEntry" => p.se.push(serde_yaml::from_value(v).expect("se")),
-                "WorkloadEntry" => p.we.push(serde_yaml::from_value(v).expect("we")),
-                "VirtualService" => p.vs.push(serde_yaml::from_value(v).expect("vs")),
-                "DestinationRule" => p.dr.push(serde_yaml::from_value(v).expect("dr")),
-                "AuthorizationPolicy" => p.ap.push(serde_yaml::from_value(v).expect("ap")),
-                other => panic!("{other}"),
-            }
-        }
-        p
-    }
-
     fn mesh() -> Mesh {
-        let p = parse();
-        let se: Vec<_> = p.se.iter().collect();
-        let we: Vec<_> = p.we.iter().collect();
-        let vs: Vec<_> = p.vs.iter().collect();
-        let dr: Vec<_> = p.dr.iter().collect();
-        let ap: Vec<_> = p.ap.iter().collect();
-        Mesh::build(&Istio {
-            service_entries: &se,
-            workload_entries: &we,
-            virtual_services: &vs,
-            destination_rules: &dr,
-            authorization_policies: &ap,
-            ..Default::default()
-        })
+        let loaded = crate::istio::load::load_str(YAML, "mesh.yaml").expect("valid YAML");
+        Mesh::from_loaded(&loaded)
     }
 
     #[test]
@@ -743,5 +721,24 @@ spec:
             v["rules"][0]["from"][0]["source"]["principals"][0],
             "cluster.local/ns/default/sa/productpage"
         );
+    }
+
+    #[test]
+    fn the_bookinfo_example_builds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bookinfo");
+        let loaded = crate::istio::load::load_dir(&dir).expect("examples/bookinfo loads");
+        let m = Mesh::from_loaded(&loaded);
+        assert_eq!(m.services.len(), 4);
+        assert_eq!(m.workloads.len(), 5);
+        let reviews = &m.services["reviews.default.svc.cluster.local"];
+        let RouteAction::Forward(split) = &reviews.routes[0].action else {
+            panic!("reviews is not forwarded")
+        };
+        let weights: Vec<u32> = split.iter().map(|d| d.weight).collect();
+        assert_eq!(weights, [90, 10]);
+        let ratings = &m.services["ratings.default.svc.cluster.local"];
+        assert!(ratings.routes.iter().all(|r| r.fault.is_some()));
+        let details = &m.services["details.default.svc.cluster.local"];
+        assert!(details.policy.outlier_detection.is_some() && details.routes[0].retries.is_some());
     }
 }

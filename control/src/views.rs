@@ -1,0 +1,202 @@
+//! The control plane's [`Views`]: each xDS client's resources, built from the current [`Mesh`].
+//!
+//! A node whose id is a workload (`NAME.NAMESPACE`) is that workload's sidecar and gets its own view
+//! ([`translate::sidecar`]); every other node gets the one shared proxyless view ([`translate::proxyless`]). Each
+//! distinct view is built once per change and shared by all streams of that key. A sidecar's listener addresses come
+//! from its node metadata (`OUTBOUND_ADDRESS`, `INBOUND_ADDRESS`) or from addresses registered up front (what
+//! `meshwork up` does); a sidecar that connects with new addresses changes other sidecars' endpoints, so every view is
+//! rebuilt.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use envoy_types::pb::{envoy::config::core::v3::Node, google::protobuf::value::Kind};
+use tokio::sync::watch;
+
+use crate::{
+    ads::{Resources, Views},
+    mesh::Mesh,
+    translate::{self, Sidecar, Sidecars, XdsSet},
+};
+
+/// Node metadata key: the sidecar's outbound listener address (`IP:PORT`).
+pub const OUTBOUND_ADDRESS: &str = "OUTBOUND_ADDRESS";
+/// Node metadata key: the sidecar's inbound listener address (`IP:PORT`).
+pub const INBOUND_ADDRESS: &str = "INBOUND_ADDRESS";
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Sidecar(String),
+    Proxyless,
+}
+
+struct State {
+    mesh: Arc<Mesh>,
+    sidecars: Sidecars,
+    views: HashMap<Key, watch::Sender<Arc<Resources>>>,
+}
+
+/// Views of a mesh that changes over time.
+pub struct MeshViews {
+    state: Mutex<State>,
+}
+
+impl MeshViews {
+    /// Views of `mesh`, with sidecars already known at `sidecars`.
+    pub fn new(mesh: Mesh, sidecars: Sidecars) -> Self {
+        MeshViews {
+            state: Mutex::new(State {
+                mesh: Arc::new(mesh),
+                sidecars,
+                views: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The mesh views are built from now.
+    pub fn mesh(&self) -> Arc<Mesh> {
+        self.lock().mesh.clone()
+    }
+
+    /// Replaces the mesh and pushes the changes to every client.
+    pub fn set_mesh(&self, mesh: Mesh) {
+        let mut state = self.lock();
+        state.mesh = Arc::new(mesh);
+        rebuild_all(&mut state);
+    }
+
+    /// Records (or moves) a sidecar; every view whose endpoints name it changes.
+    pub fn register_sidecar(&self, workload: &str, sidecar: Sidecar) {
+        let mut state = self.lock();
+        if state.sidecars.get(workload) == Some(&sidecar) {
+            return;
+        }
+        state.sidecars.insert(workload.to_string(), sidecar);
+        rebuild_all(&mut state);
+    }
+
+    /// Number of distinct views being served.
+    pub fn view_count(&self) -> usize {
+        self.lock().views.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every change is a whole replacement).
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Views for MeshViews {
+    fn view(&self, node: &Node) -> Result<watch::Receiver<Arc<Resources>>, tonic::Status> {
+        let mut state = self.lock();
+        let key = if state.mesh.workloads.contains_key(&node.id) {
+            let sidecar = sidecar_of(node, &state.sidecars)?;
+            if state.sidecars.get(&node.id) != Some(&sidecar) {
+                state.sidecars.insert(node.id.clone(), sidecar);
+                rebuild_all(&mut state);
+            }
+            Key::Sidecar(node.id.clone())
+        } else {
+            Key::Proxyless
+        };
+        if let Some(sender) = state.views.get(&key) {
+            return Ok(sender.subscribe());
+        }
+        let resources = build(&state, &key).unwrap_or_default();
+        let sender = watch::Sender::new(Arc::new(resources));
+        let receiver = sender.subscribe();
+        state.views.insert(key, sender);
+        Ok(receiver)
+    }
+}
+
+/// The sidecar addresses of `node`: from its metadata, else as registered.
+fn sidecar_of(node: &Node, known: &Sidecars) -> Result<Sidecar, tonic::Status> {
+    let read = |key: &str| -> Result<Option<SocketAddr>, tonic::Status> {
+        let value = node.metadata.as_ref().and_then(|m| m.fields.get(key)).and_then(|v| v.kind.as_ref());
+        match value {
+            None => Ok(None),
+            Some(Kind::StringValue(s)) => s.parse().map(Some).map_err(|_| {
+                tonic::Status::invalid_argument(format!(
+                    "node {}: metadata {key} = {s:?} is not IP:PORT; fix the address given to meshwork proxy",
+                    node.id
+                ))
+            }),
+            Some(_) => Err(tonic::Status::invalid_argument(format!(
+                "node {}: metadata {key} must be a string IP:PORT",
+                node.id
+            ))),
+        }
+    };
+    match (read(OUTBOUND_ADDRESS)?, read(INBOUND_ADDRESS)?, known.get(&node.id)) {
+        (Some(outbound), Some(inbound), _) => Ok(Sidecar { outbound, inbound }),
+        (None, None, Some(s)) => Ok(*s),
+        (o, i, k) => match k {
+            Some(s) => Ok(Sidecar {
+                outbound: o.unwrap_or(s.outbound),
+                inbound: i.unwrap_or(s.inbound),
+            }),
+            None => Err(tonic::Status::invalid_argument(format!(
+                "node {} is a workload's sidecar but did not say where it listens: start it with \
+                 `meshwork proxy --outbound-address IP:PORT --inbound-address IP:PORT` (node metadata \
+                 {OUTBOUND_ADDRESS} and {INBOUND_ADDRESS})",
+                node.id
+            ))),
+        },
+    }
+}
+
+fn build(state: &State, key: &Key) -> Option<Resources> {
+    let set = match key {
+        Key::Sidecar(id) => {
+            let me = state.sidecars.get(id)?;
+            translate::sidecar(&state.mesh, id, me, &state.sidecars)?
+        }
+        Key::Proxyless => translate::proxyless(&state.mesh),
+    };
+    Some(resources(set))
+}
+
+/// The resource set of one view.
+pub fn resources(set: XdsSet) -> Resources {
+    let mut r = Resources::new();
+    for c in &set.clusters {
+        r.insert(c.name.clone(), c);
+    }
+    for e in &set.endpoints {
+        r.insert(e.cluster_name.clone(), e);
+    }
+    for l in &set.listeners {
+        r.insert(l.name.clone(), l);
+    }
+    for rc in &set.routes {
+        r.insert(rc.name.clone(), rc);
+    }
+    for x in &set.extensions {
+        r.insert(x.name.clone(), x);
+    }
+    r
+}
+
+/// Rebuilds every view that still has streams, publishing only those whose content changed; drops the others.
+fn rebuild_all(state: &mut State) {
+    state.views.retain(|_, sender| sender.receiver_count() > 0);
+    let keys: Vec<Key> = state.views.keys().cloned().collect();
+    for key in keys {
+        // A workload removed from the mesh gets an empty view: its listeners and clusters go away.
+        let mut next = build(state, &key).unwrap_or_default();
+        if let Some(sender) = state.views.get(&key) {
+            sender.send_if_modified(|current| {
+                next.reuse_unchanged(current);
+                if **current == next {
+                    return false;
+                }
+                *current = Arc::new(std::mem::take(&mut next));
+                true
+            });
+        }
+    }
+}

@@ -6,7 +6,10 @@
 //!
 //! - [`istio`]: the Istio resources read from YAML, their loading with located errors, and their analysis;
 //! - [`mesh`]: the domain model they convert into;
-//! - [`translate`]: the xDS resources each proxy gets.
+//! - [`translate`]: the xDS resources each proxy gets;
+//! - [`ads`]: the xDS server, State-of-the-World and Delta ADS over per-node views of the resources;
+//! - [`views`]: those views, built from the mesh per node; [`source`]: the watched directory that feeds them;
+//! - [`run`]: all of it running on its own thread ([`run::ControlPlane`]).
 
 #![cfg_attr(
     test,
@@ -16,6 +19,10 @@
     )
 )]
 
+pub mod ads;
 pub mod istio;
 pub mod mesh;
+pub mod run;
+pub mod source;
 pub mod translate;
+pub mod views;

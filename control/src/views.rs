@@ -85,7 +85,9 @@ impl MeshViews {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent data (every change is a whole replacement).
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -116,7 +118,11 @@ impl Views for MeshViews {
 /// The sidecar addresses of `node`: from its metadata, else as registered.
 fn sidecar_of(node: &Node, known: &Sidecars) -> Result<Sidecar, tonic::Status> {
     let read = |key: &str| -> Result<Option<SocketAddr>, tonic::Status> {
-        let value = node.metadata.as_ref().and_then(|m| m.fields.get(key)).and_then(|v| v.kind.as_ref());
+        let value = node
+            .metadata
+            .as_ref()
+            .and_then(|m| m.fields.get(key))
+            .and_then(|v| v.kind.as_ref());
         match value {
             None => Ok(None),
             Some(Kind::StringValue(s)) => s.parse().map(Some).map_err(|_| {
@@ -131,7 +137,11 @@ fn sidecar_of(node: &Node, known: &Sidecars) -> Result<Sidecar, tonic::Status> {
             ))),
         }
     };
-    match (read(OUTBOUND_ADDRESS)?, read(INBOUND_ADDRESS)?, known.get(&node.id)) {
+    match (
+        read(OUTBOUND_ADDRESS)?,
+        read(INBOUND_ADDRESS)?,
+        known.get(&node.id),
+    ) {
         (Some(outbound), Some(inbound), _) => Ok(Sidecar { outbound, inbound }),
         (None, None, Some(s)) => Ok(*s),
         (o, i, k) => match k {

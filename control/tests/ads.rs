@@ -7,6 +7,8 @@
 
 #[path = "ads/delta.rs"]
 mod delta;
+#[path = "ads/protos.rs"]
+mod protos;
 #[path = "ads/scale.rs"]
 mod scale;
 #[path = "ads/server.rs"]

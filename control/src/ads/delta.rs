@@ -15,10 +15,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use tracing::{debug, warn};
 
-use super::order::{Kind, push_order};
+use super::order::{Kind, Step, make_before_break};
 use super::resources::{Entry, Resources, set_version};
 use super::stream::{Protocol, StreamContext};
-use super::subscription::Subscription;
+use super::subscription::{Subscription, WILDCARD};
 
 /// What a computed update may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl Protocol for Delta {
         sub.subscribe(&request.resource_names_subscribe);
         sub.unsubscribe(&request.resource_names_unsubscribe);
         for name in &request.resource_names_unsubscribe {
-            if sub.wildcard() && !sub.names(name) {
+            if name != WILDCARD && sub.wildcard() && !sub.names(name) {
                 state.must_answer.insert(name.clone());
             }
             state.known.remove(name);
@@ -115,20 +115,14 @@ impl Protocol for Delta {
     }
 
     fn on_change(&mut self, view: &Resources) -> Vec<DeltaDiscoveryResponse> {
-        let urls: Vec<String> = push_order(self.types.keys().map(String::as_str))
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let mut out: Vec<_> = urls
-            .iter()
-            .filter_map(|url| self.respond(url, view, Part::Updates))
-            .collect();
-        out.extend(
-            urls.iter()
-                .rev()
-                .filter_map(|url| self.respond(url, view, Part::Removals)),
-        );
-        out
+        let types: Vec<String> = self.types.keys().cloned().collect();
+        make_before_break(&types, |url, step| {
+            let part = match step {
+                Step::Make => Part::Updates,
+                Step::Break => Part::Removals,
+            };
+            self.respond(url, view, part)
+        })
     }
 }
 
@@ -156,8 +150,8 @@ impl Delta {
                     updates.push(entry.clone());
                 }
             }
-            for name in &selected {
-                state.must_answer.remove(name.0);
+            for name in selected.keys() {
+                state.must_answer.remove(name);
             }
         }
         let mut removed = BTreeSet::new();

@@ -102,6 +102,29 @@ pub fn push_order<'a>(type_urls: impl IntoIterator<Item = &'a str>) -> Vec<&'a s
     urls
 }
 
+/// A half of a view change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Additions and updates, in push order.
+    Make,
+    /// Removals, in reverse push order.
+    Break,
+}
+
+/// Runs `respond` for every type: first [`Step::Make`] in push order, then [`Step::Break`] in reverse, collecting
+/// the responses.
+pub(crate) fn make_before_break<R>(
+    type_urls: &[String],
+    mut respond: impl FnMut(&str, Step) -> Option<R>,
+) -> Vec<R> {
+    let urls = push_order(type_urls.iter().map(String::as_str));
+    let make = urls.iter().map(|url| (*url, Step::Make));
+    let unmake = urls.iter().rev().map(|url| (*url, Step::Break));
+    make.chain(unmake)
+        .filter_map(|(url, step)| respond(url, step))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +219,25 @@ mod tests {
         for (input, want) in table {
             assert_eq!(push_order(input.iter().copied()), want);
         }
+    }
+
+    #[test]
+    fn make_in_order_then_break_in_reverse() {
+        let types = [
+            type_url::ROUTE.to_string(),
+            type_url::CLUSTER.to_string(),
+            type_url::LISTENER.to_string(),
+        ];
+        let got = make_before_break(&types, |url, step| {
+            (url != type_url::LISTENER || step == Step::Make).then(|| (Kind::of(url), step))
+        });
+        let want = [
+            (Kind::Cluster, Step::Make),
+            (Kind::Listener, Step::Make),
+            (Kind::Route, Step::Make),
+            (Kind::Route, Step::Break),
+            (Kind::Cluster, Step::Break),
+        ];
+        assert_eq!(got, want);
     }
 }

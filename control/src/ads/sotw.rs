@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use tracing::{debug, warn};
 
-use super::order::{Kind, push_order};
+use super::order::{Kind, Step, make_before_break};
 use super::resources::{Entry, Resources, set_version};
 use super::stream::{Protocol, StreamContext};
 use super::subscription::Subscription;
@@ -142,20 +142,14 @@ impl Protocol for Sotw {
     }
 
     fn on_change(&mut self, view: &Resources) -> Vec<DiscoveryResponse> {
-        let urls: Vec<String> = push_order(self.types.keys().map(String::as_str))
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let mut out: Vec<DiscoveryResponse> = urls
-            .iter()
-            .filter_map(|url| self.respond(url, view, Reason::Make))
-            .collect();
-        out.extend(
-            urls.iter()
-                .rev()
-                .filter_map(|url| self.respond(url, view, Reason::Break)),
-        );
-        out
+        let types: Vec<String> = self.types.keys().cloned().collect();
+        make_before_break(&types, |url, step| {
+            let reason = match step {
+                Step::Make => Reason::Make,
+                Step::Break => Reason::Break,
+            };
+            self.respond(url, view, reason)
+        })
     }
 }
 

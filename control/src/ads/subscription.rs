@@ -6,7 +6,8 @@
 //! - Legacy wildcard, listeners and clusters only: a client that has never named a resource for the type on this
 //!   stream (SotW: every `resource_names` empty; Delta: never a non-empty `resource_names_subscribe`) is subscribed
 //!   to `*`. Once it has named anything, an empty list means nothing.
-//! - SotW requests replace the whole set; Delta requests add and remove names.
+//! - SotW requests replace the whole set; Delta requests add and remove names (unsubscribing `*` also ends the
+//!   legacy wildcard).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -62,7 +63,9 @@ impl Subscription {
     pub(crate) fn unsubscribe(&mut self, names: &[String]) {
         for name in names {
             if name == WILDCARD {
+                // Leaving `*` leaves the legacy wildcard too.
                 self.explicit_wildcard = false;
+                self.named_ever = true;
             } else {
                 self.names.remove(name);
             }
@@ -190,6 +193,7 @@ mod tests {
             (Kind::Cluster, &[(&[], &[])], true, &["a", "b", "c"], &[]),
             (Kind::Cluster, &[(&["a"], &[])], false, &["a"], &[]),
             (Kind::Cluster, &[(&["*"], &["*"])], false, &[], &[]),
+            (Kind::Cluster, &[(&[], &["*"])], false, &[], &[]),
             (
                 Kind::Cluster,
                 &[(&["*", "x"], &[])],

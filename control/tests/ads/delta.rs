@@ -1,34 +1,14 @@
 //! Delta ADS: subscriptions, changes, removals, reconnects, NACKs and push order.
 
-use std::sync::Arc;
-
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use meshwork_control::ads::{Kind, Resources, StaticViews};
+use meshwork_control::ads::Kind;
 
 use crate::support::*;
 
-fn mesh() -> Resources {
-    let mut resources = Resources::new();
-    for name in ["a", "b", "c"] {
-        resources.insert(name, &cluster(name, 0));
-        resources.insert(name, &cla(name, 8000, 0));
-    }
-    resources.insert("l", &listener("l", 15001));
-    resources.insert("r", &route("r", "a"));
-    resources.insert("e", &extension("e", "{}"));
-    resources
-}
-
-async fn start() -> (Arc<StaticViews>, Server) {
-    let views = Arc::new(StaticViews::new(mesh()));
-    let server = Server::start(views.clone()).await;
-    (views, server)
-}
-
 #[tokio::test]
 async fn delta_wildcard_gets_only_changes_and_removals() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Delta::connect(server.addr, "n1").await;
     // Legacy wildcard: the first CDS request names nothing.
     client.subscribe(CLUSTER, &[], &[]).await;
@@ -63,7 +43,7 @@ async fn delta_wildcard_gets_only_changes_and_removals() {
 
 #[tokio::test]
 async fn delta_named_subscription_reports_missing_and_stops_after_unsubscribe() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Delta::connect(server.addr, "n1").await;
     client.subscribe(ENDPOINT, &["a", "x"], &[]).await;
     let first = client.recv().await;
@@ -96,7 +76,7 @@ async fn delta_named_subscription_reports_missing_and_stops_after_unsubscribe() 
 
 #[tokio::test]
 async fn delta_reconnect_with_initial_versions_gets_only_what_changed() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut before = Delta::connect(server.addr, "n1").await;
     before.subscribe(CLUSTER, &["*"], &[]).await;
     let had = before.recv().await;
@@ -119,7 +99,7 @@ async fn delta_reconnect_with_initial_versions_gets_only_what_changed() {
 
 #[tokio::test]
 async fn delta_nack_is_counted_and_a_stale_nonce_still_changes_the_subscription() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Delta::connect(server.addr, "n1").await;
     client.subscribe(ROUTE, &["r"], &[]).await;
     let first = client.recv().await;
@@ -158,7 +138,7 @@ async fn delta_nack_is_counted_and_a_stale_nonce_still_changes_the_subscription(
 
 #[tokio::test]
 async fn delta_pushes_in_order_and_removes_last() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Delta::connect(server.addr, "n1").await;
     let subscriptions: [(&str, &[&str]); 5] = [
         (EXTENSION_CONFIG, &["e"]),
@@ -192,7 +172,6 @@ async fn delta_pushes_in_order_and_removes_last() {
         ));
     }
     let row = |t: &str, names: &[&str], removed: &[&str]| {
-        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         (t.to_string(), strings(names), strings(removed))
     };
     let want = [
@@ -206,4 +185,36 @@ async fn delta_pushes_in_order_and_removes_last() {
     ];
     assert_eq!(got, want);
     client.barrier().await;
+}
+
+#[tokio::test]
+async fn delta_wildcard_with_explicit_names_follows_unsubscribes() {
+    let (views, server) = start_static(small_mesh()).await;
+    let mut client = Delta::connect(server.addr, "n1").await;
+    client.subscribe(CLUSTER, &["*", "a", "x"], &[]).await;
+    let first = client.recv().await;
+    assert_eq!(delta_names(&first), ["a", "b", "c"]);
+    assert_eq!(first.removed_resources, ["x"]);
+    client.ack(&first).await;
+
+    // Still covered by the wildcard: the server must answer for each again, in resources or removed_resources.
+    client.subscribe(CLUSTER, &[], &["a", "x"]).await;
+    let answered = client.recv().await;
+    assert_eq!(delta_names(&answered), ["a"]);
+    assert_eq!(answered.removed_resources, ["x"]);
+    client.ack(&answered).await;
+
+    // Leaving the wildcard keeps only the explicit names: removing another cluster is nothing to this client.
+    client.subscribe(CLUSTER, &["a"], &["*"]).await;
+    client.barrier().await;
+    views.update(|r| {
+        r.remove(CLUSTER, "b");
+    });
+    client.barrier().await;
+    views.update(|r| {
+        r.insert("a", &cluster("a", 10));
+    });
+    let changed = client.recv().await;
+    assert_eq!(delta_names(&changed), ["a"]);
+    assert!(changed.removed_resources.is_empty());
 }

@@ -1,33 +1,14 @@
 //! State-of-the-World ADS: wildcard, ACK/NACK, named subscriptions, versions, stale nonces and push order.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use meshwork_control::ads::{Kind, Resources, StaticViews};
+use meshwork_control::ads::Kind;
 
 use crate::support::*;
 
-fn mesh() -> Resources {
-    let mut resources = Resources::new();
-    for name in ["a", "b", "c"] {
-        resources.insert(name, &cluster(name, 0));
-        resources.insert(name, &cla(name, 8000, 0));
-    }
-    resources.insert("l", &listener("l", 15001));
-    resources.insert("r", &route("r", "a"));
-    resources.insert("e", &extension("e", "{}"));
-    with_probes(resources)
-}
-
-async fn start() -> (Arc<StaticViews>, Server) {
-    let views = Arc::new(StaticViews::new(mesh()));
-    let server = Server::start(views.clone()).await;
-    (views, server)
-}
-
 #[tokio::test]
 async fn sotw_wildcard_cds_gets_every_cluster_and_an_ack_gets_no_resend() {
-    let (_views, server) = start().await;
+    let (_views, server) = start_static(small_mesh()).await;
     let mut client = Sotw::connect(server.addr, "n1").await;
     client.request(CLUSTER, &[]).await;
     let response = client.recv().await;
@@ -52,7 +33,7 @@ async fn sotw_wildcard_cds_gets_every_cluster_and_an_ack_gets_no_resend() {
 
 #[tokio::test]
 async fn sotw_nack_is_counted_and_not_resent_and_a_later_change_is_pushed() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Sotw::connect(server.addr, "n1").await;
     client.request(CLUSTER, &[]).await;
     let first = client.recv().await;
@@ -80,7 +61,7 @@ async fn sotw_nack_is_counted_and_not_resent_and_a_later_change_is_pushed() {
 
 #[tokio::test]
 async fn sotw_named_eds_gets_only_named_and_a_missing_name_arrives_when_it_appears() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Sotw::connect(server.addr, "n1").await;
     client.request(ENDPOINT, &["a", "x"]).await;
     let first = client.recv().await;
@@ -108,7 +89,7 @@ async fn sotw_named_eds_gets_only_named_and_a_missing_name_arrives_when_it_appea
 
 #[tokio::test]
 async fn sotw_version_info_is_per_type() {
-    let (_views, server) = start().await;
+    let (_views, server) = start_static(small_mesh()).await;
     let mut client = Sotw::connect(server.addr, "n1").await;
     let subscriptions: [(&str, &[&str]); 5] = [
         (CLUSTER, &[]),
@@ -129,7 +110,7 @@ async fn sotw_version_info_is_per_type() {
 
 #[tokio::test]
 async fn sotw_stale_nonce_is_ignored() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Sotw::connect(server.addr, "n1").await;
     client.request(ENDPOINT, &["a"]).await;
     let first = client.recv().await;
@@ -150,7 +131,7 @@ async fn sotw_stale_nonce_is_ignored() {
 
 #[tokio::test]
 async fn sotw_pushes_cds_eds_lds_rds_ecds_in_order() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Sotw::connect(server.addr, "n1").await;
     let subscriptions: [(&str, &[&str]); 5] = [
         (EXTENSION_CONFIG, &["e"]),
@@ -185,7 +166,7 @@ async fn sotw_pushes_cds_eds_lds_rds_ecds_in_order() {
 
 #[tokio::test]
 async fn sotw_removes_a_cluster_only_after_the_route_moved_away() {
-    let (views, server) = start().await;
+    let (views, server) = start_static(small_mesh()).await;
     let mut client = Sotw::connect(server.addr, "n1").await;
     for (type_url, names) in [(CLUSTER, &[][..]), (ROUTE, &["r"][..])] {
         client.request(type_url, names).await;

@@ -1,4 +1,5 @@
-//! Test support: real resource protos, a server on loopback and SotW/Delta clients over a real tonic channel.
+//! Test support: a server on loopback and SotW/Delta clients over a real tonic channel (the resources are in
+//! protos.rs).
 //!
 //! Nothing waits on time for correctness. To show that the server sent *nothing* after some request, a client sends
 //! a barrier request that always gets an answer and checks that this answer is the next response: the server handles
@@ -10,24 +11,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{
-    Address, Metadata, Node, SocketAddress, TypedExtensionConfig, socket_address,
-};
-use envoy_types::pb::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
-};
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
-};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::{Any, StringValue, Struct, Value, value};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use meshwork_control::ads::{AdsServer, Resources, Stats, StatsSnapshot, Views};
+use meshwork_control::ads::{AdsServer, Resources, StaticViews, Stats, StatsSnapshot, Views};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -35,161 +25,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
 
+pub use crate::protos::*;
 pub use meshwork_control::ads::type_url::{CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE};
 
-/// A type only the tests use; SotW barriers subscribe to its resources `p0`, `p1`, ...
-pub const PROBE: &str = "type.googleapis.com/meshwork.test.Probe";
-const PROBES: usize = 64;
 /// Upper bound for anything a test waits for.
 pub const HUNG: Duration = Duration::from_secs(30);
 /// The message limit of the test clients (the server's default).
 pub const LIMIT: usize = 64 * 1024 * 1024;
-
-/// A cluster using EDS, with `pad` bytes of metadata to make it as large as a test needs.
-pub fn cluster(name: &str, pad: usize) -> Cluster {
-    Cluster {
-        name: name.into(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-            cluster::DiscoveryType::Eds.into(),
-        )),
-        eds_cluster_config: Some(cluster::EdsClusterConfig::default()),
-        metadata: padding(pad),
-        ..Default::default()
-    }
-}
-
-/// The endpoints of `name`: one address on `port`.
-pub fn cla(name: &str, port: u32, pad: usize) -> ClusterLoadAssignment {
-    let address = Address {
-        address: Some(
-            envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(
-                SocketAddress {
-                    address: "127.0.0.1".into(),
-                    port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
-                    ..Default::default()
-                },
-            ),
-        ),
-    };
-    let endpoint = LbEndpoint {
-        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-            address: Some(address),
-            ..Default::default()
-        })),
-        metadata: padding(pad),
-        ..Default::default()
-    };
-    ClusterLoadAssignment {
-        cluster_name: name.into(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: vec![endpoint],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-/// A listener named `name` on `port`.
-pub fn listener(name: &str, port: u32) -> Listener {
-    let socket = SocketAddress {
-        address: "0.0.0.0".into(),
-        port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
-        ..Default::default()
-    };
-    Listener {
-        name: name.into(),
-        address: Some(Address {
-            address: Some(
-                envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(socket),
-            ),
-        }),
-        ..Default::default()
-    }
-}
-
-/// A route configuration sending everything to `cluster`.
-pub fn route(name: &str, cluster: &str) -> RouteConfiguration {
-    let action = RouteAction {
-        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.into())),
-        ..Default::default()
-    };
-    let route = Route {
-        action: Some(route::Action::Route(action)),
-        ..Default::default()
-    };
-    let host = VirtualHost {
-        name: name.into(),
-        domains: vec!["*".into()],
-        routes: vec![route],
-        ..Default::default()
-    };
-    RouteConfiguration {
-        name: name.into(),
-        virtual_hosts: vec![host],
-        ..Default::default()
-    }
-}
-
-/// An ECDS resource whose config is `config`.
-pub fn extension(name: &str, config: &str) -> TypedExtensionConfig {
-    let config = StringValue {
-        value: config.into(),
-    };
-    TypedExtensionConfig {
-        name: name.into(),
-        typed_config: Some(envoy_types::util::pack_any(config)),
-    }
-}
-
-/// Adds the probe resources SotW barriers use.
-pub fn with_probes(mut resources: Resources) -> Resources {
-    for i in 0..PROBES {
-        resources.insert_any(
-            format!("p{i}"),
-            Any {
-                type_url: PROBE.into(),
-                value: vec![],
-            },
-        );
-    }
-    resources
-}
-
-fn padding(bytes: usize) -> Option<Metadata> {
-    if bytes == 0 {
-        return None;
-    }
-    let value = Value {
-        kind: Some(value::Kind::StringValue("x".repeat(bytes))),
-    };
-    let fields = [("pad".to_string(), value)].into_iter().collect();
-    let filter_metadata = [("meshwork.test".to_string(), Struct { fields })]
-        .into_iter()
-        .collect();
-    Some(Metadata {
-        filter_metadata,
-        ..Default::default()
-    })
-}
-
-/// The resource names in a SotW response, decoded by type.
-pub fn names(response: &DiscoveryResponse) -> Vec<String> {
-    response.resources.iter().map(name_of).collect()
-}
-
-/// The name inside an encoded resource of a type the tests use.
-pub fn name_of(any: &Any) -> String {
-    use prost::Message;
-    let bytes = any.value.as_slice();
-    match any.type_url.as_str() {
-        CLUSTER => Cluster::decode(bytes).unwrap().name,
-        ENDPOINT => ClusterLoadAssignment::decode(bytes).unwrap().cluster_name,
-        LISTENER => Listener::decode(bytes).unwrap().name,
-        ROUTE => RouteConfiguration::decode(bytes).unwrap().name,
-        EXTENSION_CONFIG => TypedExtensionConfig::decode(bytes).unwrap().name,
-        other => panic!("no name for {other}"),
-    }
-}
 
 /// A running server.
 pub struct Server {
@@ -258,12 +100,54 @@ pub fn node(id: &str) -> Node {
     }
 }
 
-/// A SotW ADS stream.
-pub struct Sotw {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: Streaming<DiscoveryResponse>,
+/// One ADS stream of either protocol: requests go out through a channel, responses come back in order.
+pub struct Stream<Req, Resp> {
+    tx: mpsc::Sender<Req>,
+    rx: Streaming<Resp>,
     node: Node,
     barriers: usize,
+}
+
+/// A SotW ADS stream.
+pub type Sotw = Stream<DiscoveryRequest, DiscoveryResponse>;
+/// A Delta ADS stream.
+pub type Delta = Stream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>;
+
+impl<Req, Resp> Stream<Req, Resp> {
+    fn new(tx: mpsc::Sender<Req>, rx: Streaming<Resp>, node_id: &str) -> Self {
+        Stream {
+            tx,
+            rx,
+            node: node(node_id),
+            barriers: 0,
+        }
+    }
+
+    /// The next response.
+    pub async fn recv(&mut self) -> Resp {
+        self.try_recv().await.unwrap()
+    }
+
+    /// The next response or the stream's error.
+    pub async fn try_recv(&mut self) -> Result<Resp, tonic::Status> {
+        match timeout(HUNG, self.rx.message())
+            .await
+            .expect("a response within the test's bound")
+        {
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => Err(tonic::Status::cancelled("stream ended")),
+            Err(status) => Err(status),
+        }
+    }
+
+    async fn push(&self, request: Req) {
+        self.tx.send(request).await.unwrap();
+    }
+
+    fn next_barrier(&mut self) -> usize {
+        self.barriers += 1;
+        self.barriers - 1
+    }
 }
 
 impl Sotw {
@@ -277,14 +161,8 @@ impl Sotw {
         let rx = client
             .stream_aggregated_resources(ReceiverStream::new(requests))
             .await
-            .unwrap()
-            .into_inner();
-        Sotw {
-            tx,
-            rx,
-            node: node(node_id),
-            barriers: 0,
-        }
+            .unwrap();
+        Stream::new(tx, rx.into_inner(), node_id)
     }
 
     /// Sends a request with no nonce.
@@ -336,7 +214,7 @@ impl Sotw {
         nonce: &str,
         error: Option<RpcStatus>,
     ) {
-        let request = DiscoveryRequest {
+        self.push(DiscoveryRequest {
             version_info: version.into(),
             node: Some(self.node.clone()),
             resource_names: names.iter().map(|n| n.to_string()).collect(),
@@ -344,31 +222,13 @@ impl Sotw {
             response_nonce: nonce.into(),
             error_detail: error,
             ..Default::default()
-        };
-        self.tx.send(request).await.unwrap();
-    }
-
-    /// The next response.
-    pub async fn recv(&mut self) -> DiscoveryResponse {
-        self.try_recv().await.unwrap()
-    }
-
-    /// The next response or the stream's error.
-    pub async fn try_recv(&mut self) -> Result<DiscoveryResponse, tonic::Status> {
-        match timeout(HUNG, self.rx.message())
-            .await
-            .expect("a response within the test's bound")
-        {
-            Ok(Some(response)) => Ok(response),
-            Ok(None) => Err(tonic::Status::cancelled("stream ended")),
-            Err(status) => Err(status),
-        }
+        })
+        .await;
     }
 
     /// Shows that nothing was sent since the last response: the next response answers a new probe request.
     pub async fn barrier(&mut self) {
-        let name = format!("p{}", self.barriers % PROBES);
-        self.barriers += 1;
+        let name = format!("p{}", self.next_barrier() % PROBES);
         self.request(PROBE, &[&name]).await;
         let response = self.recv().await;
         assert_eq!(
@@ -379,14 +239,6 @@ impl Sotw {
     }
 }
 
-/// A Delta ADS stream.
-pub struct Delta {
-    tx: mpsc::Sender<DeltaDiscoveryRequest>,
-    rx: Streaming<DeltaDiscoveryResponse>,
-    node: Node,
-    barriers: usize,
-}
-
 impl Delta {
     pub async fn connect(addr: SocketAddr, node_id: &str) -> Delta {
         let (tx, requests) = mpsc::channel(64);
@@ -394,22 +246,16 @@ impl Delta {
         let rx = client
             .delta_aggregated_resources(ReceiverStream::new(requests))
             .await
-            .unwrap()
-            .into_inner();
-        Delta {
-            tx,
-            rx,
-            node: node(node_id),
-            barriers: 0,
-        }
+            .unwrap();
+        Stream::new(tx, rx.into_inner(), node_id)
     }
 
     /// Subscribes and unsubscribes names.
     pub async fn subscribe(&self, type_url: &str, subscribe: &[&str], unsubscribe: &[&str]) {
         self.send(DeltaDiscoveryRequest {
             type_url: type_url.into(),
-            resource_names_subscribe: subscribe.iter().map(|n| n.to_string()).collect(),
-            resource_names_unsubscribe: unsubscribe.iter().map(|n| n.to_string()).collect(),
+            resource_names_subscribe: strings(subscribe),
+            resource_names_unsubscribe: strings(unsubscribe),
             ..Default::default()
         })
         .await;
@@ -419,7 +265,7 @@ impl Delta {
     pub async fn resume(&self, type_url: &str, subscribe: &[&str], have: HashMap<String, String>) {
         self.send(DeltaDiscoveryRequest {
             type_url: type_url.into(),
-            resource_names_subscribe: subscribe.iter().map(|n| n.to_string()).collect(),
+            resource_names_subscribe: strings(subscribe),
             initial_resource_versions: have,
             ..Default::default()
         })
@@ -439,25 +285,13 @@ impl Delta {
     /// Sends any request (the node is filled in).
     pub async fn send(&self, mut request: DeltaDiscoveryRequest) {
         request.node = Some(self.node.clone());
-        self.tx.send(request).await.unwrap();
-    }
-
-    /// The next response.
-    pub async fn recv(&mut self) -> DeltaDiscoveryResponse {
-        match timeout(HUNG, self.rx.message())
-            .await
-            .expect("a response within the test's bound")
-        {
-            Ok(Some(response)) => response,
-            other => panic!("stream ended: {other:?}"),
-        }
+        self.push(request).await;
     }
 
     /// Shows that nothing was sent since the last response: subscribing to a name that does not exist is always
     /// answered (in `removed_resources`), and that answer must be the next response.
     pub async fn barrier(&mut self) {
-        let name = format!("barrier-{}", self.barriers);
-        self.barriers += 1;
+        let name = format!("barrier-{}", self.next_barrier());
         self.subscribe(PROBE, &[&name], &[]).await;
         let response = self.recv().await;
         assert_eq!(
@@ -467,6 +301,18 @@ impl Delta {
         );
         assert_eq!(response.removed_resources, [name]);
     }
+}
+
+/// Owned copies of `list`.
+pub fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A server of `resources` for every node, and the views to change them.
+pub async fn start_static(resources: Resources) -> (Arc<StaticViews>, Server) {
+    let views = Arc::new(StaticViews::new(resources));
+    let server = Server::start(views.clone()).await;
+    (views, server)
 }
 
 /// The names of the resources in a Delta response.

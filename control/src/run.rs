@@ -12,6 +12,9 @@ use crate::{
     views::MeshViews,
 };
 
+/// How long stopping waits for clients to close their connections.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -105,12 +108,21 @@ impl ControlPlane {
                             status_tx,
                             stop_rx.clone(),
                         ));
-                        let mut stop_rx = stop_rx;
+                        let (mut stop_a, mut stop_b) = (stop_rx.clone(), stop_rx);
                         let shutdown = async move {
-                            let _ = stop_rx.wait_for(|s| *s).await;
+                            let _ = stop_a.wait_for(|s| *s).await;
                         };
-                        if let Err(e) = server.serve(listener, shutdown).await {
-                            tracing::error!(error = %e, "the xDS server stopped");
+                        // Streams end at once on shutdown; clients that keep their connections open get one
+                        // second before the runtime (and every connection with it) is dropped.
+                        let grace = async move {
+                            let _ = stop_b.wait_for(|s| *s).await;
+                            tokio::time::sleep(SHUTDOWN_GRACE).await;
+                        };
+                        tokio::select! {
+                            r = server.serve(listener, shutdown) => if let Err(e) = r {
+                                tracing::error!(error = %e, "the xDS server stopped");
+                            },
+                            () = grace => tracing::debug!("closing the xDS connections clients kept open"),
                         }
                     });
                 })

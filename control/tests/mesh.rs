@@ -6,6 +6,12 @@
     reason = "tests: a panic is a failure with a message"
 )]
 
+#[path = "ads/protos.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the ads tests; this binary uses part of it"
+)]
+mod protos;
 #[path = "ads/support.rs"]
 #[allow(
     dead_code,

@@ -26,6 +26,7 @@ use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint as GrpcEndpoint};
 
 pub use crate::protos::*;
+#[allow(unused_imports, reason = "not every test binary uses every type")]
 pub use meshwork_control::ads::type_url::{CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE};
 
 /// Upper bound for anything a test waits for.

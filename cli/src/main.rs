@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the data-plane proxy from a static YAML config file (watched for changes).
+    /// Run the data-plane proxy, configured by a YAML file (watched for changes) or by a control plane over xDS.
     Proxy(proxy::Args),
     /// Create a WASM filter crate, build one, or run a request through one.
     Filter(filter::Args),

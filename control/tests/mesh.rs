@@ -53,9 +53,9 @@ fn bookinfo_copy(name: &str) -> PathBuf {
     dir
 }
 
-fn start(dir: &PathBuf) -> ControlPlane {
+fn start(dir: &std::path::Path) -> ControlPlane {
     ControlPlane::start(Options {
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         xds_address: "127.0.0.1:0".parse().unwrap(),
         sidecars: Default::default(),
         polling: Polling {

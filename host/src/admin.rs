@@ -1,5 +1,6 @@
 //! The admin API on its own port and thread, away from the request workers: `/ready`, `/config_dump`, `/stats`,
-//! `/quitquitquit`.
+//! `/quitquitquit`. A proxy configured by xDS is ready once its first complete config is applied, and its
+//! `/config_dump` shows the xDS client's state (control plane, connection, versions held).
 
 use std::{convert::Infallible, fmt::Write as _, sync::Arc};
 
@@ -9,13 +10,14 @@ use http_body_util::Full;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::server::Proxy;
+use crate::{server::Proxy, xds::XdsStatus};
 
-/// Serves the admin API on `listener` until `stop` turns true.
+/// Serves the admin API on `listener` until `stop` turns true; `xds` is the xDS client's state, when there is one.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: tokio::net::TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    xds: Option<Arc<XdsStatus>>,
 ) {
     loop {
         let (stream, _) = tokio::select! {
@@ -29,10 +31,12 @@ pub async fn serve(
             _ = stop.wait_for(|s| *s) => return,
         };
         let proxy = proxy.clone();
+        let xds = xds.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(handle(&proxy, req)) }
+                let xds = xds.clone();
+                async move { Ok::<_, Infallible>(handle(&proxy, xds.as_deref(), req)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -44,16 +48,21 @@ pub async fn serve(
     }
 }
 
-fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(proxy: &Proxy, xds: Option<&XdsStatus>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/ready") => {
             if proxy.shared().draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n".into())
+            } else if xds.is_some_and(|x| !x.ready()) {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "NOT READY: waiting for a complete config from the control plane\n".into(),
+                )
             } else {
                 text(StatusCode::OK, "LIVE\n".into())
             }
         }
-        (&Method::GET, "/config_dump") => config_dump(proxy),
+        (&Method::GET, "/config_dump") => config_dump(proxy, xds),
         (&Method::GET, "/stats") => text(StatusCode::OK, stats(proxy)),
         (&Method::POST, "/quitquitquit") => {
             proxy.drain();
@@ -71,18 +80,21 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-fn config_dump(proxy: &Proxy) -> Response<Full<Bytes>> {
+fn config_dump(proxy: &Proxy, xds: Option<&XdsStatus>) -> Response<Full<Bytes>> {
     let snapshot = proxy.shared().snapshot.load();
     let bound: serde_json::Map<String, serde_json::Value> = proxy
         .listener_addrs()
         .into_iter()
         .map(|(n, a)| (n, a.to_string().into()))
         .collect();
-    let dump = serde_json::json!({
+    let mut dump = serde_json::json!({
         "version": snapshot.version,
         "bound_listeners": bound,
         "config": snapshot.config,
     });
+    if let Some(x) = xds {
+        dump["xds"] = serde_json::to_value(x.report()).unwrap_or_default();
+    }
     match serde_json::to_vec_pretty(&dump) {
         Ok(body) => {
             let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -10,9 +10,11 @@
 //!   module with `unsafe` (loading precompiled modules), each use with a `// SAFETY:` comment;
 //! - [`upstream`]: endpoint selection and per-worker connection pools;
 //! - [`config`]: the YAML file format and its error reporting; [`watch`] applies file edits live;
-//! - [`admin`]: `/ready`, `/config_dump`, `/stats`, `/quitquitquit`.
+//! - [`admin`]: `/ready`, `/config_dump`, `/stats`, `/quitquitquit`;
+//! - [`xds`]: the proxy as a Delta ADS client of a control plane, xDS resources turned into configs.
 //!
-//! [`start`] wires them together and is what the `meshwork proxy` command and the end-to-end tests call.
+//! [`start`] (a config file) and [`xds::start`] (a control plane) wire them together; the `meshwork proxy` command and
+//! the end-to-end tests call them.
 
 #![deny(unsafe_code)]
 
@@ -27,6 +29,7 @@ pub mod stats;
 pub mod upstream;
 pub mod wasm;
 pub mod watch;
+pub mod xds;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -58,6 +61,15 @@ pub struct Running {
 /// Starts the proxy workers, the admin API and (optionally) the file watcher. The admin API and the watcher run on
 /// their own thread, so neither ever competes with request workers.
 pub fn start(config: Config, options: RunOptions) -> Result<Running, ApplyError> {
+    start_with(config, options, None)
+}
+
+/// [`start`], plus an xDS client (and its status, for the admin API) run on the admin thread.
+pub(crate) fn start_with(
+    config: Config,
+    options: RunOptions,
+    xds: Option<(xds::client::Client, Arc<xds::XdsStatus>)>,
+) -> Result<Running, ApplyError> {
     let admin_address = config.admin.address.clone();
     let proxy = Proxy::start(
         config,
@@ -105,7 +117,11 @@ pub fn start(config: Config, options: RunOptions) -> Result<Running, ApplyError>
                             stop_rx.clone(),
                         ));
                     }
-                    admin::serve(proxy, listener, stop_rx).await;
+                    let status = xds.map(|(client, status)| {
+                        tokio::spawn(client.run(proxy.clone(), stop_rx.clone()));
+                        status
+                    });
+                    admin::serve(proxy, listener, stop_rx, status).await;
                 });
             })
             .map_err(ApplyError::Worker)?

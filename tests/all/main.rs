@@ -29,3 +29,4 @@ mod wasm_grpc;
 mod wasm_harness;
 mod wasm_policy;
 mod wasm_swap;
+mod xds_client;

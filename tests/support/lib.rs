@@ -7,6 +7,8 @@
     reason = "test support code: a panic is a test failure"
 )]
 
+pub mod xds;
+
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;

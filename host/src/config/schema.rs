@@ -236,7 +236,57 @@ pub enum UpstreamProtocol {
     Downstream,
 }
 
-fn default_drain_timeout() -> Dur {
+impl Listener {
+    /// A listener on `address` with no routes, no plugins and every optional setting at its default.
+    pub fn new(name: impl Into<String>, address: impl Into<String>) -> Self {
+        Listener {
+            name: name.into(),
+            address: address.into(),
+            max_connections: default_max_connections(),
+            idle_timeout: default_idle_timeout(),
+            request_headers_timeout: default_headers_timeout(),
+            max_request_headers_kb: default_max_headers_kb(),
+            http2_max_concurrent_streams: default_max_streams(),
+            filters: Vec::new(),
+            virtual_hosts: Vec::new(),
+        }
+    }
+}
+
+impl Route {
+    /// A route taking requests that match `matcher`, with no action yet and every optional setting at its default.
+    pub fn new(matcher: RouteMatch) -> Self {
+        Route {
+            name: None,
+            matcher,
+            cluster: None,
+            weighted_clusters: None,
+            direct_response: None,
+            timeout: default_route_timeout(),
+            idle_timeout: default_stream_idle_timeout(),
+            filters: Vec::new(),
+        }
+    }
+}
+
+impl Cluster {
+    /// A cluster of `endpoints` with every optional setting at its default.
+    pub fn new(name: impl Into<String>, endpoints: Vec<String>) -> Self {
+        Cluster {
+            name: name.into(),
+            endpoints,
+            lb_policy: LbPolicy::default(),
+            protocol: UpstreamProtocol::default(),
+            connect_timeout: default_connect_timeout(),
+            idle_timeout: default_pool_idle_timeout(),
+            max_requests: default_max_requests(),
+            max_connections_per_endpoint: default_max_connections_per_endpoint(),
+        }
+    }
+}
+
+/// The default graceful-drain deadline (`drain_timeout`).
+pub fn default_drain_timeout() -> Dur {
     Dur::secs(10)
 }
 fn default_max_connections() -> usize {
@@ -271,4 +321,32 @@ fn default_max_requests() -> u32 {
 }
 fn default_max_connections_per_endpoint() -> u32 {
     1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The constructors and serde's defaults must agree, or xDS configs would differ from the same YAML.
+    #[test]
+    fn constructors_match_the_serde_defaults() {
+        let listener: Listener = serde_json::from_value(
+            serde_json::json!({"name": "l", "address": "127.0.0.1:1", "virtual_hosts": []}),
+        )
+        .expect("listener");
+        assert_eq!(Listener::new("l", "127.0.0.1:1"), listener);
+        let route: Route =
+            serde_json::from_value(serde_json::json!({"match": {"prefix": "/"}})).expect("route");
+        assert_eq!(
+            Route::new(RouteMatch {
+                prefix: Some("/".into()),
+                ..Default::default()
+            }),
+            route
+        );
+        let cluster: Cluster =
+            serde_json::from_value(serde_json::json!({"name": "c", "endpoints": ["127.0.0.1:2"]}))
+                .expect("cluster");
+        assert_eq!(Cluster::new("c", vec!["127.0.0.1:2".into()]), cluster);
+    }
 }

@@ -6,6 +6,7 @@ mod demo;
 mod filter;
 mod filter_new;
 mod proxy;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Command {
     Proxy(proxy::Args),
     /// Create a WASM filter crate, build one, or run a request through one.
     Filter(filter::Args),
+    /// Run a whole local mesh from a directory of Istio YAML: the control plane, a sidecar per workload, demo apps.
+    Up(up::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args),
         Command::Filter(args) => filter::run(args),
+        Command::Up(args) => up::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

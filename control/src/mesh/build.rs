@@ -152,6 +152,7 @@ fn workload(w: &Resource<WorkloadEntry>) -> Workload {
         address: w.spec.address.clone(),
         ports: ports(&w.spec.ports),
         labels: w.spec.labels.clone(),
+        annotations: w.metadata.annotations.clone(),
         service_account: w
             .spec
             .service_account

@@ -139,6 +139,8 @@ pub struct Workload {
     pub labels: Labels,
     /// Service account (identity).
     pub service_account: String,
+    /// Annotations of the resource (e.g. `demo.meshwork.io/calls` for `meshwork up --demo-upstreams`).
+    pub annotations: Labels,
 }
 
 /// A security policy for the `authz` filter: which workloads it selects and its config fragment.

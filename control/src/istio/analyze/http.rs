@@ -92,21 +92,20 @@ pub fn virtual_service(out: &mut Out<'_>, vs: &Located<VirtualService>) {
     for (i, route) in spec.http.iter().enumerate() {
         http_route(out, p(&format!("spec.http[{i}]")), route);
     }
-    for (i, r) in spec.tls.iter().enumerate() {
-        let path = p(&format!("spec.tls[{i}].route"));
-        weights(
-            out,
-            &path,
-            &r.route.iter().map(|d| d.weight).collect::<Vec<_>>(),
-        );
-    }
-    for (i, r) in spec.tcp.iter().enumerate() {
-        let path = p(&format!("spec.tcp[{i}].route"));
-        weights(
-            out,
-            &path,
-            &r.route.iter().map(|d| d.weight).collect::<Vec<_>>(),
-        );
+    let tls = spec.tls.iter().map(|r| &r.route);
+    let l4 = [
+        ("tls", tls.collect::<Vec<_>>()),
+        ("tcp", spec.tcp.iter().map(|r| &r.route).collect()),
+    ];
+    for (kind, routes) in l4 {
+        for (i, route) in routes.into_iter().enumerate() {
+            let path = p(&format!("spec.{kind}[{i}].route"));
+            weights(
+                out,
+                &path,
+                &route.iter().map(|d| d.weight).collect::<Vec<_>>(),
+            );
+        }
     }
 }
 

@@ -17,7 +17,12 @@ pub struct Out<'a> {
     diags: &'a mut Vec<Diagnostic>,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    /// Findings go to `diags`, pointed at fields of the resource at `site`.
+    pub fn new(site: Site<'a>, diags: &'a mut Vec<Diagnostic>) -> Self {
+        Out { site, diags }
+    }
+
     /// An error about `path` (relative to the resource).
     pub fn error(&mut self, path: FieldPath, message: impl Into<String>) {
         self.diags.push(self.site.error(path, message));
@@ -31,10 +36,7 @@ impl Out<'_> {
 
 /// Findings go to `diags`, pointed at fields of `loc`.
 fn out<'a, S>(loc: &'a Located<S>, diags: &'a mut Vec<Diagnostic>) -> Out<'a> {
-    Out {
-        site: loc.site(),
-        diags,
-    }
+    Out::new(loc.site(), diags)
 }
 
 /// Every finding about `loaded`, sorted by file and line.

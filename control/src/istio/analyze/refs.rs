@@ -3,7 +3,7 @@
 //! select some endpoint, selectors must select a WorkloadEntry, and every WorkloadEntry should be some service's
 //! endpoint.
 
-use super::out;
+use super::{Out, out};
 use crate::istio::{
     Destination, Diagnostic, FieldPath, Labels, Located, ServiceEntry, WorkloadSelector,
     hosts::{host_matches, resolve_host},
@@ -140,32 +140,18 @@ pub fn check(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
             );
         }
     }
-    for pa in &loaded.peer_authentications {
-        selector(
-            loaded,
-            &mut out(pa, diags),
-            &pa.metadata.namespace,
-            "spec.selector",
-            pa.spec.selector.as_ref(),
+    let policies = (loaded.peer_authentications.iter())
+        .map(|r| (r.site(), &r.metadata.namespace, r.spec.selector.as_ref()))
+        .chain(
+            (loaded.authorization_policies.iter())
+                .map(|r| (r.site(), &r.metadata.namespace, r.spec.selector.as_ref())),
+        )
+        .chain(
+            (loaded.wasm_plugins.iter())
+                .map(|r| (r.site(), &r.metadata.namespace, r.spec.selector.as_ref())),
         );
-    }
-    for ap in &loaded.authorization_policies {
-        selector(
-            loaded,
-            &mut out(ap, diags),
-            &ap.metadata.namespace,
-            "spec.selector",
-            ap.spec.selector.as_ref(),
-        );
-    }
-    for wp in &loaded.wasm_plugins {
-        selector(
-            loaded,
-            &mut out(wp, diags),
-            &wp.metadata.namespace,
-            "spec.selector",
-            wp.spec.selector.as_ref(),
-        );
+    for (site, ns, sel) in policies {
+        selector(loaded, &mut Out::new(site, diags), ns, "spec.selector", sel);
     }
     for we in &loaded.workload_entries {
         let ns = &we.metadata.namespace;

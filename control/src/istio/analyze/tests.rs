@@ -102,6 +102,21 @@ fn check(text: &str, want: &[(Severity, &str, &str)], case: &str) {
     assert!(matches, "{case}:\nwant {want:#?}\n got {got:#?}");
 }
 
+/// One change to the mesh: replace the first `from` with `to`, and the findings that must follow.
+type Change<'a> = (&'a str, &'a str, &'a [(Severity, &'a str, &'a str)]);
+
+/// Checks each change of the mesh on its own.
+fn check_changes(cases: &[Change<'_>]) {
+    for (from, to, want) in cases {
+        assert!(MESH.contains(from), "{from} is not in the mesh");
+        check(
+            &MESH.replacen(from, to, 1),
+            want,
+            &format!("{from} -> {to}"),
+        );
+    }
+}
+
 use Severity::{Error as E, Warning as W};
 
 #[test]
@@ -111,7 +126,7 @@ fn the_mesh_is_clean() {
 
 #[test]
 fn value_errors() {
-    let cases: &[(&str, &str, &[(Severity, &str, &str)])] = &[
+    let cases: &[Change<'_>] = &[
         (
             "weight: 10}",
             "weight: 20}",
@@ -354,19 +369,12 @@ fn value_errors() {
             )],
         ),
     ];
-    for (from, to, want) in cases {
-        assert!(MESH.contains(from), "{from} is not in the mesh");
-        check(
-            &MESH.replacen(from, to, 1),
-            want,
-            &format!("{from} -> {to}"),
-        );
-    }
+    check_changes(cases);
 }
 
 #[test]
 fn reference_warnings() {
-    let cases: &[(&str, &str, &[(Severity, &str, &str)])] = &[
+    let cases: &[Change<'_>] = &[
         (
             "{host: reviews, subset: v2, port",
             "{host: ratings, subset: v2, port",
@@ -497,14 +505,7 @@ fn reference_warnings() {
             )],
         ),
     ];
-    for (from, to, want) in cases {
-        assert!(MESH.contains(from), "{from} is not in the mesh");
-        check(
-            &MESH.replacen(from, to, 1),
-            want,
-            &format!("{from} -> {to}"),
-        );
-    }
+    check_changes(cases);
     // A DestinationRule for another host: the routes' subsets lose their definitions.
     let moved = MESH.replacen("  host: reviews\n", "  host: details\n", 1);
     let got = findings(&moved);

@@ -1,7 +1,9 @@
 //! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) and `filter` (create a filter crate,
-//! build one, run a request through one); `control`, `up` and `config` arrive with the control plane.
+//! build one, run a request through one) and `config` (check a directory of Istio YAML); `control` and `up` arrive
+//! with the control plane.
 
 mod builtin;
+mod config_cmd;
 mod demo;
 mod filter;
 mod filter_new;
@@ -34,6 +36,8 @@ enum Command {
     Filter(filter::Args),
     /// Run a whole local mesh from a directory of Istio YAML: the control plane, a sidecar per workload, demo apps.
     Up(up::Args),
+    /// Check the Istio YAML the control plane reads: `meshwork config validate DIR`.
+    Config(config_cmd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Filter(args) => filter::run(args),
         Command::Up(args) => up::run(args),
+        Command::Config(args) => return config_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 )]
 
 mod admin;
+mod config_validate;
 mod curl;
 mod errors;
 mod examples;

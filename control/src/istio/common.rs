@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub type Labels = BTreeMap<String, String>;
 
 /// Istio's `StringMatch`: one of `exact`, `prefix`, `regex`. In `headers`, `withoutHeaders` and `queryParams` an empty
-/// match (`{}`) means "present"; elsewhere exactly one is required ([`crate::istio::analyze`] checks that).
+/// match (`{}`) means "present"; elsewhere exactly one is required ([`mod@crate::istio::analyze`] checks that).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StringMatch {

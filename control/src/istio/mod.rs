@@ -7,6 +7,7 @@
 //! `outlierDetection` and `rules` serialize back with exactly Istio's field names, so the translation can hand them
 //! to the policy filters as JSON.
 
+pub mod analyze;
 pub mod common;
 pub mod destination_rule;
 pub mod diagnostic;
@@ -23,6 +24,7 @@ pub mod service;
 pub mod virtual_service;
 pub mod wasm_plugin;
 
+pub use analyze::analyze;
 pub use common::{
     Destination, Labels, Percent, PolicyTargetReference, PortSelector, StringMatch,
     WorkloadSelector,
@@ -39,7 +41,7 @@ pub use http_policy::{
     Abort, CorsPolicy, Delay, Delegate, HeaderOperations, Headers, HttpDirectResponse,
     HttpFaultInjection, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite,
 };
-pub use load::{DirError, Loaded, Located, Spec, load_dir, load_str, read_dir};
+pub use load::{DirError, Loaded, Located, Site, Spec, load_dir, load_str, read_dir};
 pub use resource::{Kind, Meta, Resource};
 pub use security::{
     Action, AuthorizationPolicy, Condition, MtlsMode, MutualTls, Operation, PeerAuthentication,

@@ -41,19 +41,25 @@ fn port_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, Mut
                     f.write_str("a port number")
                 }
                 fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Port, E> {
-                    u32::try_from(v)
-                        .map(Port)
-                        .map_err(|_| E::custom(format!("port {v} is out of range")))
+                    u32::try_from(v).map(Port).map_err(|_| {
+                        E::custom(format!(
+                            "port {v} is out of range: write a port number between 1 and 65535"
+                        ))
+                    })
                 }
                 fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Port, E> {
-                    u32::try_from(v)
-                        .map(Port)
-                        .map_err(|_| E::custom(format!("port {v} is out of range")))
+                    u32::try_from(v).map(Port).map_err(|_| {
+                        E::custom(format!(
+                            "port {v} is out of range: write a port number between 1 and 65535"
+                        ))
+                    })
                 }
                 fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Port, E> {
-                    v.parse()
-                        .map(Port)
-                        .map_err(|_| E::custom(format!("`{v}` is not a port number")))
+                    v.parse().map(Port).map_err(|_| {
+                        E::custom(format!(
+                            "`{v}` is not a port number: write the workload's port, e.g. 8080"
+                        ))
+                    })
                 }
             }
             d.deserialize_any(V)

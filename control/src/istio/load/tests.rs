@@ -133,6 +133,12 @@ fn load_errors_table() {
             "f.yaml:8: invalid YAML: did not find expected node content; check the indentation and quoting here",
         ),
         (
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a}\nspec:\n  \
+             portLevelMtls: {http: {mode: STRICT}}\n"
+                .into(),
+            "f.yaml:5: field `spec.portLevelMtls.http`: `http` is not a port number: write the workload's port, e.g. 8080",
+        ),
+        (
             "- just\n- a list\n".into(),
             "f.yaml:1: expected a resource: a mapping with apiVersion, kind, metadata and spec",
         ),

@@ -1,0 +1,131 @@
+//! Warnings for the parts of a VirtualService meshwork reads but does not apply yet, so that nobody believes a
+//! rewrite, a mirror or a CORS policy is in force when it is not.
+
+use super::Out;
+use crate::istio::{FieldPath, Located, VirtualService};
+
+/// The sidecars' pseudo-gateway: the only one meshwork serves.
+const MESH: &str = "mesh";
+
+fn not_applied(out: &mut Out<'_>, path: FieldPath, feature: &str, effect: &str) {
+    out.warning(
+        path,
+        format!(
+            "meshwork does not apply `{feature}` yet: {effect}; remove it, or keep it for Istio and expect meshwork \
+             to differ here"
+        ),
+    );
+}
+
+/// The VirtualService's unsupported features, each at its field.
+pub fn virtual_service(out: &mut Out<'_>, vs: &Located<VirtualService>) {
+    let spec = &vs.spec;
+    let spec_path = FieldPath::root().key("spec");
+    gateways(out, spec_path.key("gateways"), &spec.gateways);
+    if !spec.tls.is_empty() {
+        not_applied(
+            out,
+            spec_path.key("tls"),
+            "tls",
+            "TLS (SNI) routes are not served, meshwork proxies HTTP",
+        );
+    }
+    if !spec.tcp.is_empty() {
+        not_applied(
+            out,
+            spec_path.key("tcp"),
+            "tcp",
+            "TCP routes are not served, meshwork proxies HTTP",
+        );
+    }
+    for (i, r) in spec.http.iter().enumerate() {
+        let path = spec_path.key("http").index(i);
+        let fields: [(&str, bool, &str); 9] = [
+            (
+                "rewrite",
+                r.rewrite.is_some(),
+                "requests go upstream with their own path and authority",
+            ),
+            ("redirect", r.redirect.is_some(), "no redirect is answered"),
+            ("headers", r.headers.is_some(), "no headers are edited"),
+            (
+                "mirror",
+                r.mirror.is_some(),
+                "no copies of requests are sent",
+            ),
+            (
+                "mirrors",
+                !r.mirrors.is_empty(),
+                "no copies of requests are sent",
+            ),
+            (
+                "mirrorPercentage",
+                r.mirror_percentage.is_some(),
+                "no copies of requests are sent",
+            ),
+            (
+                "mirrorPercent",
+                r.mirror_percent.is_some(),
+                "no copies of requests are sent",
+            ),
+            (
+                "corsPolicy",
+                r.cors_policy.is_some(),
+                "no CORS headers are added and preflights are not answered",
+            ),
+            (
+                "delegate",
+                r.delegate.is_some(),
+                "the delegated routes are not read",
+            ),
+        ];
+        for (name, present, effect) in fields {
+            if present {
+                not_applied(out, path.key(name), name, effect);
+            }
+        }
+        for (j, d) in r.route.iter().enumerate() {
+            if d.headers.is_some() {
+                let p = path.key("route").index(j).key("headers");
+                not_applied(out, p, "headers", "no headers are edited");
+            }
+        }
+        for (j, m) in r.matches.iter().enumerate() {
+            let mp = path.key("match").index(j);
+            if !m.query_params.is_empty() {
+                not_applied(
+                    out,
+                    mp.key("queryParams"),
+                    "queryParams",
+                    "query parameters are not matched",
+                );
+            }
+            if !m.source_labels.is_empty() {
+                not_applied(
+                    out,
+                    mp.key("sourceLabels"),
+                    "sourceLabels",
+                    "the caller's labels are not matched",
+                );
+            }
+            if m.source_namespace.is_some() {
+                let effect = "the caller's namespace is not matched";
+                not_applied(out, mp.key("sourceNamespace"), "sourceNamespace", effect);
+            }
+            gateways(out, mp.key("gateways"), &m.gateways);
+        }
+    }
+}
+
+/// Gateways other than `mesh`.
+fn gateways(out: &mut Out<'_>, path: FieldPath, gateways: &[String]) {
+    for (i, g) in gateways.iter().enumerate().filter(|(_, g)| *g != MESH) {
+        out.warning(
+            path.index(i),
+            format!(
+                "gateway `{g}`: meshwork has no gateways, it serves only `mesh` (the sidecars); these routes apply \
+                 to the sidecars only if `mesh` is listed too"
+            ),
+        );
+    }
+}

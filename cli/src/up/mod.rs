@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:15010")]
     xds_address: SocketAddr,
     /// First port of the sidecars' blocks: workload i (in name order) gets admin BASE+10i, outbound +1, inbound +6.
-    #[arg(long, default_value_t = 15000)]
+    #[arg(long, default_value_t = 15100)]
     port_base: u16,
     /// Also start a small demo app at every workload's address; it answers with its name and calls the services
     /// listed in its `demo.meshwork.io/calls` annotation through its sidecar.
@@ -64,6 +64,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.dir.display()
     );
     let plan = plan::plan(&mesh, args.port_base)?;
+    if let Some(clash) = plan.iter().find(|p| {
+        [p.admin, p.outbound, p.inbound]
+            .iter()
+            .any(|a| a.port() == args.xds_address.port())
+    }) {
+        anyhow::bail!(
+            "the sidecar of {} would take port {}, which --xds-address uses; move one with --port-base or --xds-address",
+            clash.workload,
+            args.xds_address.port()
+        );
+    }
     let sidecars: Sidecars = plan
         .iter()
         .map(|p| {
@@ -99,9 +110,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let admins: Vec<SocketAddr> = plan.iter().map(|p| p.admin).collect();
     ready::wait_all(&admins, Duration::from_secs(30))?;
-    #[expect(clippy::print_stdout, reason = "the CLI's own output: the table of sidecars")]
+    #[expect(
+        clippy::print_stdout,
+        reason = "the CLI's own output: the table of sidecars"
+    )]
     {
-        println!("meshwork up: control plane (xDS) on {}", control.xds_address());
+        println!(
+            "meshwork up: control plane (xDS) on {}",
+            control.xds_address()
+        );
         print!("{}", plan::table(&plan));
         println!(
             "Send requests through a sidecar's OUTBOUND port with the service as Host, e.g.\n  curl -H 'Host: {}' http://{}/",
@@ -134,11 +151,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn first_service(mesh: &meshwork_control::mesh::Mesh) -> Option<&str> {
-    mesh.services.keys().next().map(|h| h.split('.').next().unwrap_or(h))
+    mesh.services
+        .keys()
+        .next()
+        .map(|h| h.split('.').next().unwrap_or(h))
 }
 
 /// A demo app at every port of every workload.
-fn start_demo_apps(mesh: &meshwork_control::mesh::Mesh, plan: &[plan::Planned]) -> anyhow::Result<()> {
+fn start_demo_apps(
+    mesh: &meshwork_control::mesh::Mesh,
+    plan: &[plan::Planned],
+) -> anyhow::Result<()> {
     for p in plan {
         let Some(w) = mesh.workloads.get(&p.workload) else {
             continue;
@@ -146,12 +169,17 @@ fn start_demo_apps(mesh: &meshwork_control::mesh::Mesh, plan: &[plan::Planned]) 
         let calls: Vec<String> = w
             .annotations
             .get(DEMO_CALLS)
-            .map(|c| c.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .map(|c| {
+                c.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         for port in w.ports.values() {
-            let addr: SocketAddr = format!("{}:{port}", w.address)
-                .parse()
-                .with_context(|| format!("workload {}: address {} is not an IP", w.id, w.address))?;
+            let addr: SocketAddr = format!("{}:{port}", w.address).parse().with_context(|| {
+                format!("workload {}: address {} is not an IP", w.id, w.address)
+            })?;
             let app = crate::demo::App {
                 name: w.name.clone(),
                 calls: calls.clone(),

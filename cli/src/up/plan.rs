@@ -1,7 +1,8 @@
 //! Which ports each sidecar of `meshwork up` gets: predictable, so they can be printed once and scripted against.
 //!
 //! Workloads are numbered in id order (`NAME.NAMESPACE`); workload `i` gets the block `BASE + 10·i`: admin at `+0`,
-//! outbound at `+1`, inbound at `+6` — the first sidecar has Istio's familiar 15000/15001/15006.
+//! outbound at `+1`, inbound at `+6` (the endings of Istio's 15000/15001/15006); `meshwork up` starts at 15100, above
+//! the control plane's 15010.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -39,7 +40,11 @@ pub fn plan(mesh: &Mesh, base: u16) -> Result<Vec<Planned>, OutOfPorts> {
     let count = mesh.workloads.len();
     let needed = u32::from(base) + 10 * u32::try_from(count).unwrap_or(u32::MAX / 20) + 6;
     if needed > u32::from(u16::MAX) {
-        return Err(OutOfPorts { count, needed, base });
+        return Err(OutOfPorts {
+            count,
+            needed,
+            base,
+        });
     }
     let at = |port: u32| SocketAddr::from((Ipv4Addr::LOCALHOST, u16::try_from(port).unwrap_or(0)));
     Ok(mesh
@@ -65,7 +70,12 @@ pub fn plan(mesh: &Mesh, base: u16) -> Result<Vec<Planned>, OutOfPorts> {
 
 /// The plan as a table for the terminal.
 pub fn table(plan: &[Planned]) -> String {
-    let width = plan.iter().map(|p| p.workload.len()).max().unwrap_or(0).max(8);
+    let width = plan
+        .iter()
+        .map(|p| p.workload.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let mut out = format!(
         "{:<width$}  {:<21}  {:<21}  {:<21}  APP\n",
         "WORKLOAD", "OUTBOUND", "INBOUND", "ADMIN"
@@ -115,7 +125,14 @@ mod tests {
         let p = plan(&mesh(&["reviews-v1", "productpage-v1"]), 15000).expect("fits");
         let got: Vec<(&str, u16, u16, u16)> = p
             .iter()
-            .map(|p| (p.workload.as_str(), p.admin.port(), p.outbound.port(), p.inbound.port()))
+            .map(|p| {
+                (
+                    p.workload.as_str(),
+                    p.admin.port(),
+                    p.outbound.port(),
+                    p.inbound.port(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -142,6 +159,10 @@ mod tests {
         let p = plan(&mesh(&["a", "b"]), 15000).expect("fits");
         let t = table(&p);
         assert_eq!(t.lines().count(), 3);
-        assert!(t.lines().nth(1).is_some_and(|l| l.starts_with("a.default") && l.contains("127.0.0.1:15001")));
+        assert!(
+            t.lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("a.default") && l.contains("127.0.0.1:15001"))
+        );
     }
 }

@@ -19,7 +19,11 @@ pub fn wait_all(admins: &[SocketAddr], within: Duration) -> anyhow::Result<()> {
         anyhow::ensure!(
             Instant::now() < deadline,
             "sidecars with admin {} did not become ready within {within:?}; their /ready and /config_dump say why",
-            pending.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            pending
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -32,8 +36,7 @@ fn ready(addr: SocketAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s
-        .write_all(b"GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;

@@ -1,9 +1,10 @@
-//! `meshwork`: the one user-facing binary. Subcommands: `proxy` (the data plane) and `filter` (create a filter crate,
-//! build one, run a request through one) and `config` (check a directory of Istio YAML); `control` and `up` arrive
-//! with the control plane.
+//! `meshwork`: the one user-facing binary. Subcommands: `up` (a whole local mesh from a directory of Istio YAML),
+//! `proxy` (the data plane, from a file or from xDS), `control` (the control plane), `config` (check a directory of
+//! Istio YAML) and `filter` (create a filter crate, build one, run a request through one).
 
 mod builtin;
 mod config_cmd;
+mod control;
 mod demo;
 mod filter;
 mod filter_new;
@@ -34,6 +35,8 @@ enum Command {
     Proxy(proxy::Args),
     /// Create a WASM filter crate, build one, or run a request through one.
     Filter(filter::Args),
+    /// Run the control plane: serve a directory of Istio YAML over xDS to sidecars and other xDS clients.
+    Control(control::Args),
     /// Run a whole local mesh from a directory of Istio YAML: the control plane, a sidecar per workload, demo apps.
     Up(up::Args),
     /// Check the Istio YAML the control plane reads: `meshwork config validate DIR`.
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Filter(args) => filter::run(args),
         Command::Up(args) => up::run(args),
+        Command::Control(args) => control::run(args),
         Command::Config(args) => return config_cmd::run(args),
     };
     match result {

@@ -1,0 +1,61 @@
+//! `meshwork control DIR`: the control plane alone — serves DIR's Istio YAML over xDS (ADS, SotW and Delta) to
+//! sidecars started with `meshwork proxy --xds` and to any other xDS client, applying edits as they happen.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use meshwork_control::{
+    run::{ControlPlane, Options},
+    source::Polling,
+};
+
+/// Arguments of `meshwork control`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory of Istio YAML (ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, PeerAuthentication,
+    /// AuthorizationPolicy, WasmPlugin). Watched: valid edits are pushed to every client, invalid ones are reported
+    /// and the last good configuration keeps being served.
+    dir: PathBuf,
+    /// Where to serve xDS. Sidecars connect with `meshwork proxy --xds ADDR --node NAME.NAMESPACE`.
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    xds_address: SocketAddr,
+}
+
+/// Serves until SIGINT/SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let control = ControlPlane::start(Options {
+        dir: args.dir,
+        xds_address: args.xds_address,
+        sidecars: Default::default(),
+        polling: Polling::default(),
+    })?;
+    tracing::info!(xds = %control.xds_address(), "serving xDS; sidecars: meshwork proxy --xds {} --node NAME.NAMESPACE", control.xds_address());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut status = control.status_changes();
+    rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); break }
+                r = tokio::signal::ctrl_c() => { r?; tracing::info!("SIGINT received"); break }
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let s = status.borrow_and_update().clone();
+                    let stats = control.stats().snapshot();
+                    tracing::info!(
+                        version = s.version,
+                        resources = s.resources,
+                        rejected = s.rejected.len(),
+                        streams = stats.connected_streams,
+                        "control plane status"
+                    );
+                }
+            }
+        }
+        control.stop();
+        anyhow::Ok(())
+    })
+}

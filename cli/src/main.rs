@@ -31,16 +31,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the data-plane proxy, configured by a YAML file (watched for changes) or by a control plane over xDS.
-    Proxy(proxy::Args),
-    /// Create a WASM filter crate, build one, or run a request through one.
-    Filter(filter::Args),
-    /// Run the control plane: serve a directory of Istio YAML over xDS to sidecars and other xDS clients.
-    Control(control::Args),
     /// Run a whole local mesh from a directory of Istio YAML: the control plane, a sidecar per workload, demo apps.
     Up(up::Args),
+    /// Run the data-plane proxy, configured by a YAML file (watched for changes) or by a control plane over xDS.
+    Proxy(proxy::Args),
+    /// Run the control plane: serve a directory of Istio YAML over xDS to sidecars and other xDS clients.
+    Control(control::Args),
     /// Check the Istio YAML the control plane reads: `meshwork config validate DIR`.
     Config(config_cmd::Args),
+    /// Create a WASM filter crate, build one, or run a request through one.
+    Filter(filter::Args),
 }
 
 fn main() -> std::process::ExitCode {

@@ -93,15 +93,16 @@ pub fn eds_cluster(name: &str, protocol: Protocol, policy: &mesh::TrafficPolicy)
             .typed_extension_protocol_options
             .insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options));
     }
-    if let Some(max) = max_requests(policy) {
-        cluster.circuit_breakers = Some(CircuitBreakers {
-            thresholds: vec![Thresholds {
-                max_requests: Some(UInt32Value { value: max }),
-                ..Default::default()
-            }],
+    // As Istio: no limit unless the DestinationRule sets one (a proxy's own default would cap a busy service).
+    cluster.circuit_breakers = Some(CircuitBreakers {
+        thresholds: vec![Thresholds {
+            max_requests: Some(UInt32Value {
+                value: max_requests(policy).unwrap_or(u32::MAX),
+            }),
             ..Default::default()
-        });
-    }
+        }],
+        ..Default::default()
+    });
     cluster
 }
 
@@ -268,7 +269,7 @@ mod tests {
                 .and_then(|b| b.thresholds[0].max_requests.as_ref())
                 .map(|v| v.value)
         };
-        assert_eq!(limit(&clusters[0]), None);
+        assert_eq!(limit(&clusters[0]), Some(u32::MAX));
         assert_eq!(limit(&clusters[1]), Some(7));
         assert!(clusters.iter().all(|c| {
             c.typed_extension_protocol_options

@@ -92,25 +92,40 @@ pub fn virtual_service(out: &mut Out<'_>, vs: &Located<VirtualService>) {
         }
         for (j, m) in r.matches.iter().enumerate() {
             let mp = path.key("match").index(j);
-            if !m.query_params.is_empty() {
-                not_applied(
-                    out,
-                    mp.key("queryParams"),
+            // The translation leaves out a `match` entry with a condition it cannot check rather than match more
+            // than the user asked for; say so at each such condition.
+            let conditions: [(&str, bool, &str); 7] = [
+                (
                     "queryParams",
-                    "query parameters are not matched",
-                );
-            }
-            if !m.source_labels.is_empty() {
-                not_applied(
-                    out,
-                    mp.key("sourceLabels"),
+                    !m.query_params.is_empty(),
+                    "query parameters",
+                ),
+                (
                     "sourceLabels",
-                    "the caller's labels are not matched",
-                );
-            }
-            if m.source_namespace.is_some() {
-                let effect = "the caller's namespace is not matched";
-                not_applied(out, mp.key("sourceNamespace"), "sourceNamespace", effect);
+                    !m.source_labels.is_empty(),
+                    "the caller's labels",
+                ),
+                (
+                    "sourceNamespace",
+                    m.source_namespace.is_some(),
+                    "the caller's namespace",
+                ),
+                ("authority", m.authority.is_some(), "the authority"),
+                ("scheme", m.scheme.is_some(), "the scheme"),
+                ("port", m.port.is_some(), "the port"),
+                (
+                    "ignoreUriCase",
+                    m.ignore_uri_case == Some(true),
+                    "case-insensitive paths",
+                ),
+            ];
+            for (name, present, what) in conditions {
+                if present {
+                    let effect = format!(
+                        "this match entry never matches (meshwork does not check {what} yet)"
+                    );
+                    not_applied(out, mp.key(name), name, &effect);
+                }
             }
             gateways(out, mp.key("gateways"), &m.gateways);
         }

@@ -322,6 +322,7 @@ fn http_routes(vs: &Resource<VirtualService>, known: &Known<'_>) -> Vec<HttpRout
         if !r.matches.is_empty() && matches.is_empty() {
             continue; // every alternative needs a condition meshwork cannot check: the route never applies
         }
+        let mut router = None;
         let action = if let Some(d) = &r.direct_response {
             RouteAction::Direct {
                 status: u16::try_from(d.status).unwrap_or(500),
@@ -332,7 +333,7 @@ fn http_routes(vs: &Resource<VirtualService>, known: &Known<'_>) -> Vec<HttpRout
                     .unwrap_or_default(),
             }
         } else {
-            let dests: Vec<Destination> = r
+            let resolved: Vec<(Destination, Option<&istio::Headers>)> = r
                 .route
                 .iter()
                 .filter_map(|d| {
@@ -348,14 +349,19 @@ fn http_routes(vs: &Resource<VirtualService>, known: &Known<'_>) -> Vec<HttpRout
                         (1, _) => 100,
                         (_, w) => u32::try_from(w.unwrap_or(0)).unwrap_or(0),
                     };
-                    Some(Destination {
-                        host,
-                        subset,
-                        port,
-                        weight,
-                    })
+                    Some((
+                        Destination {
+                            host,
+                            subset,
+                            port,
+                            weight,
+                        },
+                        d.headers.as_ref(),
+                    ))
                 })
                 .collect();
+            router = router_route(r, &resolved);
+            let dests: Vec<Destination> = resolved.into_iter().map(|(d, _)| d).collect();
             if dests.iter().any(|d| d.weight > 0) {
                 RouteAction::Forward(dests)
             } else {
@@ -375,9 +381,67 @@ fn http_routes(vs: &Resource<VirtualService>, known: &Known<'_>) -> Vec<HttpRout
             timeout: r.timeout.as_ref().map(istio::Duration::get),
             fault: r.fault.as_ref().map(fault),
             retries: r.retries.as_ref().map(retries),
+            router,
         });
     }
     out
+}
+
+/// The route for the router filter when it needs one (see [`HttpRoute::router`]): destinations with resolved hosts
+/// and ports, the route's `rewrite`, `redirect` and `headers`, and each destination's `headers`.
+fn router_route(
+    r: &istio::HttpRoute,
+    dests: &[(Destination, Option<&istio::Headers>)],
+) -> Option<Value> {
+    let needed = r.rewrite.is_some()
+        || r.redirect.is_some()
+        || r.headers.is_some()
+        || dests.iter().any(|(_, h)| h.is_some());
+    if !needed {
+        return None;
+    }
+    let mut v = json!({ "name": r.name.clone().unwrap_or_default() });
+    if !dests.is_empty() {
+        let route: Vec<Value> = dests
+            .iter()
+            .map(|(d, headers)| {
+                let mut x = json!({
+                    "destination": { "host": d.host, "port": { "number": d.port } },
+                    "weight": d.weight,
+                });
+                if let Some(s) = &d.subset {
+                    x["destination"]["subset"] = json!(s);
+                }
+                if let Some(h) = headers {
+                    x["headers"] = json!(h);
+                }
+                x
+            })
+            .collect();
+        v["route"] = Value::Array(route);
+    }
+    // The router filter does not do `uriRegexRewrite` or `derivePort` (the analysis warns at them).
+    for (key, part, unsupported) in [
+        (
+            "rewrite",
+            r.rewrite.as_ref().map(|x| json!(x)),
+            "uriRegexRewrite",
+        ),
+        (
+            "redirect",
+            r.redirect.as_ref().map(|x| json!(x)),
+            "derivePort",
+        ),
+        ("headers", r.headers.as_ref().map(|x| json!(x)), ""),
+    ] {
+        if let Some(mut part) = part {
+            if let Some(o) = part.as_object_mut() {
+                o.remove(unsupported);
+            }
+            v[key] = part;
+        }
+    }
+    Some(v)
 }
 
 /// A `match[]` entry, or `None` when it has a condition meshwork cannot check natively (`queryParams`,
@@ -741,5 +805,52 @@ spec:
         assert!(ratings.routes.iter().all(|r| r.fault.is_some()));
         let details = &m.services["details.default.svc.cluster.local"];
         assert!(details.policy.outlier_detection.is_some() && details.routes[0].retries.is_some());
+    }
+
+    #[test]
+    fn rewrites_redirects_and_header_edits_go_to_the_router_filter() {
+        let yaml = r#"
+kind: ServiceEntry
+apiVersion: networking.istio.io/v1
+metadata: { name: api }
+spec: { hosts: [api.default.svc.cluster.local], ports: [{ number: 80, name: http }] }
+---
+kind: VirtualService
+apiVersion: networking.istio.io/v1
+metadata: { name: api }
+spec:
+  hosts: [api]
+  http:
+    - name: v2
+      match: [{ uri: { prefix: /v2 } }]
+      rewrite: { uri: /, uriRegexRewrite: { match: a, rewrite: b } }
+      headers: { response: { set: { x-api: v2 } } }
+      route: [{ destination: { host: api }, headers: { request: { add: { x-from: mesh } } } }]
+    - name: old
+      match: [{ uri: { prefix: /old } }]
+      redirect: { uri: /new, derivePort: FROM_REQUEST_PORT }
+    - name: plain
+      route: [{ destination: { host: api } }]
+"#;
+        let m = Mesh::from_loaded(&crate::istio::load::load_str(yaml, "api.yaml").expect("valid"));
+        let routes = &m.services["api.default.svc.cluster.local"].routes;
+        assert_eq!(
+            routes[0].router,
+            Some(json!({
+                "name": "v2",
+                "route": [{
+                    "destination": { "host": "api.default.svc.cluster.local", "port": { "number": 80 } },
+                    "weight": 100,
+                    "headers": { "request": { "add": { "x-from": "mesh" } } },
+                }],
+                "rewrite": { "uri": "/" },
+                "headers": { "response": { "set": { "x-api": "v2" } } },
+            }))
+        );
+        assert_eq!(
+            routes[1].router,
+            Some(json!({ "name": "old", "redirect": { "uri": "/new" } }))
+        );
+        assert_eq!(routes[2].router, None);
     }
 }

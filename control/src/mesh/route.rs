@@ -19,6 +19,9 @@ pub struct HttpRoute {
     pub fault: Option<serde_json::Value>,
     /// `retries`, as the retry filter takes it.
     pub retries: Option<serde_json::Value>,
+    /// The route as the router filter takes it (hosts resolved, no `match`: the proxy's route already matched), when
+    /// it does what only the router filter does: `rewrite`, `redirect`, `headers` (of the route or a destination).
+    pub router: Option<serde_json::Value>,
 }
 
 /// All conditions of one `match[]` entry.

@@ -66,6 +66,8 @@ pub enum Rank {
     User,
     /// The fault policy.
     Fault,
+    /// The router policy (rewrites, redirects, header edits).
+    Router,
     /// The retry policy.
     Retry,
     /// The circuit-breaker policy.

@@ -241,6 +241,17 @@ fn policies(
         chain.add(&name, Rank::Fault, 0, false, builtin("fault", fault));
         enabled.insert(name, per_route(true));
     }
+    if let Some(route) = http.and_then(|h| h.router.clone()) {
+        let name = format!("router/{origin}");
+        chain.add(
+            &name,
+            Rank::Router,
+            0,
+            false,
+            builtin("router", serde_json::json!({ "http": [route] })),
+        );
+        enabled.insert(name, per_route(true));
+    }
     let mut retries = http
         .and_then(|h| h.retries.clone())
         .unwrap_or_else(|| serde_json::json!({}));
@@ -450,6 +461,7 @@ mod tests {
             timeout: None,
             fault: None,
             retries,
+            router: None,
         };
         let table = [
             (None, vec!["retry/default"]),

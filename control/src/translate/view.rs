@@ -358,6 +358,7 @@ mod tests {
             timeout: None,
             fault: Some(json!({"abort": {"httpStatus": 503, "percentage": {"value": 1}}})),
             retries: None,
+            router: None,
         }];
         let productpage = service("productpage", &[&pp]);
         Mesh {

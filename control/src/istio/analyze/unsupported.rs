@@ -40,14 +40,7 @@ pub fn virtual_service(out: &mut Out<'_>, vs: &Located<VirtualService>) {
     }
     for (i, r) in spec.http.iter().enumerate() {
         let path = spec_path.key("http").index(i);
-        let fields: [(&str, bool, &str); 9] = [
-            (
-                "rewrite",
-                r.rewrite.is_some(),
-                "requests go upstream with their own path and authority",
-            ),
-            ("redirect", r.redirect.is_some(), "no redirect is answered"),
-            ("headers", r.headers.is_some(), "no headers are edited"),
+        let fields: [(&str, bool, &str); 6] = [
             (
                 "mirror",
                 r.mirror.is_some(),
@@ -84,11 +77,21 @@ pub fn virtual_service(out: &mut Out<'_>, vs: &Located<VirtualService>) {
                 not_applied(out, path.key(name), name, effect);
             }
         }
-        for (j, d) in r.route.iter().enumerate() {
-            if d.headers.is_some() {
-                let p = path.key("route").index(j).key("headers");
-                not_applied(out, p, "headers", "no headers are edited");
-            }
+        if r.rewrite
+            .as_ref()
+            .is_some_and(|w| w.uri_regex_rewrite.is_some())
+        {
+            let p = path.key("rewrite").key("uriRegexRewrite");
+            not_applied(
+                out,
+                p,
+                "uriRegexRewrite",
+                "the path is not rewritten by regex",
+            );
+        }
+        if r.redirect.as_ref().is_some_and(|d| d.derive_port.is_some()) {
+            let p = path.key("redirect").key("derivePort");
+            not_applied(out, p, "derivePort", "the redirect keeps the port it names");
         }
         for (j, m) in r.matches.iter().enumerate() {
             let mp = path.key("match").index(j);

@@ -302,6 +302,7 @@ mod tests {
             ports: BTreeMap::from([("http".to_string(), 9080)]),
             labels: labels(&[("app", app), ("version", version)]),
             service_account: app.into(),
+            annotations: Default::default(),
         }
     }
 

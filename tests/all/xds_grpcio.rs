@@ -139,8 +139,10 @@ spec:
     )
 }
 
-/// The VirtualService sending `v1`% of echo's calls to subset v1 and the rest to v2.
-fn split_yaml(v1: u32) -> String {
+/// The VirtualService whose route `route` sends `v1`% of echo's calls to subset v1 and the rest to v2. (The control
+/// plane notices an edit by modification time and length: tests name the route differently so that the length
+/// changes too, whatever the file system's timestamp resolution.)
+fn split_yaml(route: &str, v1: u32) -> String {
     format!(
         "apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -148,7 +150,7 @@ metadata: {{ name: echo }}
 spec:
   hosts: [echo.default.svc.cluster.local]
   http:
-    - name: canary
+    - name: {route}
       route:
         - {{ destination: {{ host: echo.default.svc.cluster.local, subset: v1 }}, weight: {v1} }}
         - {{ destination: {{ host: echo.default.svc.cluster.local, subset: v2 }}, weight: {} }}
@@ -294,7 +296,7 @@ async fn grpcio_client_follows_the_virtual_service_split_live() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("mesh.yaml"), mesh_yaml(v1_port, v2_port)).unwrap();
-    std::fs::write(dir.join("routing.yaml"), split_yaml(80)).unwrap();
+    std::fs::write(dir.join("routing.yaml"), split_yaml("canary", 80)).unwrap();
     let cp = ControlPlane::start(Options {
         dir: dir.clone(),
         xds_address: "127.0.0.1:0".parse().unwrap(),
@@ -324,7 +326,7 @@ async fn grpcio_client_follows_the_virtual_service_split_live() {
 
     // 20/80 on disk: the control plane pushes the new route on the open stream and the same channel follows. Probes
     // of PROBE calls until one shows the new split (v1 ≤ half: > 7 σ from either split's mean).
-    std::fs::write(dir.join("routing.yaml"), split_yaml(20)).unwrap();
+    std::fs::write(dir.join("routing.yaml"), split_yaml("canary-reversed", 20)).unwrap();
     let edited = Instant::now();
     let mut probes = 0;
     loop {

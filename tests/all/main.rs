@@ -31,3 +31,4 @@ mod wasm_harness;
 mod wasm_policy;
 mod wasm_swap;
 mod xds_client;
+mod xds_grpcio;

@@ -10,7 +10,7 @@ use envoy_types::pb::{
                     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy as XdsLb,
                 },
             },
-            core::v3::Http2ProtocolOptions,
+            core::v3::{Http2ProtocolOptions, Locality},
             endpoint::v3::{ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints, lb_endpoint},
         },
         extensions::upstreams::http::v3::{
@@ -115,7 +115,9 @@ fn max_requests(policy: &mesh::TrafficPolicy) -> Option<u32> {
     n.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
-/// A ClusterLoadAssignment with one locality (weight 1, as gRPC clients require) holding `endpoints`.
+/// A ClusterLoadAssignment with one locality holding `endpoints`. gRPC clients require the locality to be present
+/// (an empty one will do) and to carry a weight: they NACK the resource without the first and skip the locality
+/// without the second (gRFC A27).
 pub fn load_assignment(name: &str, endpoints: Vec<(String, u16, u32)>) -> ClusterLoadAssignment {
     let lb_endpoints = endpoints
         .into_iter()
@@ -135,6 +137,7 @@ pub fn load_assignment(name: &str, endpoints: Vec<(String, u16, u32)>) -> Cluste
     ClusterLoadAssignment {
         cluster_name: name.to_string(),
         endpoints: vec![LocalityLbEndpoints {
+            locality: Some(Locality::default()),
             lb_endpoints,
             load_balancing_weight: Some(UInt32Value { value: 1 }),
             ..Default::default()
@@ -275,6 +278,40 @@ mod tests {
             c.typed_extension_protocol_options
                 .contains_key(HTTP_PROTOCOL_OPTIONS)
         }));
+    }
+
+    #[test]
+    fn load_assignments_have_what_grpc_clients_require() {
+        // (endpoints, their weights as sent): one locality, present and weighted, even when empty; endpoint
+        // weights of at least 1.
+        let table: &[(&[(&str, u16, u32)], &[u32])] = &[
+            (&[], &[]),
+            (&[("127.0.0.1", 50051, 1)], &[1]),
+            (&[("127.0.0.1", 1, 0), ("127.0.0.2", 2, 3)], &[1, 3]),
+        ];
+        for (endpoints, weights) in table {
+            let list = endpoints
+                .iter()
+                .map(|(a, p, w)| (a.to_string(), *p, *w))
+                .collect();
+            let cla = load_assignment("c", list);
+            assert_eq!(cla.cluster_name, "c");
+            let [locality] = cla.endpoints.as_slice() else {
+                panic!("one locality: {cla:?}")
+            };
+            assert!(locality.locality.is_some(), "{endpoints:?}");
+            assert_eq!(
+                locality.load_balancing_weight,
+                Some(UInt32Value { value: 1 })
+            );
+            assert_eq!(locality.priority, 0);
+            let got: Vec<u32> = locality
+                .lb_endpoints
+                .iter()
+                .map(|e| e.load_balancing_weight.as_ref().map_or(0, |w| w.value))
+                .collect();
+            assert_eq!(got, *weights, "{endpoints:?}");
+        }
     }
 
     #[test]

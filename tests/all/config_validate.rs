@@ -42,7 +42,12 @@ fn build_meshwork() -> PathBuf {
         .expect("cargo reports the meshwork executable");
     let private =
         std::env::temp_dir().join(format!("meshwork-config-validate-{}", std::process::id()));
-    std::fs::copy(&exe, &private).unwrap();
+    // A hard link (no copy of a 300 MB debug binary; a copy only across file systems) keeps this test's binary even
+    // when another build replaces target/debug/meshwork meanwhile.
+    let _ = std::fs::remove_file(&private);
+    if std::fs::hard_link(&exe, &private).is_err() {
+        std::fs::copy(&exe, &private).unwrap();
+    }
     private
 }
 

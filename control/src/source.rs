@@ -3,8 +3,9 @@
 //! The directory is polled (file names, sizes and modification times every `interval`) rather than watched with
 //! inotify, so editors that rename over a file, Kubernetes ConfigMap symlink swaps and network file systems all work
 //! the same. A change is read once the directory has been quiet for `settle`, so an editor's burst of writes costs
-//! one rebuild. A directory that does not load keeps the mesh that is being served: the errors are logged (each with
-//! file, line and field) and kept for status output until a good version arrives.
+//! one rebuild. A directory that does not load, or holds values the analysis refuses, keeps the mesh that is being
+//! served: the errors are logged (each with file, line and field) and kept for status output until a good version
+//! arrives.
 
 use std::{
     path::{Path, PathBuf},
@@ -14,7 +15,11 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::{istio::load, mesh::Mesh, views::MeshViews};
+use crate::{
+    istio::{Diagnostic, analyze, load},
+    mesh::Mesh,
+    views::MeshViews,
+};
 
 /// How the source polls.
 #[derive(Clone, Copy, Debug)]
@@ -45,16 +50,24 @@ pub struct Status {
     pub rejected: Vec<String>,
 }
 
-/// Loads `dir` once: the mesh, or every error found.
+/// Loads `dir` once: the mesh, or every error found. Values the analysis finds wrong (weights that do not add up
+/// to 100, percentages outside 0–100, invalid regexes, statuses, durations, ...) are errors too, as in
+/// `meshwork config validate`: serving them would hand sidecars routing Istio refuses, or plugin configs the policy
+/// filters refuse (a NACK the operator only sees in each sidecar's `/config_dump`).
 pub fn load(dir: &Path) -> Result<(Mesh, usize), Vec<String>> {
-    match load::load_dir(dir) {
-        Ok(loaded) => Ok((Mesh::from_loaded(&loaded), loaded.len())),
-        Err(diags) => Err(diags
+    let errors = |diags: Vec<Diagnostic>| -> Vec<String> {
+        diags
             .iter()
             .filter(|d| d.is_error())
             .map(ToString::to_string)
-            .collect()),
+            .collect()
+    };
+    let loaded = load::load_dir(dir).map_err(errors)?;
+    let refused = errors(analyze(&loaded));
+    if !refused.is_empty() {
+        return Err(refused);
     }
+    Ok((Mesh::from_loaded(&loaded), loaded.len()))
 }
 
 /// Polls `dir` until `stop` turns true, applying each good version to `views` and reporting on `status`.
@@ -168,6 +181,34 @@ mod tests {
         .expect("write");
         let errors = load(&dir).expect_err("unknown kind");
         assert!(errors.iter().any(|e| e.contains("b.yaml:2")), "{errors:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn values_the_analysis_refuses_are_errors_and_warnings_are_not() {
+        let dir = temp_dir("analyze");
+        std::fs::write(dir.join("a.yaml"), SERVICE).expect("write");
+        let vs = |weights: (u32, u32)| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: a }}\nspec:\n  \
+                 hosts: [a.default.svc.cluster.local]\n  http:\n    - route:\n        \
+                 - {{ destination: {{ host: a.default.svc.cluster.local }}, weight: {} }}\n        \
+                 - {{ destination: {{ host: b.default.svc.cluster.local }}, weight: {} }}\n",
+                weights.0, weights.1
+            )
+        };
+        // A route to a host no ServiceEntry defines is a warning: served.
+        std::fs::write(dir.join("vs.yaml"), vs((60, 40))).expect("write");
+        let (_, count) = load(&dir).expect("warnings do not refuse");
+        assert_eq!(count, 2);
+        std::fs::write(dir.join("vs.yaml"), vs((50, 40))).expect("write");
+        let errors = load(&dir).expect_err("weights add up to 90");
+        assert_eq!(
+            errors,
+            ["vs.yaml:7: field `spec.http[0].route`: the weights of the 2 destinations add up to 90; \
+              make them add up to 100"
+                .replace("vs.yaml", &dir.join("vs.yaml").display().to_string())]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -13,6 +13,7 @@ mod examples;
 mod filter_units;
 mod grpc;
 mod http;
+mod mesh;
 mod policy_authz;
 mod policy_chain;
 mod policy_circuit_breaker;

@@ -13,21 +13,6 @@ use std::{
 use http::Request;
 use meshwork_tests::*;
 
-async fn get_host(
-    addr: std::net::SocketAddr,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let mut b = Request::get(path).header("host", host);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = send(addr, b.body(empty()).unwrap()).await.unwrap();
-    let status = resp.status().as_u16();
-    (status, body_string(resp).await)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_hosts_routes_and_direct_responses() {
     let (api, canary, web) = (

@@ -7,6 +7,8 @@
     reason = "test support code: a panic is a test failure"
 )]
 
+pub mod load;
+pub mod mesh;
 pub mod xds;
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -234,6 +236,22 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .body(empty())
         .unwrap();
     let resp = send(addr, req).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, body_string(resp).await)
+}
+
+/// `GET path` with `Host: host` and `headers` on a new connection to `addr`; returns status and body.
+pub async fn get_host(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut req = Request::get(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = send(addr, req.body(empty()).unwrap()).await.unwrap();
     let status = resp.status().as_u16();
     (status, body_string(resp).await)
 }

@@ -350,9 +350,7 @@ impl crate::TestProxy {
     /// the admin API on a free port, no listeners until xDS brings them (find them with [`crate::TestProxy::listener`];
     /// `addr` is unspecified).
     pub fn start_xds(server: &str, node: &str) -> crate::TestProxy {
-        crate::init_tracing();
-        crate::register_builtins();
-        let running = meshwork_host::xds::start(meshwork_host::xds::XdsOptions {
+        Self::start_xds_with(meshwork_host::xds::XdsOptions {
             server: server.to_string(),
             node: node.to_string(),
             outbound_address: None,
@@ -361,12 +359,24 @@ impl crate::TestProxy {
             workers: Some(2),
             drain_timeout: Duration::from_secs(5),
         })
-        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts a proxy configured by xDS with `options` (`addr` is unspecified; see [`crate::TestProxy::with_addr`]).
+    pub fn start_xds_with(options: meshwork_host::xds::XdsOptions) -> crate::TestProxy {
+        crate::init_tracing();
+        crate::register_builtins();
+        let running = meshwork_host::xds::start(options).unwrap_or_else(|e| panic!("{e}"));
         crate::TestProxy {
             admin: running.admin_addr,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             running: Some(running),
         }
+    }
+
+    /// The same proxy with `addr` set (for a listener whose address is known before it is bound).
+    pub fn with_addr(mut self, addr: SocketAddr) -> crate::TestProxy {
+        self.addr = addr;
+        self
     }
 
     /// Where listener `name` is bound, once it is (waits up to 10 s).

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use http::Request;
+use meshwork_control::source::Polling;
 use meshwork_tests::{
     load::{Load, first_from, last_all_from},
     mesh::{FAIL_FIRST, REQUEST_KEY, TestMesh, documents, split, subsets},
@@ -30,10 +31,11 @@ const CLIENT: &str = "client-v1";
 const REVIEWS_V1: &str = "reviews-v1";
 const REVIEWS_V2: &str = "reviews-v2";
 
-/// The reviews DestinationRule and VirtualService sending `v1`/`v2` percent of the traffic to each subset.
+/// The reviews DestinationRule with subsets `v1` and `v2`, and a VirtualService sending `v1`/`v2` percent of the
+/// traffic to each.
 fn reviews_split(v1: u32, v2: u32) -> String {
     documents(&[
-        subsets("reviews", &["v1", "v2"]),
+        subsets("reviews", &[("v1", "v1"), ("v2", "v2")]),
         split("reviews", &[("v1", v1), ("v2", v2)]),
     ])
 }
@@ -124,18 +126,62 @@ async fn a_request_passes_the_callers_outbound_and_the_callees_inbound() {
 )]
 async fn a_weight_change_under_load_fails_no_request() {
     let (mesh, load) = mesh_under_load().await;
+    // A subset `next` (reviews-v2 too) that did not exist: a new cluster and its endpoints arrive with the route.
+    let next = documents(&[
+        subsets("reviews", &[("v1", "v1"), ("v2", "v2"), ("next", "v2")]),
+        split("reviews", &[("next", 100)]),
+    ]);
+    let steps = [
+        ("100/0→0/100", reviews_split(0, 100), REVIEWS_V2),
+        ("0/100→100/0", reviews_split(100, 0), REVIEWS_V1),
+        ("v1→new subset", next, REVIEWS_V2),
+        ("new subset removed→v1", reviews_split(100, 0), REVIEWS_V1),
+    ];
     let mut took = Vec::new();
-    for (v1, v2, to) in [(0, 100, REVIEWS_V2), (100, 0, REVIEWS_V1)] {
+    for (what, routing, to) in steps {
+        let written = mesh.write("routing.yaml", &routing);
+        took.push(format!(
+            "{what} {:?}",
+            switch_time(&load, written, to, LIVE_WITHIN).await
+        ));
+    }
+    let report = load.stop().await;
+    println!(
+        "mesh routing changes under load ({CLIENTS} clients): {}; edit to first answer from the new destination: {}",
+        report.describe(),
+        took.join(", ")
+    );
+    report.assert_no_failures();
+    mesh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::print_stdout,
+    reason = "the measured figures, shown with --nocapture"
+)]
+async fn an_edit_reaches_traffic_well_within_a_second_at_meshwork_ups_polling() {
+    // `meshwork up` polls with the defaults: every 200 ms, reading a change once it has been still for 100 ms.
+    let mesh = TestMesh::start_with(
+        &[CLIENT, REVIEWS_V1, REVIEWS_V2],
+        &reviews_split(100, 0),
+        Polling::default(),
+    )
+    .await;
+    let load = Load::start(mesh.outbound(CLIENT), "reviews", CLIENTS, PACE);
+    let mut took = Vec::new();
+    for (v1, v2, to) in [
+        (0, 100, REVIEWS_V2),
+        (100, 0, REVIEWS_V1),
+        (0, 100, REVIEWS_V2),
+    ] {
         let written = mesh.write("routing.yaml", &reviews_split(v1, v2));
         took.push(switch_time(&load, written, to, LIVE_WITHIN).await);
     }
     let report = load.stop().await;
     println!(
-        "mesh weight change under load ({CLIENTS} clients): {}; edit to first answer from the new subset: \
-         100/0→0/100 {:?}, 0/100→100/0 {:?}",
-        report.describe(),
-        took[0],
-        took[1]
+        "mesh edit to first answer from the new subset at the default polling: {took:?}; {}",
+        report.describe()
     );
     report.assert_no_failures();
     mesh.shutdown().await;
@@ -268,7 +314,7 @@ async fn sidecars_ride_out_a_control_plane_restart_and_take_its_new_routing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_and_retry_policies_from_yaml_run_in_the_sidecar() {
+async fn fault_and_retry_policies_from_yaml_run_in_the_sidecar_and_change_under_load() {
     let routes = |tea_fault: &str| {
         format!(
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: reviews }}\nspec:\n  \
@@ -317,11 +363,26 @@ async fn fault_and_retry_policies_from_yaml_run_in_the_sidecar() {
         1
     );
 
-    // Without the fault, /tea reaches the app again.
-    mesh.write("routing.yaml", &routes(""));
-    eventually(WITHIN, "/tea answered by reviews-v1", || async {
-        get_host(out, "reviews", "/tea", &[]).await == (200, REVIEWS_V1.into())
+    // Under load on another route of the same service, the fault goes (its plugin leaves the sidecar's chain) and
+    // comes back: /tea follows, and no request of the load fails.
+    let load = Load::start(out, "reviews", CLIENTS, PACE);
+    load.until(WITHIN, "100 answers", |o| o.len() >= 100).await;
+    for (fault, want) in [
+        ("", (200, REVIEWS_V1)),
+        (teapot, (418, "fault filter abort")),
+    ] {
+        mesh.write("routing.yaml", &routes(fault));
+        let what = format!("/tea answered {want:?}");
+        eventually(WITHIN, &what, || async {
+            get_host(out, "reviews", "/tea", &[]).await == (want.0, want.1.into())
+        })
+        .await;
+    }
+    let since = Instant::now();
+    load.until(WITHIN, "100 more answers", |o| {
+        o.iter().filter(|x| x.at > since).count() >= 100
     })
     .await;
+    load.stop().await.assert_no_failures();
     mesh.shutdown().await;
 }

@@ -74,12 +74,18 @@ pub struct TestMesh {
     pub workloads: BTreeMap<String, MeshWorkload>,
     control: Option<ControlPlane>,
     sidecars: Sidecars,
+    polling: Polling,
 }
 
 impl TestMesh {
-    /// Starts apps, the control plane serving them plus `routing` (as `routing.yaml`, if not empty), and a sidecar
-    /// per workload; returns once every sidecar is ready.
+    /// Starts apps, the control plane serving them plus `routing` (as `routing.yaml`, if not empty) polling every
+    /// 20 ms ([`POLLING`]), and a sidecar per workload; returns once every sidecar is ready.
     pub async fn start(workloads: &[&str], routing: &str) -> TestMesh {
+        Self::start_with(workloads, routing, POLLING).await
+    }
+
+    /// [`TestMesh::start`] with the control plane polling the directory as `polling` says.
+    pub async fn start_with(workloads: &[&str], routing: &str, polling: Polling) -> TestMesh {
         crate::init_tracing();
         crate::register_builtins();
         let dir = temp_dir();
@@ -109,7 +115,7 @@ impl TestMesh {
         if !routing.is_empty() {
             std::fs::write(dir.join("routing.yaml"), routing).unwrap();
         }
-        let control = start_control_plane(&dir, "127.0.0.1:0".parse().unwrap(), &sidecars);
+        let control = start_control_plane(&dir, "127.0.0.1:0".parse().unwrap(), &sidecars, polling);
         let xds = control.xds_address();
         let mut started = BTreeMap::new();
         for ((name, app, served), s) in apps.into_iter().zip(&sidecars) {
@@ -137,6 +143,7 @@ impl TestMesh {
             workloads: started,
             control: Some(control),
             sidecars,
+            polling,
         }
     }
 
@@ -177,7 +184,12 @@ impl TestMesh {
     /// Starts a new control plane on the same xDS address, serving the directory as it is now.
     pub fn restart_control_plane(&mut self) {
         assert!(self.control.is_none(), "stop it first");
-        self.control = Some(start_control_plane(&self.dir, self.xds, &self.sidecars));
+        self.control = Some(start_control_plane(
+            &self.dir,
+            self.xds,
+            &self.sidecars,
+            self.polling,
+        ));
     }
 
     /// Drains every sidecar, stops the control plane and removes the directory.
@@ -203,11 +215,11 @@ pub fn app_and_version(name: &str) -> (&str, &str) {
         .unwrap_or_else(|| panic!("workload {name} is not named APP-VERSION"))
 }
 
-/// A DestinationRule for `app` with a subset per version.
-pub fn subsets(app: &str, versions: &[&str]) -> String {
-    let subsets: String = versions
+/// A DestinationRule for `app` with subsets `(NAME, VERSION)`, each selecting the workloads of that version.
+pub fn subsets(app: &str, subsets: &[(&str, &str)]) -> String {
+    let subsets: String = subsets
         .iter()
-        .map(|v| format!("    - {{ name: {v}, labels: {{ version: {v} }} }}\n"))
+        .map(|(name, v)| format!("    - {{ name: {name}, labels: {{ version: {v} }} }}\n"))
         .collect();
     format!(
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: {app} }}\nspec:\n  \
@@ -287,12 +299,17 @@ fn free_ports(n: usize) -> Vec<SocketAddr> {
     held.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
-fn start_control_plane(dir: &Path, xds: SocketAddr, sidecars: &Sidecars) -> ControlPlane {
+fn start_control_plane(
+    dir: &Path,
+    xds: SocketAddr,
+    sidecars: &Sidecars,
+    polling: Polling,
+) -> ControlPlane {
     ControlPlane::start(Options {
         dir: dir.to_path_buf(),
         xds_address: xds,
         sidecars: sidecars.clone(),
-        polling: POLLING,
+        polling,
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -350,7 +367,7 @@ mod tests {
         let entries: Vec<(&str, SocketAddr)> = workloads.iter().map(|w| (*w, at)).collect();
         std::fs::write(dir.join("workloads.yaml"), workloads_yaml(&entries)).unwrap();
         let routing = documents(&[
-            subsets("reviews", &["v1", "v2"]),
+            subsets("reviews", &[("v1", "v1"), ("v2", "v2")]),
             split("reviews", &[("v1", 100), ("v2", 0)]),
         ]);
         std::fs::write(dir.join("routing.yaml"), routing).unwrap();

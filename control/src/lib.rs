@@ -9,6 +9,7 @@
 //! - [`translate`]: the xDS resources each proxy gets;
 //! - [`ads`]: the xDS server, State-of-the-World and Delta ADS over per-node views of the resources;
 //! - [`views`]: those views, built from the mesh per node; [`source`]: the watched directory that feeds them;
+//! - `kube` (cargo feature `kube`): the Kubernetes source, the same resources watched in a cluster;
 //! - [`run`]: all of it running on its own thread ([`run::ControlPlane`]).
 
 #![cfg_attr(
@@ -21,6 +22,8 @@
 
 pub mod ads;
 pub mod istio;
+#[cfg(feature = "kube")]
+pub mod kube;
 pub mod mesh;
 pub mod run;
 pub mod source;

@@ -1,10 +1,13 @@
-//! A running control plane: the file source and the ADS server on their own thread and runtime, so that embedding it
-//! (`meshwork up`, tests) never competes with proxy workers.
+//! A running control plane: a configuration source (a directory of YAML, or with the `kube` feature a Kubernetes
+//! cluster) and the ADS server on their own thread and runtime, so that embedding it (`meshwork up`, tests) never
+//! competes with proxy workers.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, thread::JoinHandle};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, thread::JoinHandle};
 
 use tokio::sync::watch;
 
+#[cfg(feature = "kube")]
+use crate::mesh::Mesh;
 use crate::{
     ads::{AdsServer, stats::Stats},
     source::{self, Polling, Status},
@@ -52,6 +55,10 @@ pub enum StartError {
     /// The thread or runtime could not be started.
     #[error("cannot start the control plane: {0}")]
     Runtime(std::io::Error),
+    /// The Kubernetes source did not start.
+    #[cfg(feature = "kube")]
+    #[error(transparent)]
+    Kube(crate::kube::Error),
 }
 
 /// A running control plane.
@@ -71,72 +78,44 @@ impl ControlPlane {
             dir: options.dir.display().to_string(),
             errors,
         })?;
-        let std_listener = std::net::TcpListener::bind(options.xds_address)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|source| StartError::Bind {
-                address: options.xds_address,
-                source,
-            })?;
-        let xds_address = std_listener.local_addr().map_err(StartError::Runtime)?;
-        let views = Arc::new(MeshViews::new(mesh, options.sidecars.clone()));
-        let (status_tx, status) = watch::channel(Status {
+        let views = Arc::new(MeshViews::new(mesh, options.sidecars));
+        let initial = Status {
             version: 1,
             resources: count,
             rejected: Vec::new(),
-        });
-        let server = AdsServer::new(views.clone());
-        let stats = server.stats();
-        let (stop, stop_rx) = watch::channel(false);
-        let thread = {
-            let views = views.clone();
-            std::thread::Builder::new()
-                .name("meshwork-xds".into())
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                        Ok(rt) => rt,
-                        Err(e) => return tracing::error!(error = %e, "cannot start the control-plane runtime"),
-                    };
-                    rt.block_on(async move {
-                        let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                            Ok(l) => l,
-                            Err(e) => return tracing::error!(error = %e, "cannot register the xDS socket"),
-                        };
-                        tokio::spawn(source::watch_dir(
-                            options.dir,
-                            views,
-                            options.polling,
-                            status_tx,
-                            stop_rx.clone(),
-                        ));
-                        let (mut stop_a, mut stop_b) = (stop_rx.clone(), stop_rx);
-                        let shutdown = async move {
-                            let _ = stop_a.wait_for(|s| *s).await;
-                        };
-                        // Streams end at once on shutdown; clients that keep their connections open get one
-                        // second before the runtime (and every connection with it) is dropped.
-                        let grace = async move {
-                            let _ = stop_b.wait_for(|s| *s).await;
-                            tokio::time::sleep(SHUTDOWN_GRACE).await;
-                        };
-                        tokio::select! {
-                            r = server.serve(listener, shutdown) => if let Err(e) = r {
-                                tracing::error!(error = %e, "the xDS server stopped");
-                            },
-                            () = grace => tracing::debug!("closing the xDS connections clients kept open"),
-                        }
-                    });
-                })
-                .map_err(StartError::Runtime)?
         };
-        tracing::info!(xds = %xds_address, resources = count, "control plane serving");
-        Ok(ControlPlane {
+        let (dir, polling) = (options.dir, options.polling);
+        launch(
+            options.xds_address,
+            views,
+            initial,
+            move |views, status, stop| async move {
+                tokio::spawn(source::watch_dir(dir, views, polling, status, stop));
+                Ok(())
+            },
+        )
+    }
+
+    /// Serves the Istio resources, Services, EndpointSlices and Pods of a Kubernetes cluster instead of a directory
+    /// (one source of truth: a directory can be `kubectl apply`-ed into the cluster). Returns once every kind has
+    /// been listed and the first mesh is being served, so that the xDS port opens only with the cluster's
+    /// configuration behind it; fails if the cluster cannot be reached or does not list every kind in time.
+    #[cfg(feature = "kube")]
+    pub fn start_kube(
+        xds_address: SocketAddr,
+        options: crate::kube::Options,
+    ) -> Result<ControlPlane, StartError> {
+        let views = Arc::new(MeshViews::new(Mesh::default(), Sidecars::default()));
+        launch(
             xds_address,
             views,
-            status,
-            stats,
-            stop,
-            thread: Some(thread),
-        })
+            Status::default(),
+            move |views, status, stop| async move {
+                crate::kube::start(options, views, status, stop)
+                    .await
+                    .map_err(StartError::Kube)
+            },
+        )
     }
 
     /// Where xDS is served.
@@ -149,7 +128,7 @@ impl ControlPlane {
         &self.views
     }
 
-    /// What the file source last did.
+    /// What the configuration source last did.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
@@ -175,6 +154,100 @@ impl ControlPlane {
             let _ = t.join();
         }
     }
+}
+
+/// Starts the control plane's thread and runtime: `source` starts the configuration source (returning once the
+/// first mesh is in `views`), then the xDS port is bound and served until stopped. Returns once serving, or with
+/// the first error.
+fn launch<F, Fut>(
+    xds_address: SocketAddr,
+    views: Arc<MeshViews>,
+    initial: Status,
+    source: F,
+) -> Result<ControlPlane, StartError>
+where
+    F: FnOnce(Arc<MeshViews>, watch::Sender<Status>, watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), StartError>>,
+{
+    let (status_tx, status) = watch::channel(initial);
+    let (stop, stop_rx) = watch::channel(false);
+    let server = AdsServer::new(views.clone());
+    let stats = server.stats();
+    let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
+    let thread = {
+        let views = views.clone();
+        std::thread::Builder::new()
+            .name("meshwork-xds".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return drop(ready_tx.send(Err(StartError::Runtime(e)))),
+                };
+                rt.block_on(async move {
+                    if let Err(e) = source(views, status_tx, stop_rx.clone()).await {
+                        return drop(ready_tx.send(Err(e)));
+                    }
+                    let listener = match tokio::net::TcpListener::bind(xds_address).await {
+                        Ok(l) => l,
+                        Err(source) => {
+                            let e = StartError::Bind {
+                                address: xds_address,
+                                source,
+                            };
+                            return drop(ready_tx.send(Err(e)));
+                        }
+                    };
+                    let bound = listener.local_addr().map_err(StartError::Runtime);
+                    let failed = bound.is_err();
+                    let _ = ready_tx.send(bound);
+                    if failed {
+                        return;
+                    }
+                    let (mut stop_a, mut stop_b) = (stop_rx.clone(), stop_rx);
+                    let shutdown = async move {
+                        let _ = stop_a.wait_for(|s| *s).await;
+                    };
+                    // Streams end at once on shutdown; clients that keep their connections open get one
+                    // second before the runtime (and every connection with it) is dropped.
+                    let grace = async move {
+                        let _ = stop_b.wait_for(|s| *s).await;
+                        tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    };
+                    tokio::select! {
+                        r = server.serve(listener, shutdown) => if let Err(e) = r {
+                            tracing::error!(error = %e, "the xDS server stopped");
+                        },
+                        () = grace => tracing::debug!("closing the xDS connections clients kept open"),
+                    }
+                });
+            })
+            .map_err(StartError::Runtime)?
+    };
+    let started = ready.recv().unwrap_or_else(|_| {
+        Err(StartError::Runtime(std::io::Error::other(
+            "the control-plane thread ended while starting",
+        )))
+    });
+    let xds_address = match started {
+        Ok(address) => address,
+        Err(e) => {
+            let _ = thread.join();
+            return Err(e);
+        }
+    };
+    let resources = status.borrow().resources;
+    tracing::info!(xds = %xds_address, resources, "control plane serving");
+    Ok(ControlPlane {
+        xds_address,
+        views,
+        status,
+        stats,
+        stop,
+        thread: Some(thread),
+    })
 }
 
 impl Drop for ControlPlane {

@@ -39,14 +39,15 @@ impl Default for Polling {
     }
 }
 
-/// What the source last did.
+/// What the source last did (the directory source here, or the Kubernetes source).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {
     /// Mesh versions applied (1 = the first load).
     pub version: u64,
     /// Resources in the version being served.
     pub resources: usize,
-    /// Why the directory's current contents are not being served (each `FILE:LINE: field ...: message`), if so.
+    /// Directory: why its current contents are not being served (each `FILE:LINE: field ...: message`), if so.
+    /// Kubernetes: the objects left out of the mesh being served (each `KIND NAMESPACE/NAME: field ...: message`).
     pub rejected: Vec<String>,
 }
 

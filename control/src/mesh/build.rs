@@ -1,5 +1,7 @@
 //! From Istio resources to the [`Mesh`]: services from ServiceEntries (with the WorkloadEntries they select),
 //! subsets and policies from DestinationRules, routes from VirtualServices, and the security and plugin resources.
+//! Services and workloads of a platform registry (Kubernetes Services and Pods, see `crate::kube`) come in already
+//! resolved and go through the same steps: DestinationRules, VirtualServices and policies apply to them alike.
 //!
 //! Building never fails: what cannot take effect is left out here and reported by [`crate::istio`]'s analysis
 //! (`meshwork config validate`). A route whose destinations are all unknown answers `503` as Istio's does (no
@@ -21,9 +23,16 @@ use crate::istio::{
     resolve_host,
 };
 
-/// The Istio resources a mesh is built from.
+/// The Istio resources a mesh is built from, and the platform's own services and workloads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Istio<'a> {
+    /// Services of the platform registry (Kubernetes Services with the endpoints of their EndpointSlices), with
+    /// hosts, ports and endpoints final. They come first, as in Istio's aggregate registry: a ServiceEntry host
+    /// that is also a platform service's adds nothing.
+    pub services: &'a [Service],
+    /// Workloads of the platform registry (Kubernetes Pods). A WorkloadEntry with the same id (`NAME.NAMESPACE`)
+    /// adds nothing; a ServiceEntry's `workloadSelector` selects these as it selects WorkloadEntries.
+    pub workloads: &'a [Workload],
     /// ServiceEntries.
     pub service_entries: &'a [&'a Resource<ServiceEntry>],
     /// WorkloadEntries.
@@ -47,6 +56,8 @@ impl Mesh {
             v.iter().map(|x| &x.resource).collect()
         }
         Mesh::build(&Istio {
+            services: &[],
+            workloads: &[],
             service_entries: &refs(&l.service_entries),
             workload_entries: &refs(&l.workload_entries),
             virtual_services: &refs(&l.virtual_services),
@@ -60,9 +71,17 @@ impl Mesh {
     /// Builds the mesh from Istio resources.
     pub fn build(input: &Istio<'_>) -> Mesh {
         let mut mesh = Mesh::default();
+        for w in input.workloads {
+            mesh.workloads.insert(w.id.clone(), w.clone());
+        }
         for w in input.workload_entries {
             let wl = workload(w);
-            mesh.workloads.insert(wl.id.clone(), wl);
+            mesh.workloads.entry(wl.id.clone()).or_insert(wl);
+        }
+        for s in input.services {
+            mesh.services
+                .entry(s.host.clone())
+                .or_insert_with(|| s.clone());
         }
         for se in input.service_entries {
             for service in services(se, &mesh.workloads) {
@@ -228,7 +247,7 @@ fn services(se: &Resource<ServiceEntry>, workloads: &BTreeMap<String, Workload>)
 }
 
 /// Istio's port protocols: HTTP-family ones are routed; `TCP`, `TLS`, `MONGO`, … are opaque.
-fn protocol(p: Option<&str>) -> Protocol {
+pub(crate) fn protocol(p: Option<&str>) -> Protocol {
     match p.map(str::to_ascii_uppercase).as_deref() {
         Some("HTTP" | "HTTP1") | None => Protocol::Http,
         Some("HTTP2" | "GRPC" | "GRPC-WEB") => Protocol::Http2,
@@ -852,5 +871,156 @@ spec:
             Some(json!({ "name": "old", "redirect": { "uri": "/new" } }))
         );
         assert_eq!(routes[2].router, None);
+    }
+
+    const OVER_PLATFORM: &str = r#"
+kind: ServiceEntry
+apiVersion: networking.istio.io/v1
+metadata: { name: shadow }
+spec: { hosts: [reviews], ports: [{ number: 1234, name: tcp, protocol: TCP }] }
+---
+kind: ServiceEntry
+apiVersion: networking.istio.io/v1
+metadata: { name: ratings }
+spec:
+  hosts: [ratings]
+  ports: [{ number: 9080, name: http }]
+  workloadSelector: { labels: { app: ratings } }
+---
+kind: WorkloadEntry
+apiVersion: networking.istio.io/v1
+metadata: { name: reviews-v1-7d9f }
+spec: { address: 10.9.9.9, labels: { app: vm } }
+---
+kind: DestinationRule
+apiVersion: networking.istio.io/v1
+metadata: { name: reviews }
+spec: { host: reviews, subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }] }
+---
+kind: VirtualService
+apiVersion: networking.istio.io/v1
+metadata: { name: reviews }
+spec:
+  hosts: [reviews]
+  http:
+    - route:
+        - { destination: { host: reviews, subset: v1 }, weight: 80 }
+        - { destination: { host: reviews, subset: v2 }, weight: 20 }
+"#;
+
+    /// A pod-like workload and its endpoint.
+    fn pod(name: &str, ip: &str, app: &str, version: &str) -> (Workload, Endpoint) {
+        let labels: crate::mesh::Labels = [("app", app), ("version", version)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let ports = BTreeMap::from([("http".to_string(), 9080)]);
+        let w = Workload {
+            id: format!("{name}.default"),
+            name: name.into(),
+            namespace: "default".into(),
+            address: ip.into(),
+            ports: ports.clone(),
+            labels: labels.clone(),
+            service_account: format!("bookinfo-{app}"),
+            annotations: Default::default(),
+        };
+        let e = Endpoint {
+            workload: Some(w.id.clone()),
+            address: ip.into(),
+            ports,
+            labels,
+            weight: 1,
+        };
+        (w, e)
+    }
+
+    #[test]
+    fn platform_services_and_workloads_take_istio_policy() {
+        let (v1, e1) = pod("reviews-v1-7d9f", "10.0.0.11", "reviews", "v1");
+        let (v2, e2) = pod("reviews-v2-5c4b", "10.0.0.12", "reviews", "v2");
+        let (r1, _) = pod("ratings-v1-0a1b", "10.0.0.21", "ratings", "v1");
+        let reviews = Service {
+            host: "reviews.default.svc.cluster.local".into(),
+            namespace: "default".into(),
+            ports: vec![Port {
+                number: 9080,
+                name: "http".into(),
+                protocol: Protocol::Http,
+                target_port: 9080,
+            }],
+            endpoints: vec![e1, e2],
+            ..Default::default()
+        };
+        let loaded = crate::istio::load::load_str(OVER_PLATFORM, "mesh.yaml").expect("valid YAML");
+        fn refs<T>(v: &[Located<T>]) -> Vec<&Resource<T>> {
+            v.iter().map(|x| &x.resource).collect()
+        }
+        let m = Mesh::build(&Istio {
+            services: &[reviews],
+            workloads: &[v1, v2, r1],
+            service_entries: &refs(&loaded.service_entries),
+            workload_entries: &refs(&loaded.workload_entries),
+            virtual_services: &refs(&loaded.virtual_services),
+            destination_rules: &refs(&loaded.destination_rules),
+            ..Default::default()
+        });
+        let reviews = &m.services["reviews.default.svc.cluster.local"];
+        // (what, got, want)
+        let table: [(&str, String, String); 6] = [
+            (
+                "the Kubernetes service wins over a ServiceEntry of its host",
+                format!(
+                    "{:?}",
+                    reviews.ports.iter().map(|p| p.number).collect::<Vec<_>>()
+                ),
+                "[9080]".into(),
+            ),
+            (
+                "a WorkloadEntry does not replace a pod of the same id",
+                m.workloads["reviews-v1-7d9f.default"].address.clone(),
+                "10.0.0.11".into(),
+            ),
+            (
+                "DestinationRule subsets apply",
+                format!(
+                    "{:?}",
+                    reviews.subsets.iter().map(|s| &s.name).collect::<Vec<_>>()
+                ),
+                r#"["v1", "v2"]"#.into(),
+            ),
+            (
+                "VirtualService weights apply",
+                match &reviews.routes[0].action {
+                    RouteAction::Forward(d) => {
+                        format!("{:?}", d.iter().map(|d| d.weight).collect::<Vec<_>>())
+                    }
+                    other => format!("{other:?}"),
+                },
+                "[80, 20]".into(),
+            ),
+            (
+                "a ServiceEntry's workloadSelector selects pods",
+                format!(
+                    "{:?}",
+                    m.services["ratings.default.svc.cluster.local"]
+                        .endpoints
+                        .iter()
+                        .map(|e| e.workload.as_deref())
+                        .collect::<Vec<_>>()
+                ),
+                r#"[Some("ratings-v1-0a1b.default")]"#.into(),
+            ),
+            (
+                "service accounts of pods are kept",
+                m.workloads["reviews-v2-5c4b.default"]
+                    .service_account
+                    .clone(),
+                "bookinfo-reviews".into(),
+            ),
+        ];
+        for (what, got, want) in table {
+            assert_eq!(got, want, "{what}");
+        }
     }
 }

@@ -86,8 +86,8 @@ pub enum Error {
     Client(String),
     /// Some kinds were not listed in time.
     #[error(
-        "the Kubernetes API did not list every kind within {}s: {}",
-        .timeout.as_secs(),
+        "the Kubernetes API did not list every kind within {:?}: {}",
+        .timeout,
         .waiting.join("; ")
     )]
     NotSynced {

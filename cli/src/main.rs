@@ -35,7 +35,7 @@ enum Command {
     Up(up::Args),
     /// Run the data-plane proxy, configured by a YAML file (watched for changes) or by a control plane over xDS.
     Proxy(proxy::Args),
-    /// Run the control plane: serve a directory of Istio YAML over xDS to sidecars and other xDS clients.
+    /// Run the control plane: serve Istio resources (a directory of YAML, or Kubernetes with --kube) over xDS.
     Control(control::Args),
     /// Check the Istio YAML the control plane reads: `meshwork config validate DIR`.
     Config(config_cmd::Args),

@@ -35,7 +35,8 @@ fn str_at<'a>(v: &'a Value, path: &str) -> &'a str {
             Err(_) => &at[key],
         };
     }
-    at.as_str().unwrap_or_else(|| panic!("`{path}` is not a string in {v:?}"))
+    at.as_str()
+        .unwrap_or_else(|| panic!("`{path}` is not a string in {v:?}"))
 }
 
 fn strings(v: &Value) -> Vec<&str> {
@@ -78,7 +79,10 @@ fn every_document_is_a_named_object() {
     for (file, d) in &all {
         let kind = str_at(d, "kind");
         assert!(!str_at(d, "apiVersion").is_empty(), "{file}: apiVersion");
-        assert!(!str_at(d, "metadata.name").is_empty(), "{file}: {kind} name");
+        assert!(
+            !str_at(d, "metadata.name").is_empty(),
+            "{file}: {kind} name"
+        );
         if namespaced.contains(&kind) {
             assert_eq!(str_at(d, "metadata.namespace"), NAMESPACE, "{file}: {kind}");
         }
@@ -122,7 +126,10 @@ fn crds_are_the_kinds_the_watchers_ask_for() {
         assert_eq!(str_at(crd, "spec.group"), ar.group);
         assert_eq!(str_at(crd, "spec.names.kind"), ar.kind);
         assert_eq!(str_at(crd, "spec.names.plural"), ar.plural);
-        assert_eq!(str_at(crd, "spec.names.listKind"), format!("{}List", ar.kind));
+        assert_eq!(
+            str_at(crd, "spec.names.listKind"),
+            format!("{}List", ar.kind)
+        );
         assert_eq!(str_at(crd, "spec.scope"), "Namespaced");
         let versions = crd["spec"]["versions"].as_sequence().unwrap();
         let served: BTreeSet<String> = versions
@@ -130,20 +137,32 @@ fn crds_are_the_kinds_the_watchers_ask_for() {
             .filter(|v| v["served"].as_bool() == Some(true))
             .map(|v| format!("{}/{}", ar.group, str_at(v, "name")))
             .collect();
-        let accepted: BTreeSet<String> = kind.api_versions().iter().map(|s| s.to_string()).collect();
-        assert_eq!(served, accepted, "{name}: every apiVersion the loader accepts, served");
+        let accepted: BTreeSet<String> =
+            kind.api_versions().iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            served, accepted,
+            "{name}: every apiVersion the loader accepts, served"
+        );
         let stored: Vec<&str> = versions
             .iter()
             .filter(|v| v["storage"].as_bool() == Some(true))
             .map(|v| str_at(v, "name"))
             .collect();
-        assert_eq!(stored, [ar.version.as_str()], "{name}: the watched version is stored");
+        assert_eq!(
+            stored,
+            [ar.version.as_str()],
+            "{name}: the watched version is stored"
+        );
         for v in versions {
             let schema = &v["schema"]["openAPIV3Schema"];
             assert_eq!(str_at(schema, "type"), "object");
             let spec = &schema["properties"]["spec"];
             assert_eq!(str_at(spec, "type"), "object", "{name}");
-            assert_eq!(spec["x-kubernetes-preserve-unknown-fields"].as_bool(), Some(true), "{name}");
+            assert_eq!(
+                spec["x-kubernetes-preserve-unknown-fields"].as_bool(),
+                Some(true),
+                "{name}"
+            );
         }
     }
 }
@@ -175,10 +194,16 @@ fn the_cluster_role_reads_what_is_watched_and_nothing_more() {
 
     let binding = one(&all, "ClusterRoleBinding");
     assert_eq!(str_at(binding, "roleRef.kind"), "ClusterRole");
-    assert_eq!(str_at(binding, "roleRef.name"), str_at(role, "metadata.name"));
+    assert_eq!(
+        str_at(binding, "roleRef.name"),
+        str_at(role, "metadata.name")
+    );
     let account = one(&all, "ServiceAccount");
     assert_eq!(str_at(binding, "subjects.0.kind"), "ServiceAccount");
-    assert_eq!(str_at(binding, "subjects.0.name"), str_at(account, "metadata.name"));
+    assert_eq!(
+        str_at(binding, "subjects.0.name"),
+        str_at(account, "metadata.name")
+    );
     assert_eq!(str_at(binding, "subjects.0.namespace"), NAMESPACE);
 }
 

@@ -2,7 +2,8 @@
 //! and watch requests with recorded API responses (tests/kube/*.json: a ServiceEntry, VirtualServices (one of them
 //! broken), a DestinationRule, an AuthorizationPolicy, and the Service, EndpointSlice and Pods of a two-version
 //! `reviews`), then a watch event that changes the VirtualService's weights. Checked: the mesh, the proxyless xDS
-//! view, the status, and what was asked of the API server.
+//! view, the status, and what was asked of the API server. Also here (one test binary, one link): the manifests of
+//! deploy/kubernetes/ (`deploy`).
 
 #![allow(
     clippy::unwrap_used,
@@ -24,6 +25,8 @@ mod support;
 
 #[path = "kube/api_server.rs"]
 mod api_server;
+#[path = "kube/deploy.rs"]
+mod deploy;
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,46 +37,30 @@ use envoy_types::pb::envoy::config::{
     route::v3::{RouteConfiguration, route, route_action::ClusterSpecifier},
 };
 use meshwork_control::{
-    kube::{Connect, Options},
+    istio::Kind,
+    kube::{Connect, Options, convert::api_resource},
     mesh::{Mesh, RouteAction},
     run::ControlPlane,
 };
 use prost::Message;
 use support::{ENDPOINT, ROUTE, Sotw};
 
-/// `(fixture, apiVersion, plural)` of every kind with a recorded list; WasmPlugins have none: their CRD is "not
-/// installed".
-const LISTS: [(&str, &str, &str); 9] = [
-    ("serviceentries", "networking.istio.io/v1", "serviceentries"),
-    (
-        "workloadentries",
-        "networking.istio.io/v1",
-        "workloadentries",
-    ),
-    (
-        "virtualservices",
-        "networking.istio.io/v1",
-        "virtualservices",
-    ),
-    (
-        "destinationrules",
-        "networking.istio.io/v1",
-        "destinationrules",
-    ),
-    (
-        "peerauthentications",
-        "security.istio.io/v1",
-        "peerauthentications",
-    ),
-    (
-        "authorizationpolicies",
-        "security.istio.io/v1",
-        "authorizationpolicies",
-    ),
-    ("services", "v1", "services"),
-    ("endpointslices", "discovery.k8s.io/v1", "endpointslices"),
-    ("pods", "v1", "pods"),
-];
+/// `(apiVersion, plural)` of every kind with a recorded list, `tests/kube/PLURAL.json`; WasmPlugins have none: their
+/// CRD is "not installed".
+fn lists() -> Vec<(String, String)> {
+    let istio = Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::WasmPlugin)
+        .map(api_resource)
+        .map(|ar| (ar.api_version, ar.plural));
+    let core = [
+        ("v1", "services"),
+        ("discovery.k8s.io/v1", "endpointslices"),
+        ("v1", "pods"),
+    ]
+    .map(|(v, p)| (v.to_string(), p.to_string()));
+    istio.chain(core).collect()
+}
 
 fn fixture(name: &str) -> String {
     let file = format!("{}/tests/kube/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -83,8 +70,8 @@ fn fixture(name: &str) -> String {
 /// The recorded API, served at the paths of `namespace` (all namespaces when `None`).
 fn bookinfo(namespace: Option<&str>) -> ApiServer {
     let api = ApiServer::default();
-    for (file, api_version, plural) in LISTS {
-        api.list(&path(api_version, plural, namespace), &fixture(file));
+    for (api_version, plural) in lists() {
+        api.list(&path(&api_version, &plural, namespace), &fixture(&plural));
     }
     api
 }
@@ -249,8 +236,8 @@ async fn watchers_feed_the_mesh_and_its_xds_views() {
 
     // What the API server was asked: a list then a watch of every kind, cluster-wide.
     let requests = api.requests();
-    for (_, api_version, plural) in LISTS {
-        let p = path(api_version, plural, None);
+    for (api_version, plural) in lists() {
+        let p = path(&api_version, &plural, None);
         let list = requests
             .iter()
             .any(|r| r.starts_with(&format!("GET {p}?")) && !r.contains("watch=true"));

@@ -81,6 +81,8 @@ pub fn registry(services: &[&KubeService], slices: &[&EndpointSlice], pods: &[&P
             endpoints.extend(slice_endpoints(slice, kube_ports, &mut workloads));
         }
         endpoints.sort_by(|a, b| (&a.address, &a.workload).cmp(&(&b.address, &b.workload)));
+        // While the EndpointSlice controller moves an endpoint between slices it may be in both.
+        endpoints.dedup_by(|a, b| a.address == b.address && a.ports == b.ports);
         out.push(Service {
             host: resolve_host(name, ns),
             namespace: ns.to_owned(),
@@ -336,7 +338,10 @@ mod tests {
         );
         let b = reviews_slice(
             "reviews-b",
-            json!([{ "addresses": ["10.1.0.99"], "conditions": { "ready": true } }]),
+            json!([
+                { "addresses": ["10.1.0.99"], "conditions": { "ready": true } },
+                { "addresses": ["10.1.0.11"], "targetRef": { "kind": "Pod", "name": "reviews-v1-x" } },
+            ]),
         );
         let other = slice(json!({
             "metadata": { "name": "fqdn", "namespace": "shop", "labels": { SERVICE_NAME_LABEL: "reviews" } },
@@ -374,7 +379,7 @@ mod tests {
                 (9090, "grpc-admin", Protocol::Http2, 19090)
             ]
         );
-        // (address, workload, version label, http port): ready ones only, sorted by address.
+        // (address, workload, version label, http port): ready ones only, once each, sorted by address.
         let eps: Vec<(&str, Option<&str>, Option<&str>, u16)> = s
             .endpoints
             .iter()

@@ -187,8 +187,10 @@ impl State {
                 let listed = objects.apply(*event, |o| istio_object(kind, &o));
                 (Watched::Istio(kind), listed)
             }
-            Change::Services(e) => (Watched::Services, self.services.apply(*e, |o| o)),
-            Change::EndpointSlices(e) => (Watched::EndpointSlices, self.slices.apply(*e, |o| o)),
+            Change::Services(e) => (Watched::Services, self.services.apply(*e, unmanaged)),
+            Change::EndpointSlices(e) => {
+                (Watched::EndpointSlices, self.slices.apply(*e, unmanaged))
+            }
             Change::Pods(e) => (Watched::Pods, self.pods.apply(*e, slim_pod)),
             Change::Failed(watched, failure) => return self.failed(watched, failure),
         };
@@ -317,6 +319,12 @@ fn istio_object(kind: Kind, obj: &DynamicObject) -> Converted {
         }
         errors
     })
+}
+
+/// An object without `metadata.managedFields`, often the bulk of it and never read.
+fn unmanaged<K: ::kube::Resource>(mut obj: K) -> K {
+    obj.meta_mut().managed_fields = None;
+    obj
 }
 
 /// A Pod with only what the registry reads: name, namespace, labels, annotations, service account, phase and address.

@@ -2,11 +2,6 @@
 //! ones the watchers ask for (group, kind, plural, every accepted apiVersion served, one stored), the ClusterRole
 //! lets the control plane read exactly what it watches, and the Deployment, Service and bindings fit together.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "tests: a panic is a failure with a message"
-)]
-
 use std::{collections::BTreeSet, path::PathBuf};
 
 use meshwork_control::{istio::Kind, kube::convert::api_resource};

@@ -220,10 +220,17 @@ impl State {
                 // An absent kind has no objects: it does not hold back the mesh.
                 self.listed.insert(watched);
             }
+            // The watcher retries with back-off: a failure repeating the last one of its kind is logged at debug.
+            Failure::Forbidden(e) if self.failures.get(&watched) == Some(&e) => {
+                tracing::debug!(kind, error = %e, "still refused");
+            }
             Failure::Forbidden(e) => {
                 tracing::error!(kind, error = %e, "the API server refused to list or watch this kind: give the \
                     control plane's service account get, list and watch on it (deploy/kubernetes/rbac.yaml)");
                 self.failures.insert(watched, e);
+            }
+            Failure::Other(e) if self.failures.get(&watched) == Some(&e) => {
+                tracing::debug!(kind, error = %e, "watch failed again; trying again");
             }
             Failure::Other(e) => {
                 tracing::warn!(kind, error = %e, "watch failed; trying again");

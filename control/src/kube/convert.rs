@@ -3,14 +3,16 @@
 //! The object is rewritten as the document `kubectl get -o yaml` would print, keeping `apiVersion`, `kind`,
 //! `metadata.name`, `namespace`, `labels`, `annotations` and `spec` (the API server's own fields such as
 //! `managedFields` and `status` are dropped), and read by [`crate::istio::load`], so an object is held to exactly
-//! the rules of a file: unknown fields, misspelled enum values and bad durations are errors naming the field. The
+//! the rules of a file: unknown fields, misspelled enum values and bad durations are errors naming the field, and so
+//! are the values the analysis refuses (weights that do not add up to 100, bad percentages, regexes, statuses), as
+//! the file source refuses them. References to other objects are not checked here: they need the whole mesh. The
 //! errors name the object (`VirtualService shop/reviews`) where a file would be named; lines are left out, as the
 //! object has none.
 
 use ::kube::api::{ApiResource, DynamicObject};
 use serde_json::{Map, Value};
 
-use crate::istio::{Diagnostic, Kind, Loaded, load::load_str};
+use crate::istio::{Diagnostic, Kind, Loaded, analyze, load::load_str};
 
 /// The API resource watched for `kind`: the version Istio serves and stores (`v1`; `v1alpha1` for WasmPlugin).
 pub fn api_resource(kind: Kind) -> ApiResource {
@@ -53,12 +55,21 @@ pub fn convert(kind: Kind, obj: &DynamicObject) -> Result<Loaded, Vec<Diagnostic
             format!("cannot be read: {e}"),
         )]
     })?;
-    load_str(&text, &origin).map_err(|diags| {
+    let unlined = |diags: Vec<Diagnostic>| -> Vec<Diagnostic> {
         diags
             .into_iter()
+            .filter(Diagnostic::is_error)
             .map(|d| Diagnostic { line: None, ..d })
             .collect()
-    })
+    };
+    let loaded = load_str(&text, &origin).map_err(unlined)?;
+    // Alone, an object's references lead nowhere: only the analysis' errors (values) count, not its warnings.
+    let refused = unlined(analyze(&loaded));
+    if refused.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(refused)
+    }
 }
 
 /// The document the loader reads: the envelope of `kind`'s watched version, the user's metadata and the spec.
@@ -181,12 +192,21 @@ mod tests {
                 json!({ "ports": [{ "number": 80 }] }),
                 "ServiceEntry default/bad: field `spec`: missing field `hosts`",
             ),
+            (
+                Kind::VirtualService,
+                json!({ "hosts": ["r"], "http": [{ "route": [
+                    { "destination": { "host": "r", "subset": "a" }, "weight": 80 },
+                    { "destination": { "host": "r", "subset": "b" }, "weight": 10 },
+                ] }] }),
+                "VirtualService default/bad: field `spec.http[0].route`: the weights of the 2 destinations add up to 90",
+            ),
         ];
         for (kind, spec, want) in table {
             let obj = object(
                 json!({ "metadata": { "name": "bad", "namespace": "default" }, "spec": spec }),
             );
             let errors = convert(*kind, &obj).expect_err("refused");
+            assert!(errors.iter().all(Diagnostic::is_error), "{errors:?}");
             let first = errors[0].to_string();
             assert!(
                 first.starts_with(want),

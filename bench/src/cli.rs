@@ -46,6 +46,26 @@ Results on a shared 2-vCPU VM are indicative only: neighbours, frequency scaling
 the load generator sharing a core with the upstream all add noise. Compare targets \
 within one run, not across runs or machines, and use --rounds 5 or more for a comparison.";
 
+const XDS_ABOUT: &str = "\
+The control plane under load: --clients simulated Delta ADS clients (the first --sidecars of \
+them as workloads' sidecars, the others proxyless) on a mesh of --services services written as \
+Istio YAML (ServiceEntry + 2 WorkloadEntries, a DestinationRule with subsets v1/v2 and a 90/10 \
+VirtualService each).
+
+For each --modes entry it starts the control plane in a process of its own (pinned to the first \
+CPU; the clients run on the others), connects the clients, waits until each holds a complete \
+config, then makes --edits edits of one VirtualService's weights and times each until every \
+client has received the changed route configuration. `polling` counts from the file write (the \
+file source polls every 200 ms and waits 100 ms for writes to settle); `push` has the control \
+plane load the directory and call MeshViews::set_mesh at once and counts from that call, which \
+is the push latency alone.
+
+Reported: initial sync time, change-to-client latency p50/p99/max for all clients, proxyless \
+clients and sidecars, the control plane's CPU time (initial sync, each change, idle) and RSS, \
+and the bytes and responses the clients received. Markdown on stdout and in --out.
+
+Build with --release.";
+
 /// Top-level command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -56,17 +76,21 @@ within one run, not across runs or machines, and use --rounds 5 or more for a co
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// Internal subcommands (hidden).
+    /// Other benchmarks, and internal subcommands (hidden).
     #[command(subcommand)]
-    pub command: Option<Internal>,
+    pub command: Option<Command>,
     /// Benchmark options.
     #[command(flatten)]
     pub run: RunArgs,
 }
 
-/// Hidden subcommands the harness runs by re-executing itself.
+/// The control-plane benchmark, and the hidden subcommands the harness runs by re-executing itself.
 #[derive(Debug, Subcommand)]
-pub enum Internal {
+pub enum Command {
+    /// The control plane under 1,000 simulated Delta xDS clients: initial sync, edit-to-all-clients latency, CPU
+    /// and memory.
+    #[command(long_about = XDS_ABOUT)]
+    Xds(XdsArgs),
     /// Serve 200 + 1024-byte bodies over HTTP/1.1 on ADDR (the benchmark upstream).
     #[command(hide = true)]
     Upstream {
@@ -74,6 +98,57 @@ pub enum Internal {
         #[arg(long)]
         addr: SocketAddr,
     },
+    /// Run the control plane on DIR for `xds` (commands on stdin, events on stdout).
+    #[command(hide = true)]
+    XdsServer {
+        /// The directory of Istio YAML.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Polling interval of the file source, ms.
+        #[arg(long)]
+        poll_ms: u64,
+        /// Settle time of the file source, ms.
+        #[arg(long)]
+        settle_ms: u64,
+    },
+}
+
+/// Options of `meshwork-bench xds`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct XdsArgs {
+    /// Simulated Delta ADS clients, each on its own connection.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub clients: u32,
+
+    /// How many of the clients are sidecars (node id of a workload, listener addresses in the node metadata);
+    /// the others are proxyless clients. A sidecar's view is its own, so this is the expensive kind.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub sidecars: u32,
+
+    /// Services in the mesh (each: ServiceEntry, 2 WorkloadEntries, DestinationRule, VirtualService).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub services: u32,
+
+    /// Edits per mode, one after another.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub edits: u32,
+
+    /// Modes to run, each with a fresh control plane and clients (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "polling,push"
+    )]
+    pub modes: Vec<crate::xds::report::Mode>,
+
+    /// Longest wait, in seconds, for the initial sync or for one edit to reach every client.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+
+    /// Where to write the markdown report.
+    #[arg(long, value_name = "PATH", default_value_os_t = default_xds_report_path())]
+    pub out: PathBuf,
 }
 
 /// Options of a benchmark run.
@@ -210,6 +285,33 @@ pub fn workspace_root() -> PathBuf {
     crate_dir
         .parent()
         .map_or_else(|| crate_dir.join(".."), ToOwned::to_owned)
+}
+
+impl XdsArgs {
+    /// `--clients`.
+    pub fn clients(&self) -> usize {
+        self.clients as usize
+    }
+
+    /// `--sidecars`, at most `--clients`.
+    pub fn sidecars(&self) -> usize {
+        self.sidecars.min(self.clients) as usize
+    }
+
+    /// `--services`.
+    pub fn services(&self) -> usize {
+        self.services as usize
+    }
+
+    /// `--edits`.
+    pub fn edits(&self) -> usize {
+        self.edits as usize
+    }
+}
+
+/// `target/bench/xds-report.md` under the workspace root.
+fn default_xds_report_path() -> PathBuf {
+    default_report_path().with_file_name("xds-report.md")
 }
 
 /// `target/bench/report.md` under the workspace root.
@@ -357,7 +459,82 @@ mod tests {
     #[test]
     fn parses_hidden_upstream() -> Result<(), clap::Error> {
         let cli = Cli::try_parse_from(["bench", "upstream", "--addr", "127.0.0.1:9"])?;
-        assert!(matches!(cli.command, Some(Internal::Upstream { .. })));
+        assert!(matches!(cli.command, Some(Command::Upstream { .. })));
+        Ok(())
+    }
+
+    #[test]
+    fn parses_xds() -> Result<(), clap::Error> {
+        use crate::xds::report::Mode;
+        let cases: &[(&[&str], u32, u32, u32, u32, &[Mode])] = &[
+            (
+                &["bench", "xds"],
+                1000,
+                100,
+                1000,
+                5,
+                &[Mode::Polling, Mode::Push],
+            ),
+            (
+                &[
+                    "bench",
+                    "xds",
+                    "--clients",
+                    "10",
+                    "--sidecars",
+                    "0",
+                    "--services",
+                    "3",
+                    "--edits",
+                    "2",
+                    "--modes",
+                    "push",
+                ],
+                10,
+                0,
+                3,
+                2,
+                &[Mode::Push],
+            ),
+        ];
+        for (argv, clients, sidecars, services, edits, modes) in cases {
+            let cli = Cli::try_parse_from(*argv)?;
+            let Some(Command::Xds(x)) = cli.command else {
+                panic!("{argv:?}: not xds")
+            };
+            assert_eq!(
+                (x.clients, x.sidecars, x.services, x.edits),
+                (*clients, *sidecars, *services, *edits),
+                "{argv:?}"
+            );
+            assert_eq!(x.modes, *modes, "{argv:?}");
+            assert!(x.out.ends_with("xds-report.md"));
+        }
+        for argv in [
+            &["bench", "xds", "--clients", "0"][..],
+            &["bench", "xds", "--modes", "watch"],
+            &["bench", "xds", "--rate", "5"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "bench",
+            "xds-server",
+            "--dir",
+            "/tmp/x",
+            "--poll-ms",
+            "200",
+            "--settle-ms",
+            "100",
+        ])?;
+        assert!(matches!(
+            cli.command,
+            Some(Command::XdsServer {
+                poll_ms: 200,
+                settle_ms: 100,
+                ..
+            })
+        ));
         Ok(())
     }
 }

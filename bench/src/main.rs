@@ -31,17 +31,29 @@ mod stats;
 mod sys;
 mod targets;
 mod upstream;
+mod xds;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::cli::{Cli, Internal};
+use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Internal::Upstream { addr }) => upstream::serve(addr).map(|()| run::Verdict::Clean),
+        Some(Command::Upstream { addr }) => upstream::serve(addr).map(|()| run::Verdict::Clean),
+        Some(Command::Xds(args)) => xds::run(&args),
+        Some(Command::XdsServer {
+            dir,
+            poll_ms,
+            settle_ms,
+        }) => xds::server::serve(
+            dir,
+            std::time::Duration::from_millis(poll_ms),
+            std::time::Duration::from_millis(settle_ms),
+        )
+        .map(|()| run::Verdict::Clean),
         None => run::run(&cli.run),
     };
     match result {

@@ -1,12 +1,12 @@
 //! The harness's only direct OS calls: CPU affinity (for its own threads and,
-//! through `pre_exec`, for child processes), timer slack and SIGTERM.
+//! through `pre_exec`, for child processes), timer slack, the monotonic clock and SIGTERM.
 //!
 //! This is the one module allowed to use `unsafe`; every block carries a
 //! `SAFETY:` comment. Everything else in the crate stays safe.
 
 #![allow(
     unsafe_code,
-    reason = "sched_{get,set}affinity, prctl and kill are libc calls; pre_exec is an unsafe API"
+    reason = "sched_{get,set}affinity, prctl, clock_gettime and kill are libc calls; pre_exec is an unsafe API"
 )]
 
 use std::io;
@@ -83,6 +83,23 @@ pub fn tighten_timer_slack() {
     let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the machine, so that a timestamp taken in a
+/// child process (the control plane of `meshwork-bench xds`) and one taken here can be subtracted.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 /// Sends SIGTERM to process `pid`.
 pub fn terminate(pid: u32) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
@@ -106,5 +123,13 @@ mod tests {
         assert!(!cpus.is_empty());
         assert!(cpus.windows(2).all(|w| w[0] < w[1]));
         Ok(())
+    }
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = monotonic_ns();
+        assert!(a > 0 && b >= a + 2_000_000, "{a} {b}");
     }
 }

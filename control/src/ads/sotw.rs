@@ -141,8 +141,15 @@ impl Protocol for Sotw {
             .collect()
     }
 
-    fn on_change(&mut self, view: &Resources) -> Vec<DiscoveryResponse> {
-        let types: Vec<String> = self.types.keys().cloned().collect();
+    fn on_change(&mut self, previous: &Resources, view: &Resources) -> Vec<DiscoveryResponse> {
+        // A type whose resources did not change needs no response: each earlier request and change left the client
+        // with everything `previous` held for it.
+        let types: Vec<String> = self
+            .types
+            .keys()
+            .filter(|url| !view.changed_names(previous, url).is_empty())
+            .cloned()
+            .collect();
         make_before_break(&types, |url, step| {
             let reason = match step {
                 Step::Make => Reason::Make,

@@ -50,8 +50,9 @@ pub(crate) trait Protocol: Send + Sized + 'static {
     fn type_url(response: &Self::Response) -> &str;
     /// Handles a request against the stream's current view.
     fn on_request(&mut self, request: Self::Request, view: &Resources) -> Vec<Self::Response>;
-    /// Handles a new view: the responses that bring the client up to date, in push order.
-    fn on_change(&mut self, view: &Resources) -> Vec<Self::Response>;
+    /// Handles a new view: the responses that bring the client up to date, in push order. `previous` is the view the
+    /// stream answered from until now; entries and types shared with it (by pointer) are unchanged.
+    fn on_change(&mut self, previous: &Resources, view: &Resources) -> Vec<Self::Response>;
 }
 
 /// What every stream of one server shares.
@@ -130,8 +131,9 @@ async fn run<P: Protocol, V: Views>(
                         return Err(Status::unavailable("the view of this node was withdrawn"));
                     }
                     let started = Instant::now();
-                    current = view.borrow_and_update().clone();
-                    let out = protocol.on_change(&current);
+                    let next = view.borrow_and_update().clone();
+                    let out = protocol.on_change(&current, &next);
+                    current = next;
                     let count = out.len();
                     if !send_all::<P>(tx, &shared.stats, out).await {
                         return Ok(());

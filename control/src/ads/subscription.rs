@@ -108,6 +108,22 @@ impl Subscription {
             .collect()
     }
 
+    /// The resources of `available` the client wants, without copying them.
+    pub(crate) fn iter_selected<'a>(
+        &'a self,
+        available: Option<&'a BTreeMap<String, Arc<Entry>>>,
+    ) -> Box<dyn Iterator<Item = (&'a String, &'a Arc<Entry>)> + 'a> {
+        match available {
+            None => Box::new(std::iter::empty()),
+            Some(available) if self.wildcard() => Box::new(available.iter()),
+            Some(available) => Box::new(
+                self.names
+                    .iter()
+                    .filter_map(move |name| available.get_key_value(name)),
+            ),
+        }
+    }
+
     /// Explicitly named resources that `available` does not have.
     pub(crate) fn missing<'a>(
         &'a self,
@@ -236,6 +252,11 @@ mod tests {
             assert_eq!(sub.wildcard(), *wildcard, "{kind:?} {steps:?}");
             let got: Vec<String> = sub.select(Some(&have)).into_keys().collect();
             assert_eq!(got, names(selected), "{kind:?} {steps:?}");
+            let iterated: Vec<String> = sub
+                .iter_selected(Some(&have))
+                .map(|(n, _)| n.clone())
+                .collect();
+            assert_eq!(iterated, got, "{kind:?} {steps:?}");
             let got: Vec<String> = sub.missing(Some(&have)).cloned().collect();
             assert_eq!(got, names(missing), "{kind:?} {steps:?}");
             assert!(selected.iter().all(|n| sub.wants(n)));
@@ -247,6 +268,7 @@ mod tests {
         let mut sub = Subscription::new(Kind::Endpoint);
         sub.subscribe(&names(&["a"]));
         assert!(sub.select(None).is_empty());
+        assert_eq!(sub.iter_selected(None).count(), 0);
         assert_eq!(sub.missing(None).collect::<Vec<_>>(), ["a"]);
         assert!(sub.names("a") && !sub.names("b"));
     }

@@ -169,6 +169,24 @@ impl Resources {
         self.types.is_empty()
     }
 
+    /// Whether both sets hold the same resources: the same types and names, each with the same content (compared as
+    /// messages where the bytes differ, as [`Resources::reuse_unchanged`] does).
+    pub fn same_content(&self, other: &Resources) -> bool {
+        self.types.len() == other.types.len()
+            && self
+                .types
+                .iter()
+                .zip(&other.types)
+                .all(|((ta, a), (tb, b))| {
+                    ta == tb
+                        && a.len() == b.len()
+                        && a.iter().zip(b.iter()).all(|((na, ea), (nb, eb))| {
+                            na == nb
+                                && (ea.version == eb.version || content::same(&ea.any, &eb.any))
+                        })
+                })
+    }
+
     /// Adds every resource of `other`, replacing those of the same type and name. A type this set does not have yet
     /// takes `other`'s map as it is (shared, not copied).
     pub fn merge(&mut self, other: &Resources) {
@@ -526,6 +544,7 @@ mod tests {
         ));
         assert!(same.changed_names(&before, type_url()).is_empty());
         assert_eq!(same, before);
+        assert!(same.same_content(&before) && !same.same_content(&Resources::new()));
 
         let mut changed = build("y");
         changed.reuse_unchanged(&before);
@@ -535,6 +554,7 @@ mod tests {
         assert_eq!(changed.changed_names(&before, type_url()), ["c2"]);
         assert!(changed.changed_names(&before, routes).is_empty());
         assert_ne!(changed, before);
+        assert!(!changed.same_content(&before));
     }
 
     #[test]

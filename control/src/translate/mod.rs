@@ -26,7 +26,9 @@ use envoy_types::pb::{
     },
     google::protobuf,
 };
-pub use view::{proxyless, sidecar};
+pub use view::{
+    Outbound, OutboundKey, outbound, outbound_clusters, proxyless, sidecar, sidecar_own,
+};
 
 /// A sidecar's listener addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,25 +17,85 @@ use crate::mesh::{
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
 /// The view of the sidecar of workload `id` listening at `me`; `None` when the mesh has no such workload.
+///
+/// It is made of three parts, which is how [`MeshViews`](crate::views::MeshViews) builds it so that sidecars share
+/// the work: [`outbound_clusters`] (the same for every sidecar), [`outbound`] (the same for sidecars with the same
+/// [`OutboundKey`]) and [`sidecar_own`] (its listeners and everything inbound).
 pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Option<XdsSet> {
     let workload = mesh.workloads.get(id)?;
-    let mut set = XdsSet::default();
+    let mut set = outbound_clusters(mesh, sidecars);
+    let out = outbound(mesh, workload);
+    set.extensions.extend(out.chain.extensions());
+    let own = sidecar_own(mesh, workload, me, &out);
+    set.routes.push(out.route);
+    set.clusters.extend(own.clusters);
+    set.endpoints.extend(own.endpoints);
+    set.listeners.extend(own.listeners);
+    set.routes.extend(own.routes);
+    set.extensions.extend(own.extensions);
+    Some(set)
+}
 
-    // Outbound: every service of the mesh, through the route policies and the circuit breaker.
-    let mut out = Chain::default();
-    add_user_plugins(mesh, workload, PluginMode::Client, &mut out);
-    let mut vhosts = Vec::new();
+/// Every sidecar's outbound clusters, with their endpoints: a workload whose sidecar is in `sidecars` is reached
+/// through the sidecar's inbound listener.
+pub fn outbound_clusters(mesh: &Mesh, sidecars: &Sidecars) -> XdsSet {
+    let mut set = XdsSet::default();
     for service in mesh.services.values() {
         cluster::outbound(service, sidecars, &mut set.clusters, &mut set.endpoints);
+    }
+    set
+}
+
+/// A sidecar's `outbound` route configuration and the plugins of its `outbound` listener: the same for every
+/// sidecar with the same [`OutboundKey`].
+pub struct Outbound {
+    /// The `outbound` route configuration: a virtual host per service port, with the VirtualService routes.
+    pub route: RouteConfiguration,
+    /// The outbound listener's plugins: client-side user plugins, route policies, the circuit breaker.
+    pub chain: Chain,
+}
+
+/// What an [`Outbound`] depends on besides the mesh: the workload's namespace (short host names resolve in it) and
+/// the client-side user plugins that select it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OutboundKey {
+    namespace: String,
+    plugins: Vec<usize>,
+}
+
+impl OutboundKey {
+    /// The key of `workload`'s sidecar.
+    pub fn of(mesh: &Mesh, workload: &Workload) -> Self {
+        OutboundKey {
+            namespace: workload.namespace.clone(),
+            plugins: user_plugins(mesh, workload, PluginMode::Client)
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+}
+
+/// The outbound routes and plugins of `workload`'s sidecar: every service of the mesh, through the route policies
+/// and the circuit breaker.
+pub fn outbound(mesh: &Mesh, workload: &Workload) -> Outbound {
+    let mut chain = Chain::default();
+    add_user_plugins(mesh, workload, PluginMode::Client, &mut chain);
+    let mut vhosts = Vec::new();
+    for service in mesh.services.values() {
         let mut first = true;
         for port in http_ports(service) {
             let domains = route::domains(service, port, first, Some(&workload.namespace));
-            vhosts.push(route::virtual_host(service, port, domains, Some(&mut out)));
+            vhosts.push(route::virtual_host(
+                service,
+                port,
+                domains,
+                Some(&mut chain),
+            ));
             first = false;
         }
     }
     if let Some(config) = circuit_breaker_config(mesh) {
-        out.add(
+        chain.add(
             "circuit-breaker",
             Rank::CircuitBreaker,
             0,
@@ -43,12 +103,22 @@ pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Opti
             builtin("circuit-breaker", config),
         );
     }
-    set.routes.push(route_config("outbound", vhosts));
-    set.listeners
-        .push(listener::http("outbound", me.outbound, "outbound", &out));
-    set.extensions.extend(out.extensions());
+    Outbound {
+        route: route_config("outbound", vhosts),
+        chain,
+    }
+}
 
-    // Inbound: the services this workload serves, to the application, behind authorization.
+/// What is the sidecar's own: its `outbound` listener at `me` with `outbound`'s plugins (whose configs are not
+/// included), and everything inbound: the services this workload serves, to the application, behind authorization.
+pub fn sidecar_own(mesh: &Mesh, workload: &Workload, me: &Sidecar, outbound: &Outbound) -> XdsSet {
+    let mut set = XdsSet::default();
+    set.listeners.push(listener::http(
+        "outbound",
+        me.outbound,
+        "outbound",
+        &outbound.chain,
+    ));
     let mut inbound = Chain::default();
     if let Some(config) = authz_config(mesh, workload) {
         let mut spec = builtin("authz", config);
@@ -57,7 +127,7 @@ pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Opti
     }
     add_user_plugins(mesh, workload, PluginMode::Server, &mut inbound);
     let mut vhosts: Vec<VirtualHost> = Vec::new();
-    for service in mesh.services.values().filter(|s| serves(s, id)) {
+    for service in mesh.services.values().filter(|s| serves(s, &workload.id)) {
         let mut first = true;
         for port in http_ports(service) {
             let name = inbound_cluster_name(port.number);
@@ -85,7 +155,7 @@ pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Opti
         }
     }
     // Requests for a name no service of this workload answers to still reach the application (its first port).
-    if let Some(first) = set.clusters.iter().find(|c| c.name.starts_with("inbound|")) {
+    if let Some(first) = set.clusters.first() {
         let name = first.name.clone();
         let mut catch_all =
             route::virtual_host(&Service::default(), &any_port(), vec!["*".into()], None);
@@ -97,7 +167,7 @@ pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Opti
     set.listeners
         .push(listener::http("inbound", me.inbound, "inbound", &inbound));
     set.extensions.extend(inbound.extensions());
-    Some(set)
+    set
 }
 
 /// The view of a client that is not a sidecar: per service port an API listener `HOST:PORT`, its route config of
@@ -243,13 +313,21 @@ fn authz_config(mesh: &Mesh, workload: &Workload) -> Option<Value> {
     Some(Value::Object(config))
 }
 
-fn add_user_plugins(mesh: &Mesh, workload: &Workload, side: PluginMode, chain: &mut Chain) {
-    let applies = |p: &Plugin| {
+/// The user plugins (WasmPlugins) that apply to `workload` on `side`, with their index in the mesh.
+fn user_plugins<'a>(
+    mesh: &'a Mesh,
+    workload: &'a Workload,
+    side: PluginMode,
+) -> impl Iterator<Item = (usize, &'a Plugin)> + 'a {
+    mesh.plugins.iter().enumerate().filter(move |(_, p)| {
         (p.namespace == workload.namespace || p.namespace == ROOT_NAMESPACE)
             && selects(&p.selector, &workload.labels)
             && (p.mode == side || p.mode == PluginMode::ClientAndServer)
-    };
-    for p in mesh.plugins.iter().filter(|p| applies(p)) {
+    })
+}
+
+fn add_user_plugins(mesh: &Mesh, workload: &Workload, side: PluginMode, chain: &mut Chain) {
+    for (_, p) in user_plugins(mesh, workload, side) {
         let rank = match p.phase.as_deref() {
             Some("AUTHN") => Rank::Authn,
             Some("AUTHZ") => Rank::Authz,

@@ -4,8 +4,13 @@
 //! ([`translate::sidecar`]); every other node gets the one shared proxyless view ([`translate::proxyless`]). Each
 //! distinct view is built once per change and shared by all streams of that key. A sidecar's listener addresses come
 //! from its node metadata (`OUTBOUND_ADDRESS`, `INBOUND_ADDRESS`) or from addresses registered up front (what
-//! `meshwork up` does); a sidecar that connects with new addresses changes other sidecars' endpoints, so every view is
-//! rebuilt.
+//! `meshwork up` does); a sidecar that connects with new addresses changes other sidecars' endpoints, so every
+//! sidecar view is rebuilt (the proxyless view does not use sidecar addresses and is left alone).
+//!
+//! Sidecar views are assembled from [`parts`] that sidecars share, so a change costs one translation of the mesh's
+//! clusters and routes, not one per sidecar, and a view is only rebuilt when something it depends on changed.
+
+mod parts;
 
 use std::{
     collections::HashMap,
@@ -21,6 +26,7 @@ use crate::{
     mesh::Mesh,
     translate::{self, Sidecar, Sidecars, XdsSet},
 };
+use parts::{Inputs, Parts};
 
 /// Node metadata key: the sidecar's outbound listener address (`IP:PORT`).
 pub const OUTBOUND_ADDRESS: &str = "OUTBOUND_ADDRESS";
@@ -33,10 +39,36 @@ enum Key {
     Proxyless,
 }
 
+/// A view being served and the input versions it was built from.
+struct View {
+    sender: watch::Sender<Arc<Resources>>,
+    from: (u64, u64),
+}
+
 struct State {
     mesh: Arc<Mesh>,
+    /// Changes with every `mesh`.
+    mesh_version: u64,
     sidecars: Sidecars,
-    views: HashMap<Key, watch::Sender<Arc<Resources>>>,
+    /// Changes with every change of `sidecars`.
+    sidecars_version: u64,
+    views: HashMap<Key, View>,
+    parts: Parts,
+}
+
+impl State {
+    /// The input versions the view of `key` depends on: the proxyless view does not use sidecar addresses.
+    fn inputs_of(&self, key: &Key) -> (u64, u64) {
+        match key {
+            Key::Sidecar(_) => (self.mesh_version, self.sidecars_version),
+            Key::Proxyless => (self.mesh_version, 0),
+        }
+    }
+
+    fn set_sidecar(&mut self, workload: &str, sidecar: Sidecar) {
+        self.sidecars.insert(workload.to_string(), sidecar);
+        self.sidecars_version += 1;
+    }
 }
 
 /// Views of a mesh that changes over time.
@@ -50,8 +82,11 @@ impl MeshViews {
         MeshViews {
             state: Mutex::new(State {
                 mesh: Arc::new(mesh),
+                mesh_version: 1,
                 sidecars,
+                sidecars_version: 1,
                 views: HashMap::new(),
+                parts: Parts::default(),
             }),
         }
     }
@@ -65,6 +100,7 @@ impl MeshViews {
     pub fn set_mesh(&self, mesh: Mesh) {
         let mut state = self.lock();
         state.mesh = Arc::new(mesh);
+        state.mesh_version += 1;
         rebuild_all(&mut state);
     }
 
@@ -74,7 +110,7 @@ impl MeshViews {
         if state.sidecars.get(workload) == Some(&sidecar) {
             return;
         }
-        state.sidecars.insert(workload.to_string(), sidecar);
+        state.set_sidecar(workload, sidecar);
         rebuild_all(&mut state);
     }
 
@@ -97,20 +133,21 @@ impl Views for MeshViews {
         let key = if state.mesh.workloads.contains_key(&node.id) {
             let sidecar = sidecar_of(node, &state.sidecars)?;
             if state.sidecars.get(&node.id) != Some(&sidecar) {
-                state.sidecars.insert(node.id.clone(), sidecar);
+                state.set_sidecar(&node.id, sidecar);
                 rebuild_all(&mut state);
             }
             Key::Sidecar(node.id.clone())
         } else {
             Key::Proxyless
         };
-        if let Some(sender) = state.views.get(&key) {
-            return Ok(sender.subscribe());
+        if let Some(view) = state.views.get(&key) {
+            return Ok(view.sender.subscribe());
         }
-        let resources = build(&state, &key).unwrap_or_default();
+        let resources = build(&mut state, &key).unwrap_or_default();
         let sender = watch::Sender::new(Arc::new(resources));
         let receiver = sender.subscribe();
-        state.views.insert(key, sender);
+        let from = state.inputs_of(&key);
+        state.views.insert(key, View { sender, from });
         Ok(receiver)
     }
 }
@@ -159,15 +196,19 @@ fn sidecar_of(node: &Node, known: &Sidecars) -> Result<Sidecar, tonic::Status> {
     }
 }
 
-fn build(state: &State, key: &Key) -> Option<Resources> {
-    let set = match key {
+fn build(state: &mut State, key: &Key) -> Option<Resources> {
+    match key {
         Key::Sidecar(id) => {
-            let me = state.sidecars.get(id)?;
-            translate::sidecar(&state.mesh, id, me, &state.sidecars)?
+            let inputs = Inputs {
+                mesh: &state.mesh,
+                mesh_version: state.mesh_version,
+                sidecars: &state.sidecars,
+                sidecars_version: state.sidecars_version,
+            };
+            state.parts.sidecar(&inputs, id)
         }
-        Key::Proxyless => translate::proxyless(&state.mesh),
-    };
-    Some(resources(set))
+        Key::Proxyless => Some(resources(translate::proxyless(&state.mesh))),
+    }
 }
 
 /// The resource set of one view.
@@ -191,15 +232,23 @@ pub fn resources(set: XdsSet) -> Resources {
     r
 }
 
-/// Rebuilds every view that still has streams, publishing only those whose content changed; drops the others.
+/// Rebuilds every view that still has streams and depends on what changed, publishing only those whose content
+/// changed; drops the others.
 fn rebuild_all(state: &mut State) {
-    state.views.retain(|_, sender| sender.receiver_count() > 0);
+    state
+        .views
+        .retain(|_, view| view.sender.receiver_count() > 0);
     let keys: Vec<Key> = state.views.keys().cloned().collect();
     for key in keys {
+        let from = state.inputs_of(&key);
+        if state.views.get(&key).is_none_or(|view| view.from == from) {
+            continue;
+        }
         // A workload removed from the mesh gets an empty view: its listeners and clusters go away.
         let mut next = build(state, &key).unwrap_or_default();
-        if let Some(sender) = state.views.get(&key) {
-            sender.send_if_modified(|current| {
+        if let Some(view) = state.views.get_mut(&key) {
+            view.from = from;
+            view.sender.send_if_modified(|current| {
                 next.reuse_unchanged(current);
                 if **current == next {
                     return false;
@@ -209,4 +258,9 @@ fn rebuild_all(state: &mut State) {
             });
         }
     }
+    let mesh_version = state.mesh_version;
+    state.parts.prune(mesh_version);
 }
+
+#[cfg(test)]
+mod tests;

@@ -173,6 +173,14 @@ impl Protocol for Delta {
                 message = %error.message, "NACK");
             self.context.stats.nacked(kind);
         }
+        if !first
+            && request.resource_names_subscribe.is_empty()
+            && request.resource_names_unsubscribe.is_empty()
+        {
+            // An ACK or NACK: every request and change so far left the client with what it subscribed to of the
+            // current view, so there is nothing to send (and nothing to look through).
+            return Vec::new();
+        }
         state
             .subscription
             .subscribe(&request.resource_names_subscribe);

@@ -191,3 +191,31 @@ fn system_version_is_a_digest_of_what_the_client_holds() {
         empty_clusters[0].system_version_info
     );
 }
+
+#[test]
+fn acks_and_nacks_send_nothing_and_nacks_are_counted() {
+    let mut delta = stream();
+    let set = view(&[("a", 1)], &[]);
+    let first = delta.on_request(request(CLUSTER, &[], &[]), &set);
+    assert_eq!(first[0].resources.len(), 1);
+    let ack = DeltaDiscoveryRequest {
+        type_url: CLUSTER.into(),
+        response_nonce: first[0].nonce.clone(),
+        ..Default::default()
+    };
+    let nack = DeltaDiscoveryRequest {
+        error_detail: Some(envoy_types::pb::google::rpc::Status {
+            code: 3,
+            message: "bad".into(),
+            details: Vec::new(),
+        }),
+        ..ack.clone()
+    };
+    assert!(delta.on_request(ack, &set).is_empty());
+    assert!(delta.on_request(nack, &set).is_empty());
+    assert_eq!(delta.context.stats.snapshot().nacks_of(Kind::Cluster), 1);
+    // A subscription change is still answered: naming `b` ends the legacy wildcard (the client drops `a` itself)
+    // and `b` does not exist.
+    let out = delta.on_request(request(CLUSTER, &["b"], &[]), &set);
+    assert_eq!(out[0].removed_resources, ["b"]);
+}

@@ -256,6 +256,16 @@ impl Resources {
     /// unchanged entries stay shared with `previous` (and [`Resources::changed_names`] skips them by pointer). A type
     /// whose every entry ends up shared takes `previous`'s map. Call it before publishing a rebuilt set.
     pub fn reuse_unchanged(&mut self, previous: &Resources) {
+        self.adopt(previous, true);
+    }
+
+    /// [`Resources::reuse_unchanged`] by version alone, without decoding what differs: for a set assembled from
+    /// parts that were each compared with their previous build already.
+    pub fn share_unchanged(&mut self, previous: &Resources) {
+        self.adopt(previous, false);
+    }
+
+    fn adopt(&mut self, previous: &Resources, by_content: bool) {
         for (type_url, of_type) in &mut self.types {
             let Some(before) = previous.types.get(type_url) else {
                 continue;
@@ -264,23 +274,26 @@ impl Resources {
                 continue;
             }
             let mut all_shared = of_type.len() == before.len();
-            let reused: Vec<(String, Arc<Entry>)> = of_type
-                .iter()
-                .filter_map(|(name, entry)| {
-                    let Some(old) = before.get(name) else {
-                        all_shared = false;
-                        return None;
-                    };
-                    if Arc::ptr_eq(old, entry) {
-                        return None;
-                    }
-                    if old.version == entry.version || content::same(&old.any, &entry.any) {
-                        return Some((name.clone(), old.clone()));
-                    }
+            let mut reused: Vec<(String, Arc<Entry>)> = Vec::new();
+            // Both maps are sorted by name: walk them side by side.
+            let mut old = before.iter().peekable();
+            for (name, entry) in of_type.iter() {
+                while old.next_if(|(n, _)| *n < name).is_some() {}
+                let Some((_, prev)) = old.next_if(|(n, _)| *n == name) else {
                     all_shared = false;
-                    None
-                })
-                .collect();
+                    continue;
+                };
+                if Arc::ptr_eq(prev, entry) {
+                    continue;
+                }
+                if prev.version == entry.version
+                    || by_content && content::same(&prev.any, &entry.any)
+                {
+                    reused.push((name.clone(), prev.clone()));
+                } else {
+                    all_shared = false;
+                }
+            }
             if all_shared {
                 *of_type = before.clone();
             } else if !reused.is_empty() {
@@ -511,10 +524,17 @@ mod tests {
         let Some(mut rebuilt) = rebuilt else {
             panic!("64 rebuilds of a 32-entry map all encoded alike")
         };
-        rebuilt.reuse_unchanged(&before);
         let version = |set: &Resources, name: &str| {
             set.get(type_url(), name).map(|e| e.version().to_string())
         };
+        let mut by_version = rebuilt.clone();
+        by_version.share_unchanged(&before);
+        assert_ne!(
+            version(&by_version, "c1"),
+            version(&before, "c1"),
+            "bytes differ, not decoded"
+        );
+        rebuilt.reuse_unchanged(&before);
         assert_eq!(version(&rebuilt, "c1"), version(&before, "c1"));
         assert_ne!(version(&rebuilt, "c2"), version(&before, "c2"));
     }
@@ -546,6 +566,12 @@ mod tests {
         assert_eq!(same, before);
         assert!(same.same_content(&before) && !same.same_content(&Resources::new()));
 
+        let mut shared = build("x");
+        shared.share_unchanged(&before);
+        assert!(Arc::ptr_eq(
+            &shared.types[type_url()],
+            &before.types[type_url()]
+        ));
         let mut changed = build("y");
         changed.reuse_unchanged(&before);
         let c1 = |set: &Resources| set.get(type_url(), "c1").cloned();

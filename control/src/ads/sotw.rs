@@ -113,11 +113,12 @@ impl Protocol for Sotw {
                 acked_version: None,
             });
         let error = request.error_detail.as_ref();
-        match classify(
+        let verdict = classify(
             state.last_nonce.as_deref(),
             &request.response_nonce,
             error.is_some(),
-        ) {
+        );
+        match verdict {
             Verdict::Stale => {
                 debug!(type_url = %request.type_url, nonce = %request.response_nonce, "stale request ignored");
                 return Vec::new();
@@ -134,6 +135,9 @@ impl Protocol for Sotw {
         if state.subscription.replace(&request.resource_names) {
             let subscription = &state.subscription;
             state.sent.retain(|name, _| subscription.wants(name));
+        } else if matches!(verdict, Verdict::Ack | Verdict::Nack) {
+            // The response it answers left the client with everything of the current view: nothing to send.
+            return Vec::new();
         }
         let first = state.last_nonce.is_none();
         self.respond(&request.type_url, view, Reason::Request { first })

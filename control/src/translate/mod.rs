@@ -27,7 +27,8 @@ use envoy_types::pb::{
     google::protobuf,
 };
 pub use view::{
-    Outbound, OutboundKey, outbound, outbound_clusters, proxyless, sidecar, sidecar_own,
+    Outbound, OutboundKey, outbound, outbound_clusters, proxyless, proxyless_routes, sidecar,
+    sidecar_own,
 };
 
 /// A sidecar's listener addresses.

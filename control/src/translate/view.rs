@@ -37,7 +37,7 @@ pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Opti
 }
 
 /// Every sidecar's outbound clusters, with their endpoints: a workload whose sidecar is in `sidecars` is reached
-/// through the sidecar's inbound listener.
+/// through the sidecar's inbound listener. The clusters do not depend on `sidecars`, only the endpoints do.
 pub fn outbound_clusters(mesh: &Mesh, sidecars: &Sidecars) -> XdsSet {
     let mut set = XdsSet::default();
     for service in mesh.services.values() {
@@ -173,14 +173,18 @@ pub fn sidecar_own(mesh: &Mesh, workload: &Workload, me: &Sidecar, outbound: &Ou
 /// The view of a client that is not a sidecar: per service port an API listener `HOST:PORT`, its route config of
 /// the same name, and clusters with the workloads' own addresses.
 pub fn proxyless(mesh: &Mesh) -> XdsSet {
+    let mut set = outbound_clusters(mesh, &Sidecars::new());
+    let routes = proxyless_routes(mesh);
+    set.listeners = routes.listeners;
+    set.routes = routes.routes;
+    set
+}
+
+/// The listeners and route configurations of the [`proxyless`] view (its clusters are [`outbound_clusters`] with
+/// no sidecars).
+pub fn proxyless_routes(mesh: &Mesh) -> XdsSet {
     let mut set = XdsSet::default();
     for service in mesh.services.values() {
-        cluster::outbound(
-            service,
-            &Sidecars::new(),
-            &mut set.clusters,
-            &mut set.endpoints,
-        );
         let mut first = true;
         for port in http_ports(service) {
             let target = format!("{}:{}", service.host, port.number);

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::{
     ads::{Resources, Views},
     mesh::Mesh,
-    translate::{self, Sidecar, Sidecars, XdsSet},
+    translate::{Sidecar, Sidecars, XdsSet},
 };
 use parts::{Inputs, Parts};
 
@@ -143,7 +143,7 @@ impl Views for MeshViews {
         if let Some(view) = state.views.get(&key) {
             return Ok(view.sender.subscribe());
         }
-        let resources = build(&mut state, &key).unwrap_or_default();
+        let resources = build(&mut state, &key, None).unwrap_or_default();
         let sender = watch::Sender::new(Arc::new(resources));
         let receiver = sender.subscribe();
         let from = state.inputs_of(&key);
@@ -196,8 +196,9 @@ fn sidecar_of(node: &Node, known: &Sidecars) -> Result<Sidecar, tonic::Status> {
     }
 }
 
-fn build(state: &mut State, key: &Key) -> Option<Resources> {
-    match key {
+/// The view of `key`, keeping the entries of `previous` (its view until now) whose content did not change.
+fn build(state: &mut State, key: &Key, previous: Option<&Resources>) -> Option<Resources> {
+    let mut view = match key {
         Key::Sidecar(id) => {
             let inputs = Inputs {
                 mesh: &state.mesh,
@@ -205,10 +206,22 @@ fn build(state: &mut State, key: &Key) -> Option<Resources> {
                 sidecars: &state.sidecars,
                 sidecars_version: state.sidecars_version,
             };
-            state.parts.sidecar(&inputs, id)
+            state.parts.sidecar(&inputs, id, previous)?
         }
-        Key::Proxyless => Some(resources(translate::proxyless(&state.mesh))),
+        Key::Proxyless => {
+            let inputs = Inputs {
+                mesh: &state.mesh,
+                mesh_version: state.mesh_version,
+                sidecars: &state.sidecars,
+                sidecars_version: state.sidecars_version,
+            };
+            state.parts.proxyless(&inputs)
+        }
+    };
+    if let Some(previous) = previous {
+        view.share_unchanged(previous);
     }
+    Some(view)
 }
 
 /// The resource set of one view.
@@ -244,12 +257,15 @@ fn rebuild_all(state: &mut State) {
         if state.views.get(&key).is_none_or(|view| view.from == from) {
             continue;
         }
+        let previous = state
+            .views
+            .get(&key)
+            .map(|view| view.sender.borrow().clone());
         // A workload removed from the mesh gets an empty view: its listeners and clusters go away.
-        let mut next = build(state, &key).unwrap_or_default();
+        let mut next = build(state, &key, previous.as_deref()).unwrap_or_default();
         if let Some(view) = state.views.get_mut(&key) {
             view.from = from;
             view.sender.send_if_modified(|current| {
-                next.reuse_unchanged(current);
                 if **current == next {
                     return false;
                 }

@@ -9,6 +9,7 @@ use super::*;
 use crate::ads::Entry;
 use crate::ads::type_url::{CLUSTER, ROUTE};
 use crate::istio::load::load_str;
+use crate::translate;
 
 /// A WasmPlugin on productpage's client side, an AuthorizationPolicy on reviews, and a service in another
 /// namespace, so that sidecars differ in outbound plugins, inbound policy and namespace.

@@ -100,9 +100,19 @@ pub async fn watch_dir(
             settled = again;
         }
         seen = settled;
-        match load(&dir) {
-            Ok((mesh, count)) => {
-                views.set_mesh(mesh);
+        // Reading the directory and rebuilding the views take a while on a large mesh: off the runtime's thread, so
+        // that the ADS streams it serves keep answering (and keepalives keep flowing) meanwhile.
+        let (task_dir, task_views) = (dir.clone(), views.clone());
+        let applied = tokio::task::spawn_blocking(move || {
+            load(&task_dir).map(|(mesh, count)| {
+                task_views.set_mesh(mesh);
+                count
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(vec![format!("loading the directory failed: {e}")]));
+        match applied {
+            Ok(count) => {
                 status.send_modify(|s| {
                     s.version += 1;
                     s.resources = count;

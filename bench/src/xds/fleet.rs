@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use anyhow::Context as _;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::route::v3::{
-    RouteConfiguration, route, route_action::ClusterSpecifier,
+    VirtualHost, route, route_action::ClusterSpecifier,
 };
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use meshwork_control::ads::type_url::ROUTE;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::held::Held;
-use super::mesh;
+use super::{mesh, wire};
 use crate::sys;
 
 /// The clients' gRPC message limit: the server's, since a sidecar's first CDS is beyond gRPC's 4 MiB default.
@@ -132,23 +133,37 @@ impl Fleet {
         }
     }
 
-    fn check_routes(&self, client: usize, at: u64, routes: &[RouteConfiguration]) {
+    /// Records `at` as client `client`'s arrival time of the expected edit if `response` (a route configuration
+    /// response) carries it.
+    fn check_routes(
+        &self,
+        client: usize,
+        at: u64,
+        response: &DeltaDiscoveryResponse,
+    ) -> Result<(), String> {
         let expect = self
             .expect
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let Some(expect) = expect else { return };
-        let Some(slot) = self.seen_at.get(expect.edit).and_then(|v| v.get(client)) else {
-            return;
+        let Some(expect) = expect else {
+            return Ok(());
         };
-        if routes
+        let Some(slot) = self.seen_at.get(expect.edit).and_then(|v| v.get(client)) else {
+            return Ok(());
+        };
+        for any in response
+            .resources
             .iter()
-            .any(|rc| splits(rc, &expect.vhost) == Some(expect.weights))
+            .filter_map(|r| r.resource.as_ref())
         {
-            // Only the first arrival counts.
-            let _ = slot.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+            let vhost = wire::find_vhost(&any.value, &expect.vhost)?;
+            if vhost.as_ref().and_then(splits) == Some(expect.weights) {
+                // Only the first arrival counts.
+                let _ = slot.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+            }
         }
+        Ok(())
     }
 }
 
@@ -159,9 +174,8 @@ fn times(slots: &[AtomicU64]) -> Vec<Option<u64>> {
         .collect()
 }
 
-/// The two weights of the first route of virtual host `vhost` in `rc`, when it is a two-way split.
-pub fn splits(rc: &RouteConfiguration, vhost: &str) -> Option<(u32, u32)> {
-    let vh = rc.virtual_hosts.iter().find(|v| v.name == vhost)?;
+/// The two weights of the first route of `vh`, when it is a two-way split.
+pub fn splits(vh: &VirtualHost) -> Option<(u32, u32)> {
     let Some(route::Action::Route(action)) = &vh.routes.first()?.action else {
         return None;
     };
@@ -251,7 +265,9 @@ async fn session(addr: SocketAddr, index: usize, node: Node, fleet: &Fleet) -> a
             );
         }
         if response.type_url == ROUTE {
-            fleet.check_routes(index, at, &outcome.routes);
+            fleet
+                .check_routes(index, at, &response)
+                .map_err(|e| anyhow::anyhow!("a route configuration does not decode: {e}"))?;
         }
         for request in outcome.requests {
             tx.send(request)?;
@@ -267,25 +283,48 @@ async fn session(addr: SocketAddr, index: usize, node: Node, fleet: &Fleet) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
+    use envoy_types::pb::envoy::service::discovery::v3::Resource;
     use meshwork_control::istio::load::load_str;
     use meshwork_control::mesh::Mesh;
     use meshwork_control::translate;
 
-    fn route_config(weights: (u32, u32)) -> RouteConfiguration {
+    /// A route configuration response for service 0 split `weights`.
+    fn route_config(weights: (u32, u32)) -> DeltaDiscoveryResponse {
         let text = mesh::service_yaml(0, weights);
         let loaded = load_str(&text, "svc.yaml").expect("loads");
         let set = translate::proxyless(&Mesh::from_loaded(&loaded));
-        set.routes.into_iter().next().expect("one route config")
+        let view = meshwork_control::views::resources(set);
+        let resources = view
+            .of_type(ROUTE)
+            .into_iter()
+            .flatten()
+            .map(|(name, entry)| Resource {
+                name: name.clone(),
+                resource: Some(entry.any().clone()),
+                ..Default::default()
+            })
+            .collect();
+        DeltaDiscoveryResponse {
+            type_url: ROUTE.into(),
+            resources,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn reads_the_split_of_the_edited_vhost() {
         let vhost = format!("{}:{}", mesh::host(0), mesh::PORT);
-        let rc = route_config((70, 30));
-        let table = [(vhost.as_str(), Some((70, 30))), ("other:8080", None)];
-        for (name, want) in table {
-            assert_eq!(splits(&rc, name), want, "{name}");
-        }
+        let response = route_config((70, 30));
+        let any = response.resources[0].resource.as_ref().expect("a resource");
+        let found = wire::find_vhost(&any.value, &vhost)
+            .expect("decodes")
+            .expect("present");
+        assert_eq!(splits(&found), Some((70, 30)));
+        let other = VirtualHost {
+            name: vhost,
+            ..Default::default()
+        };
+        assert_eq!(splits(&other), None);
     }
 
     #[test]
@@ -296,7 +335,12 @@ mod tests {
             [Role::Sidecar, Role::Proxyless, Role::Proxyless]
         );
         let vhost = format!("{}:{}", mesh::host(0), mesh::PORT);
-        fleet.check_routes(0, 5, &[route_config((70, 30))]);
+        let check = |client, at, weights| {
+            fleet
+                .check_routes(client, at, &route_config(weights))
+                .expect("decodes")
+        };
+        check(0, 5, (70, 30));
         assert_eq!(
             fleet.seen_times(0),
             [None, None, None],
@@ -307,9 +351,9 @@ mod tests {
             vhost,
             weights: (70, 30),
         });
-        fleet.check_routes(0, 10, &[route_config((90, 10))]);
-        fleet.check_routes(2, 11, &[route_config((70, 30))]);
-        fleet.check_routes(2, 12, &[route_config((70, 30))]);
+        check(0, 10, (90, 10));
+        check(2, 11, (70, 30));
+        check(2, 12, (70, 30));
         assert_eq!(fleet.seen_times(1), [None, None, Some(11)]);
         assert_eq!(fleet.seen_times(0), [None, None, None]);
         assert_eq!(fleet.seen_times(7), Vec::<Option<u64>>::new());

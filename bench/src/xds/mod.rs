@@ -13,6 +13,7 @@ pub mod mesh;
 mod procfs;
 pub mod report;
 pub mod server;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +132,7 @@ fn run_mode(
         args.clients()
     );
     let cpu0 = cp.cpu_ns()?;
+    let clients_cpu0 = own_cpu_ns()?;
     let start = sys::monotonic_ns();
     let tasks: Vec<_> = fleet
         .roles()
@@ -149,6 +151,7 @@ fn run_mode(
         proxyless: Summary::of(&ready, fleet.roles(), Some(Role::Proxyless), start),
         sidecars: Summary::of(&ready, fleet.roles(), Some(Role::Sidecar), start),
         cpu_s: ns_to_ms(cp.cpu_ns()?.saturating_sub(cpu0)) / 1000.0,
+        clients_cpu_s: ns_to_ms(own_cpu_ns()?.saturating_sub(clients_cpu0)) / 1000.0,
         rss_kib: cp.memory_kib()?.0,
         bytes,
         responses,
@@ -213,6 +216,7 @@ fn edit(
         weights,
     });
     let cpu_before = cp.cpu_ns()?;
+    let clients_cpu_before = own_cpu_ns()?;
     let traffic_before = fleet.traffic();
     let written = sys::monotonic_ns();
     std::fs::write(
@@ -244,9 +248,15 @@ fn edit(
         proxyless: Summary::of(&seen, fleet.roles(), Some(Role::Proxyless), origin),
         sidecars: Summary::of(&seen, fleet.roles(), Some(Role::Sidecar), origin),
         cpu_ms: ns_to_ms(cp.cpu_ns()?.saturating_sub(cpu_before)),
+        clients_cpu_ms: ns_to_ms(own_cpu_ns()?.saturating_sub(clients_cpu_before)),
         bytes: traffic.0 - traffic_before.0,
         responses: traffic.1 - traffic_before.1,
     })
+}
+
+/// CPU time of this process (the clients), ns.
+fn own_cpu_ns() -> anyhow::Result<u64> {
+    procfs::cpu_ns(std::process::id())
 }
 
 /// Waits until every client that has not failed has a time in `times`, or `timeout`.

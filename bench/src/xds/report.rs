@@ -108,6 +108,8 @@ pub struct Sync {
     pub sidecars: Summary,
     /// Control-plane CPU seconds from start of connecting to the last client ready.
     pub cpu_s: f64,
+    /// The clients' CPU seconds in the same time (all of them share the CPUs the control plane does not have).
+    pub clients_cpu_s: f64,
     /// Control-plane RSS once every client was ready, KiB.
     pub rss_kib: u64,
     /// Bytes and responses received by all clients.
@@ -135,6 +137,8 @@ pub struct Change {
     pub sidecars: Summary,
     /// Control-plane CPU from the edit until 1 s after the last arrival, ms.
     pub cpu_ms: f64,
+    /// The clients' CPU in the same time, ms.
+    pub clients_cpu_ms: f64,
     /// Bytes and responses the clients received in that window.
     pub bytes: u64,
     /// See `bytes`.
@@ -227,18 +231,19 @@ pub fn render(setup: &Setup, results: &[ModeResult]) -> String {
     let _ = writeln!(
         out,
         "\nInitial sync (from the first connection attempt until a client holds a complete config):\n\n\
-         | mode | all p50 / p99 / max ms | proxyless | sidecars | CP CPU s | MiB received | responses |\n|---|---|---|---|---:|---:|---:|"
+         | mode | all p50 / p99 / max ms | proxyless | sidecars | CP CPU s | clients' CPU s | MiB received | responses |\n|---|---|---|---|---:|---:|---:|---:|"
     );
     for r in results {
         let s = &r.sync;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} |",
             r.mode.name(),
             s.all.cell(),
             s.proxyless.cell(),
             s.sidecars.cell(),
             s.cpu_s,
+            s.clients_cpu_s,
             mib(s.bytes / 1024),
             s.responses
         );
@@ -247,7 +252,7 @@ pub fn render(setup: &Setup, results: &[ModeResult]) -> String {
         let _ = writeln!(
             out,
             "\nChanges, `{}` (ms from {}; p50 / p99 / max over clients):\n\n\
-             | edit | service | views rebuilt ms | load ms | all clients | proxyless | sidecars | CP CPU ms | MiB received | responses |\n|---:|---|---:|---:|---|---|---|---:|---:|---:|",
+             | edit | service | views rebuilt ms | load ms | all clients | proxyless | sidecars | CP CPU ms | clients' CPU ms | MiB received | responses |\n|---:|---|---:|---:|---|---|---|---:|---:|---:|---:|",
             r.mode.name(),
             r.mode.origin()
         );
@@ -255,7 +260,7 @@ pub fn render(setup: &Setup, results: &[ModeResult]) -> String {
             let load = c.load_ms.map_or("—".to_string(), |l| format!("{l:.0}"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {load} | {} | {} | {} | {:.0} | {:.2} | {} |",
+                "| {} | {} | {:.0} | {load} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} |",
                 c.edit,
                 c.service,
                 c.rebuilt_ms,
@@ -263,6 +268,7 @@ pub fn render(setup: &Setup, results: &[ModeResult]) -> String {
                 c.proxyless.cell(),
                 c.sidecars.cell(),
                 c.cpu_ms,
+                c.clients_cpu_ms,
                 mib(c.bytes / 1024),
                 c.responses
             );

@@ -15,6 +15,12 @@ use crate::{
     views::MeshViews,
 };
 
+/// Connections the kernel queues until the server accepts them. A fleet of proxies reconnects at once when the
+/// control plane restarts, and the server accepts between pushes: with the usual 128, connections beyond it are
+/// dropped and reset a second later (1,000 clients connecting at once lost half of them). The kernel caps it at
+/// `net.core.somaxconn` (4096 by default).
+const ACCEPT_BACKLOG: i32 = 4096;
+
 /// How long stopping waits for clients to close their connections.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -190,7 +196,7 @@ where
                     if let Err(e) = source(views, status_tx, stop_rx.clone()).await {
                         return drop(ready_tx.send(Err(e)));
                     }
-                    let listener = match tokio::net::TcpListener::bind(xds_address).await {
+                    let listener = match bind(xds_address).and_then(tokio::net::TcpListener::from_std) {
                         Ok(l) => l,
                         Err(source) => {
                             let e = StartError::Bind {
@@ -253,5 +259,41 @@ where
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A non-blocking listener on `address` with [`ACCEPT_BACKLOG`] (and `SO_REUSEADDR`, as the standard library sets).
+fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(ACCEPT_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn queues_a_reconnect_storm() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Nobody accepts: every handshake completes only while the backlog has room (beyond it, the kernel drops
+        // the handshake and the connect times out).
+        let connections: Vec<_> = (0..300)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                    .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+            })
+            .collect();
+        assert_eq!(connections.len(), 300);
     }
 }

@@ -228,7 +228,9 @@ pub fn node(role: Role, index: usize, sidecars: usize, services: usize) -> Node 
 
 /// Runs client `index` until its stream ends, recording into `fleet`; an error is counted as a failed client.
 pub async fn client(addr: SocketAddr, index: usize, node: Node, fleet: Arc<Fleet>) {
+    let started = std::time::Instant::now();
     if let Err(e) = session(addr, index, node, &fleet).await {
+        let e = e.context(format!("after {:.1} s", started.elapsed().as_secs_f64()));
         fleet.fail(index, &e);
     }
 }

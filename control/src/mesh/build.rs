@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::index::WorkloadIndex;
 use super::{
     Destination, Endpoint, HttpRoute, LbPolicy, Mesh, PathMatch, Plugin, PluginMode, Port,
     Protocol, RouteAction, RouteMatch, SecurityKind, SecurityPolicy, Service, StrMatch, Subset,
-    TrafficPolicy, Workload, selects,
+    TrafficPolicy, Workload,
 };
 use crate::istio::{
     self, AuthorizationPolicy, DestinationRule, PeerAuthentication, Resource, ServiceEntry,
@@ -83,8 +84,9 @@ impl Mesh {
                 .entry(s.host.clone())
                 .or_insert_with(|| s.clone());
         }
+        let index = WorkloadIndex::new(&mesh.workloads);
         for se in input.service_entries {
-            for service in services(se, &mesh.workloads) {
+            for service in services(se, &index) {
                 mesh.services.entry(service.host.clone()).or_insert(service);
             }
         }
@@ -188,7 +190,7 @@ fn ports(p: &BTreeMap<String, u32>) -> BTreeMap<String, u16> {
 
 /// One service per host of the ServiceEntry; endpoints are its inline `endpoints` plus the WorkloadEntries its
 /// `workloadSelector` selects in its namespace.
-fn services(se: &Resource<ServiceEntry>, workloads: &BTreeMap<String, Workload>) -> Vec<Service> {
+fn services(se: &Resource<ServiceEntry>, workloads: &WorkloadIndex<'_>) -> Vec<Service> {
     let ns = &se.metadata.namespace;
     let ports: Vec<Port> = se
         .spec
@@ -220,10 +222,7 @@ fn services(se: &Resource<ServiceEntry>, workloads: &BTreeMap<String, Workload>)
         })
         .collect();
     if let Some(sel) = &se.spec.workload_selector {
-        for w in workloads
-            .values()
-            .filter(|w| &w.namespace == ns && selects(&sel.labels, &w.labels))
-        {
+        for w in workloads.select(ns, &sel.labels) {
             endpoints.push(Endpoint {
                 workload: Some(w.id.clone()),
                 address: w.address.clone(),

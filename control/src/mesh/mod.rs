@@ -6,6 +6,7 @@
 //! already validated; translation cannot fail.
 
 pub mod build;
+mod index;
 pub mod route;
 
 use std::{collections::BTreeMap, time::Duration};

@@ -87,13 +87,31 @@ pub fn read_dir(dir: &Path) -> Result<(Loaded, Vec<Diagnostic>), DirError> {
     Ok((loader.loaded, loader.diags))
 }
 
+/// Where a resource was first defined. The line of its name is worked out only for a duplicate's message: it costs
+/// a parse of the document, and most names are never defined twice.
+struct FirstDefinition {
+    file: String,
+    /// The line the resource starts on.
+    line: usize,
+    doc: Arc<Doc>,
+    prefix: FieldPath,
+}
+
+impl FirstDefinition {
+    /// The line of `path` (relative to the resource), as [`Located::line_of`] gives it.
+    fn line_of(&self, path: &FieldPath) -> usize {
+        locate::line_of(&self.doc.text, &path.under(&self.prefix))
+            .map_or(self.line, |l| l + self.doc.offset)
+    }
+}
+
 /// Accumulates resources and diagnostics over files.
 #[derive(Default)]
 struct Loader {
     loaded: Loaded,
     diags: Vec<Diagnostic>,
     /// (kind, namespace, name) → where it was first defined.
-    seen: HashMap<(Kind, String, String), (String, usize)>,
+    seen: HashMap<(Kind, String, String), FirstDefinition>,
 }
 
 impl Loader {
@@ -253,7 +271,8 @@ impl Loader {
                 let meta = &res.metadata;
                 let key = (S::KIND, meta.namespace.clone(), meta.name.clone());
                 let name_path = FieldPath::root().key("metadata").key("name");
-                if let Some((other_file, other_line)) = self.seen.get(&key) {
+                if let Some(first) = self.seen.get(&key) {
+                    let (other_file, other_line) = (&first.file, first.line_of(&name_path));
                     let msg = format!(
                         "duplicate {} `{}/{}`: also defined at {other_file}:{other_line}; names are unique per kind \
                          and namespace, so rename or delete one of them",
@@ -264,8 +283,13 @@ impl Loader {
                     self.diags.push(res.error(name_path, msg));
                     return;
                 }
-                self.seen
-                    .insert(key, (file.to_owned(), res.line_of(&name_path)));
+                let first = FirstDefinition {
+                    file: file.to_owned(),
+                    line: res.line,
+                    doc: doc.clone(),
+                    prefix: prefix.clone(),
+                };
+                self.seen.insert(key, first);
                 S::collection(&mut self.loaded).push(res);
             }
             Ok(None) => {}

@@ -4,6 +4,10 @@
 //!
 //! A directory is read without descending into subdirectories, as `kubectl apply -f DIR` does without `-R`: a
 //! subdirectory is often an overlay or an archive that is not meant to apply together with its parent.
+//!
+//! Each file is parsed on its own (into its resources and diagnostics in document order); a [`ReadCache`] keeps
+//! those parses, so that reading a directory again parses only the files whose text changed. Names are
+//! checked for duplicates across files when the parses are put together, in file order.
 
 mod located;
 
@@ -50,6 +54,29 @@ pub fn load_str(text: &str, file: &str) -> Result<Loaded, Vec<Diagnostic>> {
 /// Reads what it can of `dir`: the resources that are valid, and a diagnostic for each problem (the CLI reports
 /// them all at once). `Err` only when the directory itself cannot be listed.
 pub fn read_dir(dir: &Path) -> Result<(Loaded, Vec<Diagnostic>), DirError> {
+    read_dir_cached(dir, &mut ReadCache::default())
+}
+
+/// [`load_dir`], parsing only the files whose text is not in `cache` (which then holds the files read now).
+pub fn load_dir_cached(dir: &Path, cache: &mut ReadCache) -> Result<Loaded, Vec<Diagnostic>> {
+    match read_dir_cached(dir, cache) {
+        Ok((loaded, diags)) if !diags.iter().any(Diagnostic::is_error) => Ok(loaded),
+        Ok((_, diags)) => Err(diags),
+        Err(e) => Err(vec![Diagnostic::error(&e.dir, None, None, e.to_string())]),
+    }
+}
+
+/// The files of a directory read before, each with its text and what parsing it gave.
+#[derive(Default)]
+pub struct ReadCache {
+    files: HashMap<String, (String, Arc<FileParse>)>,
+}
+
+/// [`read_dir`], parsing only the files whose text is not in `cache` (which then holds the files read now).
+pub fn read_dir_cached(
+    dir: &Path,
+    cache: &mut ReadCache,
+) -> Result<(Loaded, Vec<Diagnostic>), DirError> {
     let dir_name = dir.display().to_string();
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map_err(|source| DirError {
@@ -70,10 +97,18 @@ pub fn read_dir(dir: &Path) -> Result<(Loaded, Vec<Diagnostic>), DirError> {
             "no *.yaml or *.yml files here (subdirectories are not read); put the Istio resources in this directory",
         ));
     }
+    let mut read = HashMap::new();
     for path in paths {
         let file = path.display().to_string();
         match std::fs::read_to_string(&path) {
-            Ok(text) => loader.text(&text, &file),
+            Ok(text) => {
+                let parse = match cache.files.remove(&file) {
+                    Some((before, parse)) if before == text => parse,
+                    _ => Arc::new(FileParse::new(&text, &file)),
+                };
+                loader.add_file(&file, &parse);
+                read.insert(file, (text, parse));
+            }
             Err(e) => loader.diags.push(Diagnostic::error(
                 &file,
                 None,
@@ -84,6 +119,7 @@ pub fn read_dir(dir: &Path) -> Result<(Loaded, Vec<Diagnostic>), DirError> {
             )),
         }
     }
+    cache.files = read;
     Ok((loader.loaded, loader.diags))
 }
 
@@ -105,26 +141,45 @@ impl FirstDefinition {
     }
 }
 
-/// Accumulates resources and diagnostics over files.
-#[derive(Default)]
-struct Loader {
-    loaded: Loaded,
-    diags: Vec<Diagnostic>,
-    /// (kind, namespace, name) → where it was first defined.
-    seen: HashMap<(Kind, String, String), FirstDefinition>,
+/// One file, parsed: its resources and diagnostics in document order, before names are checked across files.
+struct FileParse {
+    steps: Vec<Step>,
+    resources_seen: usize,
 }
 
-impl Loader {
-    fn finish(self) -> Result<Loaded, Vec<Diagnostic>> {
-        if self.diags.iter().any(Diagnostic::is_error) {
-            Err(self.diags)
-        } else {
-            Ok(self.loaded)
-        }
+/// A resource read, or a problem found.
+enum Step {
+    Resource(Arc<dyn AddTo>),
+    Diag(Diagnostic),
+}
+
+/// A resource of any kind, to be added to a [`Loader`].
+trait AddTo: Send + Sync {
+    fn add_to(&self, loader: &mut Loader);
+}
+
+impl<S: Spec + Clone + Send + Sync + 'static> AddTo for Located<S> {
+    fn add_to(&self, loader: &mut Loader) {
+        loader.add(self.clone());
+    }
+}
+
+impl FileParse {
+    /// Parses `text`, the contents of the file `file`.
+    fn new(text: &str, file: &str) -> Self {
+        let mut parse = FileParse {
+            steps: Vec::new(),
+            resources_seen: 0,
+        };
+        parse.text(text, file);
+        parse
+    }
+
+    fn diag(&mut self, diagnostic: Diagnostic) {
+        self.steps.push(Step::Diag(diagnostic));
     }
 
     fn text(&mut self, text: &str, file: &str) {
-        self.loaded.files.push(file.to_owned());
         for doc in split_documents(text) {
             let doc = Arc::new(doc);
             let value: serde_yaml::Value = match serde_yaml::from_str(&doc.text) {
@@ -137,7 +192,7 @@ impl Loader {
                     let msg = msg.split(" at line ").next().unwrap_or(&msg);
                     let advice =
                         format!("invalid YAML: {msg}; check the indentation and quoting here");
-                    self.diags.push(Diagnostic::error(file, line, None, advice));
+                    self.diag(Diagnostic::error(file, line, None, advice));
                     continue;
                 }
             };
@@ -155,7 +210,7 @@ impl Loader {
             let line = locate::line_of(&doc.text, &FieldPath::root()).map(|l| l + doc.offset);
             let msg =
                 "a `List` needs `items`, a list of resources; add them or remove the document";
-            self.diags.push(Diagnostic::error(file, line, None, msg));
+            self.diag(Diagnostic::error(file, line, None, msg));
             return;
         };
         for (i, item) in items.iter().enumerate() {
@@ -171,7 +226,7 @@ impl Loader {
         prefix: FieldPath,
         value: &serde_yaml::Value,
     ) {
-        self.loaded.resources_seen += 1;
+        self.resources_seen += 1;
         let line_of = |path: &FieldPath| {
             locate::line_of(&doc.text, &path.under(&prefix))
                 .map_or(doc.offset + 1, |l| l + doc.offset)
@@ -181,14 +236,14 @@ impl Loader {
         };
         let Some(map) = value.as_mapping() else {
             let msg = "expected a resource: a mapping with apiVersion, kind, metadata and spec";
-            self.diags.push(err(FieldPath::root(), msg.into()));
+            self.diag(err(FieldPath::root(), msg.into()));
             return;
         };
         let kind_name = match map.get("kind").map(|k| k.as_str()) {
             Some(Some(k)) => k,
             Some(None) => {
                 let msg = format!("`kind` must be a string: one of {}", Kind::supported());
-                self.diags.push(err(FieldPath::root().key("kind"), msg));
+                self.diag(err(FieldPath::root().key("kind"), msg));
                 return;
             }
             None => {
@@ -196,7 +251,7 @@ impl Loader {
                     "missing field `kind`: add the resource's kind, one of {}",
                     Kind::supported()
                 );
-                self.diags.push(err(FieldPath::root(), msg));
+                self.diag(err(FieldPath::root(), msg));
                 return;
             }
         };
@@ -210,7 +265,7 @@ impl Loader {
                  move it out of the directory",
                 Kind::supported()
             );
-            self.diags.push(err(FieldPath::root().key("kind"), msg));
+            self.diag(err(FieldPath::root().key("kind"), msg));
             return;
         };
         let api = map
@@ -236,7 +291,7 @@ impl Loader {
             let msg = format!(
                 "{shown} is not an API version of {kind}: write `apiVersion: {first}`{also}"
             );
-            self.diags.push(err(path, msg));
+            self.diag(err(path, msg));
             return;
         }
         match kind {
@@ -251,7 +306,12 @@ impl Loader {
     }
 
     /// Deserializes the resource at `prefix` as `Resource<S>`, and records it unless its name is taken.
-    fn typed<S: Spec>(&mut self, doc: &Arc<Doc>, file: &str, prefix: FieldPath) {
+    fn typed<S: Spec + Clone + Send + Sync + 'static>(
+        &mut self,
+        doc: &Arc<Doc>,
+        file: &str,
+        prefix: FieldPath,
+    ) {
         let mut track = serde_path_to_error::Track::new();
         let de = serde_path_to_error::Deserializer::new(
             serde_yaml::Deserializer::from_str(&doc.text),
@@ -266,32 +326,7 @@ impl Loader {
             prefix: prefix.clone(),
         };
         match parsed {
-            Ok(Some(resource)) => {
-                let res = located(resource);
-                let meta = &res.metadata;
-                let key = (S::KIND, meta.namespace.clone(), meta.name.clone());
-                let name_path = FieldPath::root().key("metadata").key("name");
-                if let Some(first) = self.seen.get(&key) {
-                    let (other_file, other_line) = (&first.file, first.line_of(&name_path));
-                    let msg = format!(
-                        "duplicate {} `{}/{}`: also defined at {other_file}:{other_line}; names are unique per kind \
-                         and namespace, so rename or delete one of them",
-                        S::KIND,
-                        meta.namespace,
-                        meta.name
-                    );
-                    self.diags.push(res.error(name_path, msg));
-                    return;
-                }
-                let first = FirstDefinition {
-                    file: file.to_owned(),
-                    line: res.line,
-                    doc: doc.clone(),
-                    prefix: prefix.clone(),
-                };
-                self.seen.insert(key, first);
-                S::collection(&mut self.loaded).push(res);
-            }
+            Ok(Some(resource)) => self.steps.push(Step::Resource(Arc::new(located(resource)))),
             Ok(None) => {}
             Err(e) => {
                 let field = FieldPath::from(&track.path());
@@ -306,10 +341,72 @@ impl Loader {
                     msg =
                         "missing field `name`: every resource needs `metadata.name`; add it".into();
                 }
-                self.diags
-                    .push(Diagnostic::error(file, line, Some(field), msg));
+                self.diag(Diagnostic::error(file, line, Some(field), msg));
             }
         }
+    }
+}
+
+/// Accumulates resources and diagnostics over files.
+#[derive(Default)]
+struct Loader {
+    loaded: Loaded,
+    diags: Vec<Diagnostic>,
+    /// (kind, namespace, name) → where it was first defined.
+    seen: HashMap<(Kind, String, String), FirstDefinition>,
+}
+
+impl Loader {
+    fn finish(self) -> Result<Loaded, Vec<Diagnostic>> {
+        if self.diags.iter().any(Diagnostic::is_error) {
+            Err(self.diags)
+        } else {
+            Ok(self.loaded)
+        }
+    }
+
+    /// Parses `text` as the contents of the file `file` and adds what it holds.
+    fn text(&mut self, text: &str, file: &str) {
+        self.add_file(file, &FileParse::new(text, file));
+    }
+
+    /// Adds the resources and diagnostics of the file `file`, in document order.
+    fn add_file(&mut self, file: &str, parse: &FileParse) {
+        self.loaded.files.push(file.to_owned());
+        self.loaded.resources_seen += parse.resources_seen;
+        for step in &parse.steps {
+            match step {
+                Step::Resource(resource) => resource.add_to(self),
+                Step::Diag(diagnostic) => self.diags.push(diagnostic.clone()),
+            }
+        }
+    }
+
+    /// Adds `res` unless its name is taken.
+    fn add<S: Spec>(&mut self, res: Located<S>) {
+        let meta = &res.metadata;
+        let key = (S::KIND, meta.namespace.clone(), meta.name.clone());
+        let name_path = FieldPath::root().key("metadata").key("name");
+        if let Some(first) = self.seen.get(&key) {
+            let (other_file, other_line) = (&first.file, first.line_of(&name_path));
+            let msg = format!(
+                "duplicate {} `{}/{}`: also defined at {other_file}:{other_line}; names are unique per kind \
+                 and namespace, so rename or delete one of them",
+                S::KIND,
+                meta.namespace,
+                meta.name
+            );
+            self.diags.push(res.error(name_path, msg));
+            return;
+        }
+        let first = FirstDefinition {
+            file: res.file.clone(),
+            line: res.line,
+            doc: res.doc.clone(),
+            prefix: res.prefix.clone(),
+        };
+        self.seen.insert(key, first);
+        S::collection(&mut self.loaded).push(res);
     }
 }
 

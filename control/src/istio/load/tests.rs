@@ -252,3 +252,43 @@ fn directories() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&empty).unwrap();
 }
+
+#[test]
+fn a_cached_read_parses_only_the_files_that_changed() {
+    let dir = temp_dir("cache");
+    std::fs::write(dir.join("a.yaml"), VS).unwrap();
+    std::fs::write(dir.join("b.yaml"), SE).unwrap();
+    let mut cache = ReadCache::default();
+    let (first, diags) = read_dir_cached(&dir, &mut cache).unwrap();
+    assert!(diags.is_empty() && first.len() == 2, "{diags:?}");
+    let parse_of = |cache: &ReadCache, name: &str| {
+        let file = dir.join(name).display().to_string();
+        cache.files.get(&file).map(|(_, p)| p.clone()).unwrap()
+    };
+    let (a, b) = (parse_of(&cache, "a.yaml"), parse_of(&cache, "b.yaml"));
+
+    // b also defines a's VirtualService: a duplicate across files, though only b is parsed again.
+    std::fs::write(dir.join("b.yaml"), format!("{SE}---\n{VS}")).unwrap();
+    let diags = load_dir_cached(&dir, &mut cache).unwrap_err();
+    assert!(
+        Arc::ptr_eq(&a, &parse_of(&cache, "a.yaml")),
+        "a did not change"
+    );
+    assert!(!Arc::ptr_eq(&b, &parse_of(&cache, "b.yaml")), "b changed");
+    assert_eq!(
+        diags,
+        load_dir(&dir).unwrap_err(),
+        "the same as reading afresh"
+    );
+    assert!(
+        diags[0].message.starts_with("duplicate VirtualService"),
+        "{diags:?}"
+    );
+    assert!(diags[0].file.ends_with("b.yaml"), "{diags:?}");
+
+    // A file that goes away leaves the cache.
+    std::fs::remove_file(dir.join("b.yaml")).unwrap();
+    let again = load_dir_cached(&dir, &mut cache).unwrap();
+    assert_eq!((again.len(), cache.files.len()), (1, 1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -80,10 +80,13 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Loads the directory (failing with every error if it does not load), binds the xDS port and starts serving.
     pub fn start(options: Options) -> Result<ControlPlane, StartError> {
-        let (mesh, count) = source::load(&options.dir).map_err(|errors| StartError::Config {
-            dir: options.dir.display().to_string(),
-            errors,
-        })?;
+        let mut loader = source::DirLoader::default();
+        let (mesh, count) = loader
+            .load(&options.dir)
+            .map_err(|errors| StartError::Config {
+                dir: options.dir.display().to_string(),
+                errors,
+            })?;
         let views = Arc::new(MeshViews::new(mesh, options.sidecars));
         let initial = Status {
             version: 1,
@@ -96,7 +99,7 @@ impl ControlPlane {
             views,
             initial,
             move |views, status, stop| async move {
-                tokio::spawn(source::watch_dir(dir, views, polling, status, stop));
+                tokio::spawn(source::watch_dir(dir, views, polling, status, stop, loader));
                 Ok(())
             },
         )

@@ -56,19 +56,33 @@ pub struct Status {
 /// `meshwork config validate`: serving them would hand sidecars routing Istio refuses, or plugin configs the policy
 /// filters refuse (a NACK the operator only sees in each sidecar's `/config_dump`).
 pub fn load(dir: &Path) -> Result<(Mesh, usize), Vec<String>> {
-    let errors = |diags: Vec<Diagnostic>| -> Vec<String> {
-        diags
-            .iter()
-            .filter(|d| d.is_error())
-            .map(ToString::to_string)
-            .collect()
-    };
-    let loaded = load::load_dir(dir).map_err(errors)?;
-    let refused = errors(analyze(&loaded));
-    if !refused.is_empty() {
-        return Err(refused);
+    DirLoader::default().load(dir)
+}
+
+/// Loads a directory again and again, parsing only the files whose text changed since the last load (parsing a
+/// 1,000-service mesh's 5,000 documents took most of the time from an edit to the change being served).
+#[derive(Default)]
+pub struct DirLoader {
+    cache: load::ReadCache,
+}
+
+impl DirLoader {
+    /// Loads `dir`: the mesh and its resource count, or every error found.
+    pub fn load(&mut self, dir: &Path) -> Result<(Mesh, usize), Vec<String>> {
+        let errors = |diags: Vec<Diagnostic>| -> Vec<String> {
+            diags
+                .iter()
+                .filter(|d| d.is_error())
+                .map(ToString::to_string)
+                .collect()
+        };
+        let loaded = load::load_dir_cached(dir, &mut self.cache).map_err(errors)?;
+        let refused = errors(analyze(&loaded));
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        Ok((Mesh::from_loaded(&loaded), loaded.len()))
     }
-    Ok((Mesh::from_loaded(&loaded), loaded.len()))
 }
 
 /// Polls `dir` until `stop` turns true, applying each good version to `views` and reporting on `status`.
@@ -78,6 +92,7 @@ pub async fn watch_dir(
     polling: Polling,
     status: watch::Sender<Status>,
     mut stop: watch::Receiver<bool>,
+    mut loader: DirLoader,
 ) {
     let mut seen = fingerprint(&dir);
     loop {
@@ -100,17 +115,24 @@ pub async fn watch_dir(
             settled = again;
         }
         seen = settled;
-        // Reading the directory and rebuilding the views take a while on a large mesh: off the runtime's thread, so
-        // that the ADS streams it serves keep answering (and keepalives keep flowing) meanwhile.
-        let (task_dir, task_views) = (dir.clone(), views.clone());
-        let applied = tokio::task::spawn_blocking(move || {
-            load(&task_dir).map(|(mesh, count)| {
-                task_views.set_mesh(mesh);
-                count
-            })
-        })
-        .await
-        .unwrap_or_else(|e| Err(vec![format!("loading the directory failed: {e}")]));
+        // Reading the directory takes a while on a large mesh: off the runtime's thread, so that the ADS streams it
+        // serves keep answering (and keepalives keep flowing) meanwhile. The views are rebuilt here, so that no
+        // stream pushes the change before the status says it is applied.
+        let task_dir = dir.clone();
+        let task = tokio::task::spawn_blocking(move || (loader.load(&task_dir), loader));
+        let applied = match task.await {
+            Ok((loaded, used)) => {
+                loader = used;
+                loaded.map(|(mesh, count)| {
+                    views.set_mesh(mesh);
+                    count
+                })
+            }
+            Err(e) => {
+                loader = DirLoader::default();
+                Err(vec![format!("loading the directory failed: {e}")])
+            }
+        };
         match applied {
             Ok(count) => {
                 status.send_modify(|s| {

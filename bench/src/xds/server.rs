@@ -3,10 +3,11 @@
 //! a process of its own, so that its CPU time and memory are its own and not the clients'.
 //!
 //! It talks to the harness in lines. On stdout: `ready ADDR` once serving; `polled VERSION T` each time the file
-//! source applied a new version (T: `CLOCK_MONOTONIC` ns just after the views were rebuilt); `applied T0 T1 LOAD`
-//! after each `apply`. On stdin: `apply` loads the directory and hands the mesh to `MeshViews::set_mesh` directly
-//! (T0 and T1 are taken around that call, LOAD is the load's duration in ns), bypassing the file source's polling;
-//! end of input stops the control plane.
+//! source applied a new version (T: `CLOCK_MONOTONIC` ns when it reported it, after the views were rebuilt);
+//! `applied T0 T1 LOAD` after each `apply`. On stdin: `apply` loads the directory as the file source does (parsing
+//! only the files that changed) and hands the mesh to `MeshViews::set_mesh` directly (T0 and T1 are taken around
+//! that call, LOAD is the load's duration in ns), bypassing the file source's polling; end of input stops the
+//! control plane.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
@@ -47,11 +48,16 @@ pub fn serve(dir: PathBuf, poll: Duration, settle: Duration) -> anyhow::Result<(
             });
         })
         .context("starting the status thread")?;
+    // What the file source does on a change: a loader that parses only the files that changed since its last load.
+    let mut loader = source::DirLoader::default();
+    let fail =
+        |errors: Vec<String>| anyhow::anyhow!("the mesh does not load: {}", errors.join("; "));
+    loader.load(&dir).map_err(fail)?;
     for line in std::io::stdin().lock().lines() {
         match line?.trim() {
             "apply" => {
                 let started = sys::monotonic_ns();
-                let (mesh, _) = source::load(&dir).map_err(|errors| {
+                let (mesh, _) = loader.load(&dir).map_err(|errors| {
                     anyhow::anyhow!("the mesh does not load: {}", errors.join("; "))
                 })?;
                 let t0 = sys::monotonic_ns();

@@ -60,11 +60,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     let mut status = control.status_changes();
     rt.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let terminated = crate::signal::terminated();
+        tokio::pin!(terminated);
         loop {
             tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM received"); break }
-                r = tokio::signal::ctrl_c() => { r?; tracing::info!("SIGINT received"); break }
+                r = &mut terminated => { r?; break }
                 changed = status.changed() => {
                     if changed.is_err() {
                         break;

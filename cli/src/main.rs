@@ -9,6 +9,7 @@ mod demo;
 mod filter;
 mod filter_new;
 mod proxy;
+mod signal;
 mod up;
 
 use clap::{Parser, Subcommand};

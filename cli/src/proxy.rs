@@ -89,10 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            r = tokio::signal::ctrl_c() => { r?; tracing::info!("SIGINT received") }
+            r = crate::signal::terminated() => r?,
             () = running.proxy.drain_requested() => tracing::info!("drain requested on the admin API"),
         }
         running.shutdown().await;

@@ -137,11 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            r = tokio::signal::ctrl_c() => { r?; tracing::info!("SIGINT received") }
-        }
+        crate::signal::terminated().await?;
         for r in running {
             r.shutdown().await;
         }

@@ -52,6 +52,16 @@ pub enum ProxyError {
         /// hyper's error.
         source: hyper::Error,
     },
+    /// The TLS handshake with the endpoint failed (certificate not trusted, wrong identity, no common protocol).
+    #[error(
+        "upstream TLS error with {addr}: {source}; check that both sides have certificates from the mesh CA and that the destination runs as an expected identity"
+    )]
+    Tls {
+        /// Endpoint.
+        addr: SocketAddr,
+        /// rustls' error.
+        source: std::io::Error,
+    },
     /// The route's `timeout` ran out before the response headers arrived.
     #[error("upstream request timeout")]
     Timeout,
@@ -75,6 +85,7 @@ impl ProxyError {
             | ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout(_)
             | ProxyError::Handshake { .. }
+            | ProxyError::Tls { .. }
             | ProxyError::Reset(_)
             | ProxyError::ListenerGone(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -96,6 +107,7 @@ impl ProxyError {
             self,
             ProxyError::Connect { .. }
                 | ProxyError::ConnectTimeout(_)
+                | ProxyError::Tls { .. }
                 | ProxyError::Overflow(_)
                 | ProxyError::Reset(_)
                 | ProxyError::NoHealthyUpstream(_)
@@ -111,7 +123,8 @@ impl ProxyError {
             ProxyError::Overflow(_) => "UO",
             ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout(_)
-            | ProxyError::Handshake { .. } => "UF",
+            | ProxyError::Handshake { .. }
+            | ProxyError::Tls { .. } => "UF",
             ProxyError::Timeout => "UT",
             ProxyError::Reset(_) => "UC",
             ProxyError::ListenerGone(_) => "LR",
@@ -130,6 +143,9 @@ impl ProxyError {
             }
             ProxyError::Handshake { .. } => {
                 "upstream_reset_before_response_started{protocol_error}"
+            }
+            ProxyError::Tls { .. } => {
+                "upstream_reset_before_response_started{connection_failure,TLS_error}"
             }
             ProxyError::Timeout => "response_timeout",
             ProxyError::Reset(e) if refused_stream(e) => {

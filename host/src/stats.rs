@@ -26,6 +26,8 @@ macro_rules! counters {
 counters! {
     DownstreamCxTotal => "downstream_cx_total",
     DownstreamCxDestroy => "downstream_cx_destroy",
+    DownstreamCxTls => "downstream_cx_tls_total",
+    DownstreamCxTlsFailed => "downstream_cx_tls_refused",
     DownstreamRqTotal => "downstream_rq_total",
     DownstreamRq1xx => "downstream_rq_1xx",
     DownstreamRq2xx => "downstream_rq_2xx",
@@ -42,6 +44,8 @@ counters! {
     UpstreamCxTotal => "upstream_cx_total",
     UpstreamCxConnectFail => "upstream_cx_connect_fail",
     UpstreamCxConnectTimeout => "upstream_cx_connect_timeout",
+    UpstreamCxTls => "upstream_cx_tls_total",
+    UpstreamCxTlsFailed => "upstream_cx_tls_failed",
     NoHealthyUpstream => "upstream_cx_none_healthy",
     ConfigReloadOk => "config_reload_ok",
     ConfigReloadRejected => "config_reload_rejected",

@@ -24,6 +24,7 @@ mod policy_router_e2e;
 mod reload;
 mod routing;
 mod shutdown;
+mod tls;
 mod upgrade;
 mod wasm;
 mod wasm_abi;

@@ -138,6 +138,7 @@ fn info() -> StreamInfo {
         cluster: Some("app".into()),
         start: SystemTime::now(),
         upstream: None,
+        tls: None,
     }
 }
 

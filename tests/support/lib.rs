@@ -9,6 +9,7 @@
 
 pub mod load;
 pub mod mesh;
+pub mod pki;
 pub mod xds;
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};

@@ -6,7 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{duration::Dur, plugin::WasmPlugin};
+use super::{
+    duration::Dur,
+    plugin::WasmPlugin,
+    tls::{ClusterTls, ListenerTls, Secret},
+};
 
 /// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -27,6 +31,9 @@ pub struct Config {
     /// Upstream clusters that routes send traffic to.
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// Certificates and trust bundles that listeners and clusters refer to by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<Secret>,
 }
 
 /// The admin listener.
@@ -69,6 +76,9 @@ pub struct Listener {
     /// Most concurrent HTTP/2 streams per downstream connection.
     #[serde(default = "default_max_streams")]
     pub http2_max_concurrent_streams: u32,
+    /// TLS (and mutual TLS) on this listener; absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
     /// WASM plugins every route of this listener runs, ordered by `phase` then `priority`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<WasmPlugin>,
@@ -210,6 +220,9 @@ pub struct Cluster {
     /// Most HTTP/1.1 connections per endpoint per worker; requests beyond it wait for a free connection.
     #[serde(default = "default_max_connections_per_endpoint")]
     pub max_connections_per_endpoint: u32,
+    /// TLS (and mutual TLS) to the endpoints; absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTls>,
 }
 
 /// Load-balancing policy.
@@ -247,6 +260,7 @@ impl Listener {
             request_headers_timeout: default_headers_timeout(),
             max_request_headers_kb: default_max_headers_kb(),
             http2_max_concurrent_streams: default_max_streams(),
+            tls: None,
             filters: Vec::new(),
             virtual_hosts: Vec::new(),
         }
@@ -281,6 +295,7 @@ impl Cluster {
             idle_timeout: default_pool_idle_timeout(),
             max_requests: default_max_requests(),
             max_connections_per_endpoint: default_max_connections_per_endpoint(),
+            tls: None,
         }
     }
 }

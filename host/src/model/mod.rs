@@ -6,6 +6,7 @@
 
 pub mod plugins;
 pub mod route;
+mod statics;
 
 use std::{
     collections::HashMap,
@@ -17,7 +18,10 @@ use std::{
 pub use route::{Action, Route, RouteTable};
 
 pub use crate::config::schema::{LbPolicy, UpstreamProtocol};
-use crate::config::{Config, Invalid, schema};
+use crate::{
+    config::{Config, Invalid, schema},
+    tls::{ClientTls, Secrets, ServerTls},
+};
 
 /// A validated, immutable configuration.
 #[derive(Debug)]
@@ -38,6 +42,8 @@ pub struct Snapshot {
     pub clusters: HashMap<Arc<str>, Arc<Cluster>>,
     /// Every distinct WASM plugin the routes use.
     pub plugins: Vec<Arc<crate::wasm::PluginDef>>,
+    /// Certificates and trust bundles by name; the same store for every snapshot of a proxy.
+    pub secrets: Arc<Secrets>,
 }
 
 /// A downstream listener.
@@ -59,6 +65,8 @@ pub struct Listener {
     pub h2_max_streams: u32,
     /// The routes.
     pub routes: RouteTable,
+    /// TLS, when the listener has it.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// An upstream cluster.
@@ -90,6 +98,8 @@ pub struct Cluster {
     pub admission: crate::upstream::admit::Admission,
     /// Retries in flight (all workers), for retry budgets.
     pub retries: AtomicU32,
+    /// TLS to the endpoints, when the cluster has it.
+    pub tls: Option<Arc<ClientTls>>,
     def: schema::Cluster,
 }
 
@@ -98,6 +108,8 @@ impl Snapshot {
     /// counters (and the workers' connection pools keyed by them) carry over.
     pub fn build(config: Config, version: u64, prev: Option<&Snapshot>) -> Result<Self, Invalid> {
         let admin = socket_addr(&config.admin.address, "admin.address")?;
+        let secrets = prev.map_or_else(Default::default, |p| p.secrets.clone());
+        let static_secrets = statics::prepare(&config.secrets)?;
         let mut clusters: HashMap<Arc<str>, Arc<Cluster>> = HashMap::new();
         for (i, c) in config.clusters.iter().enumerate() {
             let field = format!("clusters[{i}]");
@@ -112,7 +124,7 @@ impl Snapshot {
                 .filter(|old| old.def == *c);
             let cluster = match reused {
                 Some(old) => old.clone(),
-                None => Arc::new(Cluster::compile(c, &field)?),
+                None => Arc::new(Cluster::compile(c, &field, &secrets)?),
             };
             clusters.insert(cluster.name.clone(), cluster);
         }
@@ -147,6 +159,13 @@ impl Snapshot {
                 ));
             }
             loader.check_listener(l, &field)?;
+            let tls = match &l.tls {
+                Some(t) => Some(Arc::new(
+                    ServerTls::build(t, &secrets)
+                        .map_err(|e| Invalid::new(format!("{field}.tls"), e))?,
+                )),
+                None => None,
+            };
             let routes = RouteTable::compile(
                 &l.virtual_hosts,
                 &format!("{field}.virtual_hosts"),
@@ -162,8 +181,10 @@ impl Snapshot {
                 max_header_bytes: l.max_request_headers_kb as usize * 1024,
                 h2_max_streams: l.http2_max_concurrent_streams.max(1),
                 routes,
+                tls,
             }));
         }
+        statics::install(&secrets, static_secrets);
         Ok(Snapshot {
             version,
             admin,
@@ -172,6 +193,7 @@ impl Snapshot {
             listeners,
             clusters,
             plugins: loader.into_plugins(),
+            secrets,
             config,
         })
     }
@@ -183,7 +205,7 @@ impl Snapshot {
 }
 
 impl Cluster {
-    fn compile(c: &schema::Cluster, field: &str) -> Result<Self, Invalid> {
+    fn compile(c: &schema::Cluster, field: &str, secrets: &Secrets) -> Result<Self, Invalid> {
         let mut endpoints = Vec::with_capacity(c.endpoints.len());
         for (i, e) in c.endpoints.iter().enumerate() {
             let efield = format!("{field}.endpoints[{i}]");
@@ -205,7 +227,15 @@ impl Cluster {
                 "`max_requests` and `max_connections_per_endpoint` must be at least 1",
             ));
         }
+        let tls = match &c.tls {
+            Some(t) => Some(Arc::new(
+                ClientTls::build(t, secrets)
+                    .map_err(|(f, e)| Invalid::new(format!("{field}.tls.{f}"), e))?,
+            )),
+            None => None,
+        };
         Ok(Cluster {
+            tls,
             name: c.name.as_str().into(),
             endpoints,
             lb_policy: c.lb_policy,
@@ -230,7 +260,7 @@ impl Cluster {
             "endpoints": endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }))
         .unwrap_or_else(|e| unreachable!("a name and addresses make a valid cluster: {e}"));
-        Self::compile(&def, "cluster")
+        Self::compile(&def, "cluster", &Secrets::default())
             .unwrap_or_else(|e| unreachable!("a name and addresses make a valid cluster: {e:?}"))
     }
 }

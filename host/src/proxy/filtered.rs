@@ -55,6 +55,7 @@ pub(super) async fn proxy(
         cluster: cluster.clone(),
         start: SystemTime::now(),
         upstream: None,
+        tls: conn.tls.clone(),
     };
     let head = RequestHead {
         method: std::mem::take(&mut parts.method),

@@ -40,6 +40,8 @@ pub struct ConnInfo {
     pub local: Option<SocketAddr>,
     /// Unique per process (the `connection.id` property).
     pub id: u64,
+    /// What the TLS handshake established, on a TLS connection.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// A fresh connection id.
@@ -306,6 +308,9 @@ impl ProxyError {
             }
             ProxyError::ConnectTimeout(_) => "upstream connect error: connection timeout".into(),
             ProxyError::Handshake { .. } => "upstream protocol error: handshake failed".into(),
+            ProxyError::Tls { source, .. } => {
+                format!("upstream connect error: TLS handshake failed: {source}")
+            }
             ProxyError::Timeout => "upstream request timeout".into(),
             ProxyError::Reset(_) => "upstream disconnect or reset before response headers".into(),
             ProxyError::ListenerGone(_) => "listener removed by a config change; retry".into(),

@@ -28,6 +28,7 @@ use crate::{
     proxy::{self, ConnInfo},
     rt::LocalExec,
     stats::Counter,
+    tls::server::{Detected, TlsMode},
 };
 
 /// A worker's open connections. Drain, listener removal and idleness reach a connection through its [`Control`]: set a
@@ -236,12 +237,13 @@ pub async fn accept_loop(
             quiet: Cell::new(Duration::ZERO),
         });
         w.shared.stats.inc(Counter::DownstreamCxTotal);
-        let info = Rc::new(ConnInfo {
+        let info = ConnInfo {
             listener: name.clone(),
             peer,
             local: stream.local_addr().ok(),
             id: proxy::next_connection_id(),
-        });
+            tls: None,
+        };
         tokio::task::spawn_local(serve(w.clone(), config, stream, info, activity, open, slot));
     }
     tracing::debug!(listener = %name, worker = w.id, "stopped accepting");
@@ -251,13 +253,56 @@ async fn serve(
     w: Rc<WorkerCtx>,
     config: Arc<Listener>,
     stream: TcpStream,
-    info: Rc<ConnInfo>,
+    mut info: ConnInfo,
     activity: Arc<LastActive>,
     open: Open,
     slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(Activity::new(stream, activity));
+    let tls = config.tls.clone();
+    match tls {
+        Some(tls) if tls.mode != TlsMode::Disable => {
+            let timeout = config.headers_timeout;
+            match tls.detect(&stream, timeout, &info.listener).await {
+                Some(Detected::Tls) => {
+                    let io = Activity::new(stream, activity);
+                    let Some((tls_stream, tls_info)) =
+                        tls.handshake(io, timeout, &info.listener, info.peer).await
+                    else {
+                        w.shared.stats.inc(Counter::DownstreamCxTlsFailed);
+                        return finish(&w, slot, open);
+                    };
+                    w.shared.stats.inc(Counter::DownstreamCxTls);
+                    info.tls = Some(Arc::new(tls_info));
+                    serve_http(&w, &config, TokioIo::new(tls_stream), info, &open).await;
+                }
+                Some(Detected::Plain) => {
+                    let io = TokioIo::new(Activity::new(stream, activity));
+                    serve_http(&w, &config, io, info, &open).await;
+                }
+                None => w.shared.stats.inc(Counter::DownstreamCxTlsFailed),
+            }
+        }
+        _ => {
+            let io = TokioIo::new(Activity::new(stream, activity));
+            serve_http(&w, &config, io, info, &open).await;
+        }
+    }
+    finish(&w, slot, open);
+}
+
+fn finish(w: &WorkerCtx, slot: Slot, open: Open) {
+    w.shared.stats.inc(Counter::DownstreamCxDestroy);
+    drop(slot);
+    drop(open);
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on an accepted (and, with TLS, handshaken) connection until it closes.
+async fn serve_http<I>(w: &Rc<WorkerCtx>, config: &Listener, io: I, info: ConnInfo, open: &Open)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let info = Rc::new(info);
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
@@ -296,7 +341,4 @@ async fn serve(
     if let Err(e) = result {
         tracing::debug!(error = %e, "downstream connection ended with an error");
     }
-    w.shared.stats.inc(Counter::DownstreamCxDestroy);
-    drop(slot);
-    drop(open);
 }

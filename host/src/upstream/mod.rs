@@ -24,12 +24,14 @@ pub use pool::{EndpointPool, PoolSettings, Proto};
 use crate::{
     error::ProxyError,
     model::{Cluster, LbPolicy, Snapshot},
+    tls::ClientTls,
 };
 
 /// One worker's view of all clusters.
 #[derive(Default)]
 pub struct Upstreams {
-    pools: RefCell<HashMap<(SocketAddr, Proto), Rc<EndpointPool>>>,
+    /// Keyed by endpoint, protocol and TLS settings (0 = plaintext).
+    pools: RefCell<HashMap<(SocketAddr, Proto, u64), Rc<EndpointPool>>>,
     clusters: RefCell<HashMap<Arc<str>, Rc<ClusterState>>>,
 }
 
@@ -57,7 +59,7 @@ impl Upstreams {
             cluster
                 .endpoints
                 .iter()
-                .map(|&addr| self.pool(addr, proto))
+                .map(|&addr| self.pool(addr, proto, cluster.tls.as_ref()))
                 .collect()
         };
         let state = Rc::new(ClusterState {
@@ -72,11 +74,17 @@ impl Upstreams {
         state
     }
 
-    fn pool(&self, addr: SocketAddr, proto: Proto) -> Rc<EndpointPool> {
+    fn pool(
+        &self,
+        addr: SocketAddr,
+        proto: Proto,
+        tls: Option<&Arc<ClientTls>>,
+    ) -> Rc<EndpointPool> {
+        let key = tls.map_or(0, |t| t.key());
         self.pools
             .borrow_mut()
-            .entry((addr, proto))
-            .or_insert_with(|| EndpointPool::new(addr, proto))
+            .entry((addr, proto, key))
+            .or_insert_with(|| EndpointPool::new(addr, proto, tls.cloned()))
             .clone()
     }
 
@@ -94,7 +102,7 @@ impl Upstreams {
             .values()
             .flat_map(|c| c.endpoints.iter().map(|&a| (a, c.idle_timeout)))
             .collect();
-        self.pools.borrow_mut().retain(|(addr, _), pool| {
+        self.pools.borrow_mut().retain(|(addr, _, _), pool| {
             let in_use = Rc::strong_count(pool) > 1;
             match idle.get(addr) {
                 Some(timeout) => pool.sweep(*timeout, now) || in_use,

@@ -10,6 +10,7 @@ use std::{
     future::poll_fn,
     net::SocketAddr,
     rc::Rc,
+    sync::Arc,
     task::Poll,
     time::Duration,
 };
@@ -21,12 +22,14 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpStream, time::Instant};
+use tokio_rustls::client::TlsStream;
 
 use crate::{
     error::ProxyError,
     proxy::body::ReqBody,
     rt::LocalExec,
     stats::{Counter, Stats},
+    tls::ClientTls,
 };
 
 /// The protocol a pool speaks.
@@ -56,6 +59,8 @@ pub struct EndpointPool {
     h2_connecting: RefCell<Option<Rc<tokio::sync::Notify>>>,
     /// Requests in flight through this pool (for least-request balancing).
     pub inflight: Cell<u32>,
+    /// TLS to the endpoint, if the cluster has it.
+    tls: Option<Arc<ClientTls>>,
 }
 
 /// Settings a pool takes from its cluster on each request (they can change with config reloads).
@@ -69,7 +74,7 @@ pub struct PoolSettings {
 
 impl EndpointPool {
     /// An empty pool; connections open on demand.
-    pub fn new(addr: SocketAddr, proto: Proto) -> Rc<Self> {
+    pub fn new(addr: SocketAddr, proto: Proto, tls: Option<Arc<ClientTls>>) -> Rc<Self> {
         Rc::new(EndpointPool {
             addr,
             proto,
@@ -79,6 +84,7 @@ impl EndpointPool {
             h2: RefCell::new(None),
             h2_connecting: RefCell::new(None),
             inflight: Cell::new(0),
+            tls,
         })
     }
 
@@ -186,12 +192,11 @@ impl EndpointPool {
         self.h1_connecting.set(self.h1_connecting.get() + 1);
         let result = async {
             let io = connect(self.addr, settings.connect_timeout, stats).await?;
-            let (tx, conn) = http1::Builder::new()
-                .handshake(io)
-                .await
-                .map_err(|e| self.handshake_error(e))?;
-            spawn_conn(conn, "HTTP/1.1");
-            Ok(tx)
+            match &self.tls {
+                None => h1_over(io).await,
+                Some(tls) => h1_over(self.tls_over(tls, io, stats).await?).await,
+            }
+            .map_err(|e| self.handshake_error(e))
         }
         .await;
         self.h1_connecting.set(self.h1_connecting.get() - 1);
@@ -234,15 +239,35 @@ impl EndpointPool {
         stats: &Stats,
     ) -> Result<http2::SendRequest<ReqBody>, ProxyError> {
         let io = connect(self.addr, settings.connect_timeout, stats).await?;
-        let (tx, conn) = http2::Builder::new(LocalExec)
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .handshake(io)
-            .await
-            .map_err(|e| self.handshake_error(e))?;
-        spawn_conn(conn, "HTTP/2");
-        Ok(tx)
+        match &self.tls {
+            None => h2_over(io).await,
+            Some(tls) => h2_over(self.tls_over(tls, io, stats).await?).await,
+        }
+        .map_err(|e| self.handshake_error(e))
+    }
+
+    /// The TLS handshake on a new connection, offering this pool's protocol by ALPN.
+    async fn tls_over(
+        &self,
+        tls: &ClientTls,
+        io: TokioIo<TcpStream>,
+        stats: &Stats,
+    ) -> Result<TokioIo<TlsStream<TcpStream>>, ProxyError> {
+        stats.inc(Counter::UpstreamCxTls);
+        match tls.connect(io.into_inner(), self.addr, self.proto).await {
+            Ok((stream, info)) => {
+                tracing::debug!(endpoint = %self.addr, peer = info.peer_spiffe_id().unwrap_or(""), alpn = info.alpn.as_deref().unwrap_or(""), version = info.version, "upstream TLS established");
+                Ok(TokioIo::new(stream))
+            }
+            Err(source) => {
+                stats.inc(Counter::UpstreamCxTlsFailed);
+                tracing::warn!(endpoint = %self.addr, error = %source, "upstream TLS handshake failed");
+                Err(ProxyError::Tls {
+                    addr: self.addr,
+                    source,
+                })
+            }
+        }
     }
 
     fn handshake_error(&self, source: hyper::Error) -> ProxyError {
@@ -266,6 +291,31 @@ impl EndpointPool {
         }
         !conns.is_empty() || h2.is_some() || self.inflight.get() > 0
     }
+}
+
+/// An HTTP/1.1 client connection over `io`, its I/O running on this worker.
+async fn h1_over<I>(io: I) -> hyper::Result<http1::SendRequest<ReqBody>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    let (tx, conn) = http1::Builder::new().handshake(io).await?;
+    spawn_conn(conn, "HTTP/1.1");
+    Ok(tx)
+}
+
+/// A multiplexed HTTP/2 client connection over `io`, its I/O running on this worker.
+async fn h2_over<I>(io: I) -> hyper::Result<http2::SendRequest<ReqBody>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    let (tx, conn) = http2::Builder::new(LocalExec)
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .handshake(io)
+        .await?;
+    spawn_conn(conn, "HTTP/2");
+    Ok(tx)
 }
 
 /// Runs a client connection's I/O on this worker until it closes.

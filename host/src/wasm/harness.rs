@@ -157,6 +157,7 @@ impl Harness {
             cluster: None,
             start: self.hooks.clock.get(),
             upstream: None,
+            tls: None,
         };
         let stream: StreamRef = Rc::new(std::cell::RefCell::new(HttpStream::new(head, info)));
         let ctx = self.vm.create_context(&stream)?;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, header};
 
 use super::{plugin::PluginDef, stream::HttpStream, wire};
+use crate::tls::TlsInfo;
 
 /// The value of property `path`, encoded, or `None` if it does not exist (now).
 pub fn get(path: &[&[u8]], stream: Option<&HttpStream>, plugin: &PluginDef) -> Option<Vec<u8>> {
@@ -60,13 +61,32 @@ fn stream_property(path: &[&[u8]], s: &HttpStream) -> Option<Vec<u8>> {
         [b"connection", b"id"] | [b"connection_id"] => {
             Some(info.connection_id.to_le_bytes().to_vec())
         }
-        [b"connection", b"mtls"] => Some(vec![0]),
+        [b"connection", rest @ ..] => connection_property(rest, info.tls.as_deref()),
+        [b"source", b"principal"] => text(info.tls.as_deref()?.peer_spiffe_id()?),
+        [b"destination", b"principal"] => text(info.tls.as_deref()?.local_uri_sans.first()?),
         [b"upstream", b"address"] => text(&info.upstream?.to_string()),
         [b"upstream", b"port"] => Some(int(info.upstream?.port() as i64)),
         [b"upstream", b"request_attempt_count"] => Some(int(s.attempts as i64)),
         [b"route_name"] | [b"xds", b"route_name"] => text(&info.route),
         [b"cluster_name"] | [b"xds", b"cluster_name"] => text(info.cluster.as_deref()?),
         [b"listener_name"] | [b"xds", b"listener_name"] => text(&info.listener),
+        _ => None,
+    }
+}
+
+/// `connection.*` beyond the id: what the downstream TLS handshake established, with Envoy's attribute names.
+fn connection_property(path: &[&[u8]], tls: Option<&TlsInfo>) -> Option<Vec<u8>> {
+    let text = |v: &str| Some(v.as_bytes().to_vec());
+    let first = |v: &[String]| v.first().and_then(|s| text(s));
+    match path {
+        [b"mtls"] => Some(vec![u8::from(tls.is_some_and(|t| t.mtls))]),
+        [b"tls_version"] => text(tls?.version),
+        [b"requested_server_name"] => text(tls?.sni.as_deref()?),
+        [b"uri_san_peer_certificate"] => first(&tls?.peer_uri_sans),
+        [b"uri_san_local_certificate"] => first(&tls?.local_uri_sans),
+        [b"dns_san_peer_certificate"] => first(&tls?.peer_dns_sans),
+        [b"subject_peer_certificate"] => text(tls?.peer_subject.as_deref()?),
+        [b"subject_local_certificate"] => text(tls?.local_subject.as_deref()?),
         _ => None,
     }
 }
@@ -180,6 +200,7 @@ mod tests {
                 cluster: Some("backend".into()),
                 start: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
                 upstream: None,
+                tls: None,
             },
         );
         s.response = Some(ResponseHead {
@@ -229,6 +250,59 @@ mod tests {
             let segs: Vec<&[u8]> = path.splitn(3, '.').map(str::as_bytes).collect();
             assert_eq!(stream_property(&segs, &s), want, "{path}");
         }
+    }
+
+    #[test]
+    fn tls_properties_table() {
+        let mut s = stream();
+        s.info.tls = Some(std::sync::Arc::new(TlsInfo {
+            mtls: true,
+            peer_uri_sans: vec!["spiffe://td/ns/default/sa/productpage".into()],
+            peer_subject: Some("O=td".into()),
+            local_uri_sans: vec!["spiffe://td/ns/default/sa/reviews".into()],
+            local_subject: Some("O=td".into()),
+            sni: Some("outbound_.9080_._.reviews.default.svc.cluster.local".into()),
+            version: "TLSv1.3",
+            ..TlsInfo::default()
+        }));
+        let str_ = |v: &str| Some(v.as_bytes().to_vec());
+        let cases: Vec<(&str, Option<Vec<u8>>)> = vec![
+            ("connection.mtls", Some(vec![1])),
+            ("connection.tls_version", str_("TLSv1.3")),
+            (
+                "connection.uri_san_peer_certificate",
+                str_("spiffe://td/ns/default/sa/productpage"),
+            ),
+            (
+                "connection.uri_san_local_certificate",
+                str_("spiffe://td/ns/default/sa/reviews"),
+            ),
+            ("connection.dns_san_peer_certificate", None),
+            ("connection.subject_peer_certificate", str_("O=td")),
+            (
+                "connection.requested_server_name",
+                str_("outbound_.9080_._.reviews.default.svc.cluster.local"),
+            ),
+            (
+                "source.principal",
+                str_("spiffe://td/ns/default/sa/productpage"),
+            ),
+            (
+                "destination.principal",
+                str_("spiffe://td/ns/default/sa/reviews"),
+            ),
+        ];
+        for (path, want) in cases {
+            let segs: Vec<&[u8]> = path.splitn(3, '.').map(str::as_bytes).collect();
+            assert_eq!(stream_property(&segs, &s), want, "{path}");
+        }
+        // Plaintext: no mTLS, no identity.
+        let plain = stream();
+        assert_eq!(
+            stream_property(&[b"connection", b"mtls"], &plain),
+            Some(vec![0])
+        );
+        assert_eq!(stream_property(&[b"source", b"principal"], &plain), None);
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct StreamInfo {
     pub start: SystemTime,
     /// The upstream endpoint, once known.
     pub upstream: Option<SocketAddr>,
+    /// The downstream connection's TLS, if any.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 /// The request head while filters may change it.

@@ -87,6 +87,7 @@ pub fn start(options: XdsOptions) -> Result<Running, StartError> {
         drain_timeout: Dur(options.drain_timeout),
         listeners: Vec::new(),
         clusters: Vec::new(),
+        secrets: Vec::new(),
     };
     let status = Arc::new(XdsStatus::new(&server, &options.node));
     let node = ads::node(

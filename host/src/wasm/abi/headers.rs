@@ -393,6 +393,7 @@ mod tests {
                 cluster: None,
                 start: std::time::SystemTime::UNIX_EPOCH,
                 upstream: None,
+                tls: None,
             },
         )
     }

@@ -79,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 19000))),
             workers: args.workers,
             drain_timeout: args.drain_timeout.unwrap_or(Duration::from_secs(10)),
+            agent: None,
         })?,
         (None, None) => anyhow::bail!("give --config FILE or --xds ADDR"),
     };

@@ -58,6 +58,16 @@ fn handle(proxy: &Proxy, xds: Option<&XdsStatus>, req: Request<Incoming>) -> Res
                     StatusCode::SERVICE_UNAVAILABLE,
                     "NOT READY: waiting for a complete config from the control plane\n".into(),
                 )
+            } else if let missing = proxy.shared().snapshot.load().missing_secrets()
+                && !missing.is_empty()
+            {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "NOT READY: waiting for TLS secrets {} (from SDS or the certificate agent)\n",
+                        missing.join(", ")
+                    ),
+                )
             } else {
                 text(StatusCode::OK, "LIVE\n".into())
             }
@@ -95,6 +105,7 @@ fn config_dump(proxy: &Proxy, xds: Option<&XdsStatus>) -> Response<Full<Bytes>> 
     if let Some(x) = xds {
         dump["xds"] = serde_json::to_value(x.report()).unwrap_or_default();
     }
+    dump["secrets"] = snapshot.secrets.dump();
     match serde_json::to_vec_pretty(&dump) {
         Ok(body) => {
             let mut resp = Response::new(Full::new(Bytes::from(body)));

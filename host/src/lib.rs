@@ -62,14 +62,15 @@ pub struct Running {
 /// Starts the proxy workers, the admin API and (optionally) the file watcher. The admin API and the watcher run on
 /// their own thread, so neither ever competes with request workers.
 pub fn start(config: Config, options: RunOptions) -> Result<Running, ApplyError> {
-    start_with(config, options, None)
+    start_with(config, options, None, None)
 }
 
-/// [`start`], plus an xDS client (and its status, for the admin API) run on the admin thread.
+/// [`start`], plus an xDS client (and its status, for the admin API) and a certificate agent run on the admin thread.
 pub(crate) fn start_with(
     config: Config,
     options: RunOptions,
     xds: Option<(xds::client::Client, Arc<xds::XdsStatus>)>,
+    agent: Option<tls::agent::AgentOptions>,
 ) -> Result<Running, ApplyError> {
     let admin_address = config.admin.address.clone();
     let proxy = Proxy::start(
@@ -117,6 +118,10 @@ pub(crate) fn start_with(
                             interval,
                             stop_rx.clone(),
                         ));
+                    }
+                    if let Some(agent) = agent {
+                        let secrets = proxy.shared().snapshot.load().secrets.clone();
+                        tokio::spawn(tls::agent::run(secrets, agent, stop_rx.clone()));
                     }
                     let status = xds.map(|(client, status)| {
                         tokio::spawn(client.run(proxy.clone(), stop_rx.clone()));

@@ -323,6 +323,7 @@ fn start_sidecar(xds: SocketAddr, node: &str, at: &Sidecar) -> TestProxy {
         admin_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         workers: Some(1),
         drain_timeout: Duration::from_secs(1),
+        agent: None,
     })
     .with_addr(at.outbound)
 }

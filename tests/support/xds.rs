@@ -358,6 +358,7 @@ impl crate::TestProxy {
             admin_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             workers: Some(2),
             drain_timeout: Duration::from_secs(5),
+            agent: None,
         })
     }
 

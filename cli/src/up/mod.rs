@@ -104,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             admin_address: p.admin,
             workers: Some(args.workers),
             drain_timeout: Duration::from_secs(5),
+            agent: None,
         })
         .with_context(|| format!("starting the sidecar of {}", p.workload))?;
         running.push(r);

@@ -198,6 +198,38 @@ impl Snapshot {
         })
     }
 
+    /// The secrets the listeners and clusters name that hold nothing yet (`NAME certificate` / `NAME trust bundle`).
+    pub fn missing_secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut need = |name: &str, cert: bool| {
+            let cell = self.secrets.cell(name);
+            let (present, what) = if cert {
+                (cell.certificate().is_some(), "certificate")
+            } else {
+                (cell.trust().is_some(), "trust bundle")
+            };
+            let entry = format!("{name} {what}");
+            if !present && !out.contains(&entry) {
+                out.push(entry);
+            }
+        };
+        for l in self.config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            if l.mode != crate::config::tls::TlsMode::Disable {
+                need(&l.certificate, true);
+                if let Some(ca) = &l.trusted_ca {
+                    need(ca, false);
+                }
+            }
+        }
+        for c in self.config.clusters.iter().filter_map(|c| c.tls.as_ref()) {
+            if let Some(cert) = &c.certificate {
+                need(cert, true);
+            }
+            need(&c.trusted_ca, false);
+        }
+        out
+    }
+
     /// The listener called `name`.
     pub fn listener(&self, name: &str) -> Option<&Arc<Listener>> {
         self.listeners.iter().find(|l| *l.name == *name)

@@ -6,6 +6,7 @@
 //! and trust bundle of a secret at the moment they run, so a renewal applies to the next connection while open ones
 //! keep theirs.
 
+pub mod agent;
 pub mod client;
 pub mod secrets;
 pub mod server;

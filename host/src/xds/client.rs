@@ -20,7 +20,10 @@ use tokio::sync::{mpsc, watch};
 use super::{
     ads::{self, Subscriptions},
     backoff::Backoff,
-    convert::resource::{TYPES, kind},
+    convert::{
+        SECRET,
+        resource::{TYPES, kind},
+    },
     state::State,
     status::{Connection, XdsStatus},
 };
@@ -67,6 +70,12 @@ impl Client {
             state: State::default(),
             applied: None,
         }
+    }
+
+    /// Secrets named `names` come from this proxy (its certificate agent), not from the control plane.
+    pub fn with_local_secrets(mut self, names: Vec<String>) -> Self {
+        self.state = State::with_local_secrets(names);
+        self
     }
 
     /// Keeps a stream open to the control plane and applies what it sends to `proxy`, until `stop` turns true.
@@ -172,6 +181,9 @@ impl Client {
         };
         let mut errors = processed.errors.clone();
         self.publish_versions();
+        if type_url == SECRET && processed.changed {
+            install_secrets(proxy, &self.state);
+        }
         if processed.changed && !proxy.shared().draining() {
             match self.state.build(&self.base) {
                 Ok(config) if self.applied.as_ref() != Some(&config) => {
@@ -215,6 +227,24 @@ impl Client {
             self.status.update(|r| r.last_nack = Some(message));
         }
         ads::reply(resp, &errors)
+    }
+}
+
+/// Puts the SDS secrets held into the proxy's secret store (a changed one applies to the next handshake; an unchanged
+/// one is not touched). They were checked when they arrived, so installing cannot fail.
+fn install_secrets(proxy: &Proxy, state: &State) {
+    let store = proxy.shared().snapshot.load().secrets.clone();
+    for (name, s) in state.secrets() {
+        if let Some((chain, key)) = &s.certificate
+            && let Err(e) = store.set_certificate(name, chain, key)
+        {
+            tracing::error!(secret = %name, error = %e, "SDS certificate not installed");
+        }
+        if let Some(ca) = &s.trusted_ca
+            && let Err(e) = store.set_trusted_ca(name, ca)
+        {
+            tracing::error!(secret = %name, error = %e, "SDS trust bundle not installed");
+        }
     }
 }
 

@@ -50,6 +50,9 @@ pub struct XdsOptions {
     pub workers: Option<usize>,
     /// How long a graceful drain waits for requests in flight.
     pub drain_timeout: Duration,
+    /// The certificate agent, when the proxy has a mesh identity: it fills secret `default`, which is then not
+    /// requested over SDS.
+    pub agent: Option<crate::tls::agent::AgentOptions>,
 }
 
 /// Why an xDS proxy could not start.
@@ -95,12 +98,20 @@ pub fn start(options: XdsOptions) -> Result<Running, StartError> {
         options.outbound_address,
         options.inbound_address,
     );
-    let client = client::Client::new(server, node, base.clone(), status.clone());
+    let mut client = client::Client::new(server, node, base.clone(), status.clone());
+    if options.agent.is_some() {
+        client = client.with_local_secrets(vec![crate::tls::agent::DEFAULT_SECRET.to_string()]);
+    }
     let run = crate::RunOptions {
         workers: options.workers,
         ..Default::default()
     };
-    Ok(crate::start_with(base, run, Some((client, status)))?)
+    Ok(crate::start_with(
+        base,
+        run,
+        Some((client, status)),
+        options.agent,
+    )?)
 }
 
 #[cfg(test)]

@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::convert::{
-    CLUSTER, ENDPOINTS, EXTENSION, LISTENER, ROUTE,
-    cluster::XdsCluster,
+    CLUSTER, ENDPOINTS, EXTENSION, LISTENER, ROUTE, SECRET,
     listener::{PluginRef, Routes, XdsListener},
     resource::{Resource, kind},
     route::RouteConfig,
+    tls::SdsSecret,
 };
 use crate::config::{Config, plugin::WasmPlugin, schema};
 
@@ -36,9 +36,27 @@ pub struct Incomplete(pub Vec<String>);
 pub struct State {
     held: BTreeMap<&'static str, BTreeMap<String, Held>>,
     answered: BTreeSet<&'static str>,
+    /// Secret names provided locally (the certificate agent's `default`), never asked of the server.
+    local_secrets: BTreeSet<String>,
 }
 
 impl State {
+    /// An empty state whose secrets named `local` come from this proxy, not over SDS.
+    pub fn with_local_secrets(local: impl IntoIterator<Item = String>) -> Self {
+        State {
+            local_secrets: local.into_iter().collect(),
+            ..State::default()
+        }
+    }
+
+    /// The SDS secrets held.
+    pub fn secrets(&self) -> impl Iterator<Item = (&String, &SdsSecret)> {
+        self.of(SECRET).filter_map(|(n, r)| match r {
+            Resource::Secret(s) => Some((n, s)),
+            _ => None,
+        })
+    }
+
     /// Holds `held` as `name` of `type_url`; returns what it replaces.
     pub fn insert(&mut self, type_url: &'static str, name: String, held: Held) -> Option<Held> {
         self.held.entry(type_url).or_default().insert(name, held)
@@ -102,10 +120,11 @@ impl State {
 
     /// The names of the RDS, EDS and ECDS resources the held listeners and clusters refer to, by type URL.
     pub fn wanted(&self) -> BTreeMap<&'static str, BTreeSet<String>> {
-        let mut out: BTreeMap<&'static str, BTreeSet<String>> = [ROUTE, ENDPOINTS, EXTENSION]
-            .into_iter()
-            .map(|t| (t, BTreeSet::new()))
-            .collect();
+        let mut out: BTreeMap<&'static str, BTreeSet<String>> =
+            [ROUTE, ENDPOINTS, EXTENSION, SECRET]
+                .into_iter()
+                .map(|t| (t, BTreeSet::new()))
+                .collect();
         for (_, l) in self.listeners() {
             if let Routes::Rds(name) = &l.routes {
                 out.entry(ROUTE).or_default().insert(name.clone());
@@ -113,14 +132,23 @@ impl State {
             out.entry(EXTENSION)
                 .or_default()
                 .extend(l.plugins.iter().map(|p| p.name.clone()));
+            if let Some(t) = &l.listener.tls {
+                let names = std::iter::once(&t.certificate).chain(&t.trusted_ca);
+                out.entry(SECRET).or_default().extend(names.cloned());
+            }
         }
         for (_, r) in self.of(CLUSTER) {
-            if let Resource::Cluster(XdsCluster {
-                eds: Some(name), ..
-            }) = r
-            {
+            let Resource::Cluster(c) = r else { continue };
+            if let Some(name) = &c.eds {
                 out.entry(ENDPOINTS).or_default().insert(name.clone());
             }
+            if let Some(t) = &c.cluster.tls {
+                let names = t.certificate.iter().chain(std::iter::once(&t.trusted_ca));
+                out.entry(SECRET).or_default().extend(names.cloned());
+            }
+        }
+        if let Some(secrets) = out.get_mut(SECRET) {
+            secrets.retain(|n| !self.local_secrets.contains(n));
         }
         out
     }
@@ -451,5 +479,29 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{switches:?}");
         }
+    }
+
+    #[test]
+    fn tls_listeners_and_clusters_want_their_secrets_except_local_ones() {
+        let mut s = State::with_local_secrets(["default".to_string()]);
+        put(
+            &mut s,
+            fx::with_tls(
+                fx::listener("inbound", "127.0.0.1:15006", "inbound", &[]),
+                fx::downstream_tls("default", "ROOTCA", "td"),
+                true,
+            ),
+        );
+        let mut c = fx::static_cluster("reviews", &["127.0.0.1:9080"]);
+        c.transport_socket = Some(fx::upstream_tls(
+            "client",
+            "BUNDLE",
+            "",
+            &["spiffe://td/ns/a/sa/b"],
+        ));
+        put(&mut s, c);
+        let want: BTreeSet<String> = ["BUNDLE", "ROOTCA", "client"].map(String::from).into();
+        assert_eq!(s.wanted()[SECRET], want);
+        assert_eq!(State::default().wanted()[SECRET], BTreeSet::new());
     }
 }

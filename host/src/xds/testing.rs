@@ -316,3 +316,169 @@ pub fn wasm(
         })),
     }
 }
+
+/// An SDS reference to `name` over ADS.
+fn sds(
+    name: &str,
+) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
+    envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig {
+        name: name.into(),
+        sds_config: Some(ConfigSource {
+            config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+                AggregatedConfigSource {},
+            )),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A common TLS context with certificate `cert` (if any), trust bundle `ca` and the given SAN matchers (URI).
+fn common_tls(
+    cert: Option<&str>,
+    ca: &str,
+    sans: Vec<envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern>,
+    alpn: &[&str],
+) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext {
+    use envoy_types::pb::envoy::{
+        extensions::transport_sockets::tls::v3::{
+            CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher,
+            common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
+            subject_alt_name_matcher::SanType,
+        },
+        r#type::matcher::v3::StringMatcher,
+    };
+    CommonTlsContext {
+        tls_certificate_sds_secret_configs: cert.map(sds).into_iter().collect(),
+        validation_context_type: Some(ValidationContextType::CombinedValidationContext(
+            CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: sans
+                        .into_iter()
+                        .map(|p| SubjectAltNameMatcher {
+                            san_type: SanType::Uri as i32,
+                            matcher: Some(StringMatcher {
+                                match_pattern: Some(p),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                validation_context_sds_secret_config: Some(sds(ca)),
+                ..Default::default()
+            },
+        )),
+        alpn_protocols: alpn.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The TLS transport socket of an Istio-style inbound listener: certificate `cert`, client certificates required
+/// from trust domain `td` chaining to `ca`.
+pub fn downstream_tls(
+    cert: &str,
+    ca: &str,
+    td: &str,
+) -> envoy_types::pb::envoy::config::core::v3::TransportSocket {
+    use envoy_types::pb::envoy::{
+        config::core::v3::{TransportSocket, transport_socket},
+        extensions::transport_sockets::tls::v3::DownstreamTlsContext,
+        r#type::matcher::v3::string_matcher::MatchPattern,
+    };
+    let ctx = DownstreamTlsContext {
+        common_tls_context: Some(common_tls(
+            Some(cert),
+            ca,
+            vec![MatchPattern::Prefix(format!("spiffe://{td}/"))],
+            &["h2", "http/1.1"],
+        )),
+        require_client_certificate: Some(envoy_types::pb::google::protobuf::BoolValue {
+            value: true,
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(ctx))),
+    }
+}
+
+/// The TLS transport socket of an Istio-style outbound cluster: client certificate `cert`, endpoints verified against
+/// `ca` with one of the URI SANs `sans`.
+pub fn upstream_tls(
+    cert: &str,
+    ca: &str,
+    sni: &str,
+    sans: &[&str],
+) -> envoy_types::pb::envoy::config::core::v3::TransportSocket {
+    use envoy_types::pb::envoy::{
+        config::core::v3::{TransportSocket, transport_socket},
+        extensions::transport_sockets::tls::v3::UpstreamTlsContext,
+        r#type::matcher::v3::string_matcher::MatchPattern,
+    };
+    let ctx = UpstreamTlsContext {
+        common_tls_context: Some(common_tls(
+            Some(cert),
+            ca,
+            sans.iter()
+                .map(|s| MatchPattern::Exact(s.to_string()))
+                .collect(),
+            &["h2"],
+        )),
+        sni: sni.into(),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(pack_any(ctx))),
+    }
+}
+
+/// `l` with its chain behind TLS (`socket`): STRICT, or with `permissive` a plaintext chain beside it.
+pub fn with_tls(
+    mut l: Listener,
+    socket: envoy_types::pb::envoy::config::core::v3::TransportSocket,
+    permissive: bool,
+) -> Listener {
+    use envoy_types::pb::envoy::config::listener::v3::FilterChainMatch;
+    let plain = l.filter_chains[0].clone();
+    let chain = &mut l.filter_chains[0];
+    chain.transport_socket = Some(socket);
+    chain.filter_chain_match = Some(FilterChainMatch {
+        transport_protocol: "tls".into(),
+        ..Default::default()
+    });
+    if permissive {
+        l.filter_chains.push(FilterChain {
+            filter_chain_match: Some(FilterChainMatch {
+                transport_protocol: "raw_buffer".into(),
+                ..Default::default()
+            }),
+            ..plain
+        });
+    }
+    l
+}
+
+/// An SDS trust bundle `name` holding `pem`.
+pub fn trust_secret(
+    name: &str,
+    pem: &str,
+) -> envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateValidationContext, Secret, secret,
+    };
+    Secret {
+        name: name.into(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(DataSource {
+                    specifier: Some(data_source::Specifier::InlineBytes(pem.as_bytes().to_vec())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+    }
+}

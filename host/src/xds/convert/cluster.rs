@@ -104,11 +104,14 @@ pub fn cluster(c: &Cluster) -> Result<XdsCluster, ConvertError> {
             "load_balancing_policy (use lb_policy)",
         ));
     }
-    if c.transport_socket.is_some() || !c.transport_socket_matches.is_empty() {
+    if !c.transport_socket_matches.is_empty() {
         return Err(ConvertError::unsupported(
-            "transport_socket",
-            "TLS to upstreams",
+            "transport_socket_matches",
+            "per-endpoint transport sockets (one transport_socket per cluster)",
         ));
+    }
+    if let Some(ts) = &c.transport_socket {
+        out.tls = Some(super::tls::upstream(ts, "transport_socket")?);
     }
     if let Some(d) = &c.connect_timeout {
         out.connect_timeout = duration(d, "connect_timeout")?;
@@ -325,7 +328,11 @@ mod tests {
             ),
             (
                 edit(&|c| c.transport_socket = Some(Default::default())),
-                "transport_socket: TLS to upstreams",
+                "transport_socket.typed_config: missing; expected a TLS context",
+            ),
+            (
+                edit(&|c| c.transport_socket_matches = vec![Default::default()]),
+                "transport_socket_matches: per-endpoint transport sockets",
             ),
             (
                 edit(&|c| c.load_assignment = Some(fx::cla("c", &["example.com:80"]))),

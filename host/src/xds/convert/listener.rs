@@ -8,15 +8,18 @@
 use envoy_types::pb::envoy::{
     config::{
         core::v3::address,
-        listener::v3::{Filter, Listener, filter},
+        listener::v3::{Filter, FilterChain, FilterChainMatch, Listener, filter},
     },
     extensions::filters::network::http_connection_manager::v3::{
         HttpConnectionManager, HttpFilter, http_connection_manager::RouteSpecifier, http_filter,
     },
 };
 
-use super::{ConvertError, decode, duration, idle_timeout, join, route, socket_address};
-use crate::config::schema;
+use super::{ConvertError, decode, duration, idle_timeout, join, route, socket_address, tls};
+use crate::config::{
+    schema,
+    tls::{ListenerTls, TlsMode},
+};
 
 /// The type of the router filter's `typed_config`.
 pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
@@ -70,41 +73,7 @@ pub fn listener(l: &Listener) -> Result<Option<XdsListener>, ConvertError> {
             "use_original_dst",
         ));
     }
-    let chains: Vec<_> = l
-        .filter_chains
-        .iter()
-        .chain(&l.default_filter_chain)
-        .collect();
-    let [chain] = chains.as_slice() else {
-        return Err(ConvertError::new(
-            "filter_chains",
-            format!(
-                "meshwork serves one filter chain per listener; got {}",
-                chains.len()
-            ),
-        ));
-    };
-    let cfield = if l.filter_chains.is_empty() {
-        "default_filter_chain"
-    } else {
-        "filter_chains[0]"
-    };
-    if chain
-        .filter_chain_match
-        .as_ref()
-        .is_some_and(|m| *m != Default::default())
-    {
-        return Err(ConvertError::unsupported(
-            format!("{cfield}.filter_chain_match"),
-            "filter_chain_match",
-        ));
-    }
-    if chain.transport_socket.is_some() {
-        return Err(ConvertError::unsupported(
-            format!("{cfield}.transport_socket"),
-            "TLS on listeners (transport_socket)",
-        ));
-    }
+    let (chain, cfield, tls) = chains(l)?;
     let hcm = http_connection_manager(&chain.filters, &format!("{cfield}.filters"))?;
     let hfield = format!("{cfield}.filters[0].typed_config");
     let mut out = XdsListener {
@@ -136,6 +105,7 @@ pub fn listener(l: &Listener) -> Result<Option<XdsListener>, ConvertError> {
         plugins: plugins(&hcm.http_filters, &format!("{hfield}.http_filters"))?,
     };
     let s = &mut out.listener;
+    s.tls = tls;
     if let Some(d) = idle_timeout(hcm.common_http_protocol_options.as_ref(), &hfield)? {
         s.idle_timeout = d;
     }
@@ -153,6 +123,89 @@ pub fn listener(l: &Listener) -> Result<Option<XdsListener>, ConvertError> {
         s.http2_max_concurrent_streams = n.value;
     }
     Ok(Some(out))
+}
+
+/// The chain that serves HTTP, where it is, and the listener's TLS. As Envoy expresses Istio's modes: one chain
+/// (plaintext, or TLS with `transport_protocol: tls` = STRICT), or a TLS chain plus a `raw_buffer` chain with the same
+/// filters (PERMISSIVE). Any other `filter_chain_match` is refused.
+fn chains(l: &Listener) -> Result<(&FilterChain, String, Option<ListenerTls>), ConvertError> {
+    let all: Vec<(&FilterChain, String)> = l
+        .filter_chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c, format!("filter_chains[{i}]")))
+        .chain(
+            l.default_filter_chain
+                .iter()
+                .map(|c| (c, "default_filter_chain".to_string())),
+        )
+        .collect();
+    let mut tls_chain = None;
+    let mut plain_chain = None;
+    for (chain, field) in &all {
+        let transport = chain
+            .filter_chain_match
+            .as_ref()
+            .map_or("", |m| m.transport_protocol.as_str());
+        let only_transport = chain.filter_chain_match.as_ref().is_none_or(|m| {
+            *m == FilterChainMatch {
+                transport_protocol: m.transport_protocol.clone(),
+                ..Default::default()
+            }
+        });
+        if !only_transport {
+            return Err(ConvertError::unsupported(
+                format!("{field}.filter_chain_match"),
+                "filter_chain_match other than transport_protocol",
+            ));
+        }
+        let slot = match (&chain.transport_socket, transport) {
+            (Some(_), "" | "tls") => &mut tls_chain,
+            (None, "" | "raw_buffer") => &mut plain_chain,
+            (Some(_), other) => {
+                return Err(ConvertError::new(
+                    format!("{field}.filter_chain_match.transport_protocol"),
+                    format!("`{other}` with a TLS transport socket; expected `tls`"),
+                ));
+            }
+            (None, other) => {
+                return Err(ConvertError::new(
+                    format!("{field}.filter_chain_match.transport_protocol"),
+                    format!("`{other}` without a transport socket; expected `raw_buffer`"),
+                ));
+            }
+        };
+        if slot.replace((*chain, field.clone())).is_some() {
+            return Err(ConvertError::new(
+                "filter_chains",
+                "meshwork serves one plaintext and one TLS filter chain per listener at most",
+            ));
+        }
+    }
+    match (tls_chain, plain_chain) {
+        (None, Some((chain, field))) => Ok((chain, field, None)),
+        (Some((chain, field)), plain) => {
+            let socket = chain.transport_socket.as_ref();
+            let mut tls = tls::downstream(
+                socket.unwrap_or(&Default::default()),
+                &format!("{field}.transport_socket"),
+            )?;
+            if let Some((p, pfield)) = plain {
+                if p.filters != chain.filters {
+                    return Err(ConvertError::new(
+                        format!("{pfield}.filters"),
+                        "the plaintext and TLS chains of a PERMISSIVE listener must hold the same filters",
+                    ));
+                }
+                tls.mode = TlsMode::Permissive;
+            }
+            Ok((chain, field, Some(tls)))
+        }
+        (None, None) => Err(ConvertError::new(
+            "filter_chains",
+            "meshwork serves one filter chain per listener (two for PERMISSIVE mTLS); got 0",
+        )),
+    }
 }
 
 /// The chain's one network filter, which must be the HTTP connection manager.
@@ -392,7 +445,7 @@ mod tests {
                     l.filter_chains.push(l.filter_chains[0].clone());
                     l
                 },
-                "filter_chains: meshwork serves one filter chain per listener; got 2".into(),
+                "filter_chains: meshwork serves one plaintext and one TLS filter chain per listener at most".into(),
             ),
             (
                 {
@@ -400,7 +453,7 @@ mod tests {
                     l.filter_chains[0].transport_socket = Some(Default::default());
                     l
                 },
-                "filter_chains[0].transport_socket: TLS on listeners".into(),
+                "filter_chains[0].transport_socket.typed_config: missing; expected a TLS context".into(),
             ),
             (
                 {

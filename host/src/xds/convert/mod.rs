@@ -2,7 +2,7 @@
 //!
 //! One file per resource kind: [`listener`] (Listener + HttpConnectionManager), [`route`] (RouteConfiguration, with
 //! [`matcher`] and [`action`] for its routes), [`cluster`] (Cluster and ClusterLoadAssignment) and [`plugin`] (TypedExtensionConfig
-//! holding a WASM filter); [`resource`] picks the conversion by type URL. Each conversion either returns the host's types or a [`ConvertError`] naming the field inside the resource and why it
+//! holding a WASM filter), [`tls`] (TLS contexts and SDS secrets); [`resource`] picks the conversion by type URL. Each conversion either returns the host's types or a [`ConvertError`] naming the field inside the resource and why it
 //! cannot be used. Whatever would change what a request gets and the host cannot do is refused, never ignored: a
 //! client that silently drops a rewrite or a redirect serves traffic the control plane did not ask for. Fields that
 //! only tune Envoy (stats prefixes, access logs, tracing) are ignored. `docs/xds.md` lists what is read.
@@ -14,6 +14,7 @@ pub mod matcher;
 pub mod plugin;
 pub mod resource;
 pub mod route;
+pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -35,6 +36,8 @@ pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 /// Type URL of ECDS resources.
 pub const EXTENSION: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+/// Type URL of SDS resources.
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// Why a resource cannot be used: where in it, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

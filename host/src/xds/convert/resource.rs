@@ -5,12 +5,14 @@ use envoy_types::pb::{
         cluster::v3::Cluster, core::v3::TypedExtensionConfig, endpoint::v3::ClusterLoadAssignment,
         listener::v3::Listener, route::v3::RouteConfiguration,
     },
+    envoy::extensions::transport_sockets::tls::v3::Secret,
     google::protobuf::Any,
 };
 
 use super::{
-    CLUSTER, ConvertError, ENDPOINTS, EXTENSION, LISTENER, ROUTE, cluster, cluster::XdsCluster,
-    decode, listener, listener::XdsListener, plugin, route, route::RouteConfig,
+    CLUSTER, ConvertError, ENDPOINTS, EXTENSION, LISTENER, ROUTE, SECRET, cluster,
+    cluster::XdsCluster, decode, listener, listener::XdsListener, plugin, route,
+    route::RouteConfig, tls, tls::SdsSecret,
 };
 use crate::config::plugin::WasmPlugin;
 
@@ -27,10 +29,12 @@ pub enum Resource {
     Endpoints(Vec<String>),
     /// A WASM plugin.
     Plugin(WasmPlugin),
+    /// An SDS secret.
+    Secret(SdsSecret),
 }
 
 /// The resource kinds this client reads, in the order a control plane pushes them.
-pub const TYPES: [&str; 5] = [CLUSTER, ENDPOINTS, LISTENER, ROUTE, EXTENSION];
+pub const TYPES: [&str; 6] = [CLUSTER, ENDPOINTS, LISTENER, ROUTE, EXTENSION, SECRET];
 
 /// The known type URL equal to `type_url`.
 pub fn known(type_url: &str) -> Option<&'static str> {
@@ -45,6 +49,7 @@ pub fn kind(type_url: &str) -> &'static str {
         CLUSTER => "cluster",
         ENDPOINTS => "endpoints",
         EXTENSION => "plugin",
+        SECRET => "secret",
         _ => "resource",
     }
 }
@@ -74,6 +79,10 @@ pub fn convert(type_url: &str, name: &str, any: &Any) -> Result<(String, Resourc
         EXTENSION => {
             let ext: TypedExtensionConfig = decode(any, "")?;
             (ext.name.clone(), Resource::Plugin(plugin::plugin(&ext)?))
+        }
+        SECRET => {
+            let secret: Secret = decode(any, "")?;
+            (secret.name.clone(), Resource::Secret(tls::secret(&secret)?))
         }
         other => {
             return Err(ConvertError::new(

@@ -22,6 +22,10 @@ pub async fn watch_file(
     let mut last_text = std::fs::read_to_string(&path).ok();
     let mut last_meta = metadata(&path);
     let mut last_modules = modules(&proxy);
+    // A rejected change is tried again after a backoff even if nothing changes on disk: a failure can be transient
+    // (a plugin's canary VM missing its CPU deadline on an overloaded machine), and the files may already be final.
+    let mut failures = 0u32;
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -30,10 +34,12 @@ pub async fn watch_file(
         let meta = metadata(&path);
         // A rebuilt module re-applies the same config text: plugins whose module content changed are reloaded.
         let modules_now = modules(&proxy);
-        let modules_changed = modules_now != last_modules;
+        let retry = retry_at.is_some_and(|t| tokio::time::Instant::now() >= t);
+        let modules_changed = modules_now != last_modules || retry;
         if meta == last_meta && !modules_changed {
             continue;
         }
+        retry_at = None;
         last_meta = meta;
         last_modules = modules_now;
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -44,25 +50,43 @@ pub async fn watch_file(
             continue;
         }
         last_text = Some(text.clone());
-        match config::parse(&text, &path.display().to_string()) {
+        let applied = match config::parse(&text, &path.display().to_string()) {
             Ok(cfg) => match proxy.apply(cfg) {
                 Ok(version) => {
                     last_modules = modules(&proxy);
-                    tracing::info!(version, path = %path.display(), "config file change applied")
+                    tracing::info!(version, path = %path.display(), "config file change applied");
+                    true
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "config change rejected; the running config stays")
+                    tracing::error!(error = %e, "config change rejected; the running config stays");
+                    false
                 }
             },
+            Err(e) if retry => {
+                tracing::warn!(error = %e, "config change still rejected on retry; the running config stays");
+                false
+            }
             Err(e) => {
                 proxy
                     .shared()
                     .stats
                     .inc(crate::stats::Counter::ConfigReloadRejected);
                 tracing::error!(error = %e, "config change rejected; the running config stays");
+                false
             }
+        };
+        if applied {
+            failures = 0;
+        } else {
+            failures += 1;
+            retry_at = Some(tokio::time::Instant::now() + retry_backoff(failures));
         }
     }
+}
+
+/// How long after the `failures`-th rejection in a row the same files are tried again: 1 s doubling to 1 min.
+fn retry_backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 type Meta = Option<(SystemTime, u64, u64)>;
@@ -91,4 +115,17 @@ fn metadata(path: &PathBuf) -> Meta {
     #[cfg(not(unix))]
     let ino = 0;
     Some((m.modified().ok()?, m.len(), ino))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backoff_table() {
+        let s = Duration::from_secs;
+        for (failures, want) in [(1, s(1)), (2, s(2)), (3, s(4)), (7, s(60)), (40, s(60))] {
+            assert_eq!(retry_backoff(failures), want, "{failures}");
+        }
+    }
 }

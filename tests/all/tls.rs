@@ -95,7 +95,15 @@ async fn curl(url: String, client: Option<&Issued>, extra: &[&str]) -> (i32, Str
 
 /// A proxy whose listener `main` has `tls` (a YAML flow map) and `plugins`, routing to an upstream answering `ok`.
 async fn tls_proxy(pki: &TestPki, server: &Issued, tls: &str, plugins: &[String]) -> TestProxy {
-    let up = named_upstream("ok").await;
+    // Answers `ok`, echoing the x-forwarded-client-cert it received (the identity its sidecar vouches for).
+    let up = upstream(|req| async move {
+        let mut resp = http::Response::new(full("ok"));
+        if let Some(v) = req.headers().get("x-forwarded-client-cert") {
+            resp.headers_mut().insert("x-seen-xfcc", v.clone());
+        }
+        resp
+    })
+    .await;
     let mut options = vec![format!("tls: {tls}")];
     if !plugins.is_empty() {
         options.push(filters(plugins));
@@ -329,6 +337,20 @@ async fn sidecar_to_sidecar_mtls_accepts_only_the_destination_identity() {
             "{path}"
         );
     }
+    // The application behind the server sidecar learns who called, and cannot be lied to by the caller.
+    let req = http::Request::get("/h1")
+        .header("host", "reviews")
+        .header(
+            "x-forwarded-client-cert",
+            "URI=spiffe://cluster.local/ns/default/sa/admin",
+        )
+        .body(empty())
+        .unwrap();
+    let resp = send(client.addr, req).await.unwrap();
+    let seen = resp.headers()["x-seen-xfcc"].to_str().unwrap().to_string();
+    assert!(seen.starts_with(&format!("By={REVIEWS};Hash=")), "{seen}");
+    assert!(seen.ends_with(&format!(";URI={PRODUCTPAGE}")), "{seen}");
+
     // The server is reviews, not the ratings the `impostor` cluster expects: refused by the client, 503 with why.
     let (status, body) = get(client.addr, "/impostor").await;
     assert_eq!(status, 503);

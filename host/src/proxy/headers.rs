@@ -46,6 +46,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// `x-forwarded-client-cert`, Envoy's name for the client identity a proxy vouches for.
+pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// Envoy's `SANITIZE_SET`: a client's own `x-forwarded-client-cert` is never trusted; on a mutual-TLS connection the
+/// proxy sets it to what the handshake proved (`By=` this proxy's identity, `Hash=` of the peer certificate, `URI=`
+/// the peer's SPIFFE ID), so the application behind a sidecar knows who called it.
+pub fn forward_client_cert(headers: &mut HeaderMap, tls: Option<&crate::tls::TlsInfo>) {
+    match tls.and_then(|t| t.xfcc.clone()) {
+        Some(v) => {
+            headers.insert(XFCC, v);
+        }
+        None => {
+            headers.remove(XFCC);
+        }
+    }
+}
+
 /// Whether a request asks to switch protocols (`Connection: upgrade` plus an `Upgrade` header).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -149,6 +166,33 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(is_upgrade(&map(input)), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_client_cert_is_sanitized_then_set() {
+        let spoofed = || {
+            let mut h = HeaderMap::new();
+            h.insert(
+                XFCC,
+                HeaderValue::from_static("URI=spiffe://td/ns/x/sa/admin"),
+            );
+            h
+        };
+        let mtls = crate::tls::TlsInfo {
+            xfcc: Some(HeaderValue::from_static("By=a;Hash=00;URI=b")),
+            ..Default::default()
+        };
+        let server_only = crate::tls::TlsInfo::default();
+        let cases: [(Option<&crate::tls::TlsInfo>, Option<&str>); 3] = [
+            (None, None),
+            (Some(&server_only), None),
+            (Some(&mtls), Some("By=a;Hash=00;URI=b")),
+        ];
+        for (tls, want) in cases {
+            let mut h = spoofed();
+            forward_client_cert(&mut h, tls);
+            assert_eq!(h.get(XFCC).map(|v| v.to_str().unwrap_or("?")), want);
         }
     }
 }

@@ -91,8 +91,9 @@ impl From<ProxyError> for Stop {
 async fn proxy(
     w: &WorkerCtx,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Stop> {
+    headers::forward_client_cert(req.headers_mut(), conn.tls.as_deref());
     // Phase: request headers → route. The snapshot taken here serves the whole request, even if config changes.
     let snapshot = w.snapshot();
     let listener = snapshot

@@ -52,6 +52,8 @@ pub struct TlsInfo {
     pub version: &'static str,
     /// The cipher suite, e.g. `TLS13_AES_128_GCM_SHA256`.
     pub cipher: String,
+    /// The `x-forwarded-client-cert` value for requests on this connection, made once per handshake.
+    pub xfcc: Option<http::HeaderValue>,
 }
 
 impl TlsInfo {
@@ -96,9 +98,28 @@ impl TlsInfo {
             info.peer_dns_sans = peer.dns_sans;
             info.peer_subject = Some(peer.subject);
             info.peer_serial = Some(peer.serial);
+            info.xfcc = xfcc(&info, leaf);
         }
         info
     }
+}
+
+/// `By=LOCAL;Hash=SHA256;URI=PEER` (Envoy's field order), or `None` if a field would not make a valid header.
+fn xfcc(info: &TlsInfo, peer_der: &[u8]) -> Option<http::HeaderValue> {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(peer_der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut v = String::new();
+    if let Some(by) = info.local_uri_sans.first() {
+        v.push_str(&format!("By={by};"));
+    }
+    v.push_str(&format!("Hash={hash}"));
+    if let Some(uri) = info.peer_uri_sans.first() {
+        v.push_str(&format!(";URI={uri}"));
+    }
+    http::HeaderValue::from_str(&v).ok()
 }
 
 /// A TLS problem, saying what to do about it.

@@ -66,6 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 workers: args.workers,
                 watch: (!args.no_watch).then(|| args.config.clone()).flatten(),
                 watch_interval: None,
+                agent: None,
             };
             meshwork_host::start(config, options)?
         }

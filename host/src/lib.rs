@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub watch: Option<PathBuf>,
     /// How often the file is checked (default 500 ms).
     pub watch_interval: Option<Duration>,
+    /// The certificate agent, when the proxy has a mesh identity (it fills secret `default`).
+    pub agent: Option<tls::agent::AgentOptions>,
 }
 
 /// A running proxy with its admin API.
@@ -62,7 +64,7 @@ pub struct Running {
 /// Starts the proxy workers, the admin API and (optionally) the file watcher. The admin API and the watcher run on
 /// their own thread, so neither ever competes with request workers.
 pub fn start(config: Config, options: RunOptions) -> Result<Running, ApplyError> {
-    start_with(config, options, None, None)
+    start_with(config, options, None)
 }
 
 /// [`start`], plus an xDS client (and its status, for the admin API) and a certificate agent run on the admin thread.
@@ -70,7 +72,6 @@ pub(crate) fn start_with(
     config: Config,
     options: RunOptions,
     xds: Option<(xds::client::Client, Arc<xds::XdsStatus>)>,
-    agent: Option<tls::agent::AgentOptions>,
 ) -> Result<Running, ApplyError> {
     let admin_address = config.admin.address.clone();
     let proxy = Proxy::start(
@@ -119,7 +120,7 @@ pub(crate) fn start_with(
                             stop_rx.clone(),
                         ));
                     }
-                    if let Some(agent) = agent {
+                    if let Some(agent) = options.agent {
                         let secrets = proxy.shared().snapshot.load().secrets.clone();
                         tokio::spawn(tls::agent::run(secrets, agent, stop_rx.clone()));
                     }

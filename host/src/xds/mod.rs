@@ -104,14 +104,10 @@ pub fn start(options: XdsOptions) -> Result<Running, StartError> {
     }
     let run = crate::RunOptions {
         workers: options.workers,
+        agent: options.agent,
         ..Default::default()
     };
-    Ok(crate::start_with(
-        base,
-        run,
-        Some((client, status)),
-        options.agent,
-    )?)
+    Ok(crate::start_with(base, run, Some((client, status)))?)
 }
 
 #[cfg(test)]

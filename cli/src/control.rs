@@ -1,11 +1,14 @@
 //! `meshwork control DIR` / `meshwork control --kube`: the control plane alone — serves the Istio resources of a
 //! directory of YAML, or of a Kubernetes cluster (with its Services, EndpointSlices and Pods), over xDS (ADS, SotW and
 //! Delta) to sidecars started with `meshwork proxy --xds` and to any other xDS client, applying changes as they
-//! happen.
+//! happen; and is the mesh CA, signing workload certificates on its TLS port (`--ca-address`).
+//!
+//! `meshwork control token --identity spiffe://...` prints a bootstrap token for a standalone proxy.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use meshwork_control::{
+    ca::{self, CaFiles, CaOptions, SpiffeId, TtlPolicy, parse_duration},
     kube,
     run::{ControlPlane, Options},
     source::Polling,
@@ -13,7 +16,10 @@ use meshwork_control::{
 
 /// Arguments of `meshwork control`.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Directory of Istio YAML (ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, PeerAuthentication,
     /// AuthorizationPolicy, WasmPlugin). Watched: valid edits are pushed to every client, invalid ones are reported
     /// and the last good configuration keeps being served.
@@ -29,6 +35,107 @@ pub struct Args {
     /// Where to serve xDS. Sidecars connect with `meshwork proxy --xds ADDR --node NAME.NAMESPACE`.
     #[arg(long, default_value = "127.0.0.1:15010")]
     xds_address: SocketAddr,
+    #[command(flatten)]
+    ca: CaArgs,
+}
+
+/// Subcommands of `meshwork control`.
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Print a bootstrap token with which a proxy obtains its first certificate for one identity (pass it as
+    /// `authorization: Bearer TOKEN`). Signed with the token key of the CA directory: use the control plane's
+    /// --ca-dir.
+    Token(TokenArgs),
+}
+
+/// Arguments of `meshwork control token`.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The identity the token grants: spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT.
+    #[arg(long, value_parser = parse_identity)]
+    identity: SpiffeId,
+    /// How long the token is valid (e.g. 10m, 1h, 7d). Whoever holds it can get certificates for its identity
+    /// until then.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+    /// The control plane's CA directory, holding `token-key` (default: $XDG_STATE_HOME/meshwork/ca, else
+    /// ~/.local/state/meshwork/ca).
+    #[arg(long)]
+    ca_dir: Option<PathBuf>,
+}
+
+/// The mesh CA's flags (`meshwork control`).
+#[derive(clap::Args)]
+pub struct CaArgs {
+    /// Where the mesh CA serves certificates (Istio's CreateCertificate) and ADS over TLS; port 0 picks a free one.
+    #[arg(long, default_value = ca::DEFAULT_ADDRESS)]
+    ca_address: SocketAddr,
+    /// Where the generated root CA (Istio's ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem) and the token key
+    /// are kept, created on first start and reused after (default: $XDG_STATE_HOME/meshwork/ca, else
+    /// ~/.local/state/meshwork/ca).
+    #[arg(long)]
+    ca_dir: Option<PathBuf>,
+    /// Sign with this CA certificate (PEM; a root or an intermediate) instead of a generated root. Needs --ca-key.
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PEM).
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// For an intermediate --ca-cert: the certificates above it up to the root (PEM).
+    #[arg(long, requires = "ca_cert")]
+    ca_chain: Option<PathBuf>,
+    /// Extra roots to trust besides the signing CA's (PEM, one or more roots; repeatable), to rotate roots.
+    #[arg(long, value_name = "FILE")]
+    trust_bundle: Vec<PathBuf>,
+    /// The mesh's trust domain: the CA signs identities of it only.
+    #[arg(long, default_value = ca::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
+    /// Another name (DNS or IP) for the CA port's certificate, besides localhost, meshwork-control and 127.0.0.1
+    /// (repeatable).
+    #[arg(long, value_name = "NAME")]
+    ca_hostname: Vec<String>,
+    /// Lifetime of a workload certificate when the request asks for none (e.g. 24h, 1h, 6s).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    workload_cert_ttl: Duration,
+    /// The longest lifetime a request is granted; longer requests get this.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    max_workload_cert_ttl: Duration,
+}
+
+impl CaArgs {
+    /// The CA's options from the flags.
+    pub fn options(self) -> anyhow::Result<CaOptions> {
+        let files = self.ca_cert.zip(self.ca_key).map(|(cert, key)| CaFiles {
+            cert,
+            key,
+            chain: self.ca_chain,
+        });
+        Ok(CaOptions {
+            address: self.ca_address,
+            dir: Some(ca_dir(self.ca_dir)?),
+            files,
+            trust_bundle: self.trust_bundle,
+            trust_domain: self.trust_domain,
+            hostnames: self.ca_hostname,
+            ttl: TtlPolicy {
+                default: self.workload_cert_ttl,
+                max: self.max_workload_cert_ttl,
+            },
+            ..CaOptions::default()
+        })
+    }
+}
+
+/// `dir`, else the default CA directory.
+fn ca_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    dir.or_else(ca::default_ca_dir).ok_or_else(|| {
+        anyhow::anyhow!("no CA directory: give --ca-dir (neither XDG_STATE_HOME nor HOME is set)")
+    })
+}
+
+fn parse_identity(text: &str) -> Result<SpiffeId, String> {
+    text.parse()
+        .map_err(|e: meshwork_control::ca::PkiError| e.to_string())
 }
 
 /// Starts the control plane on the chosen source.
@@ -38,7 +145,11 @@ fn start(args: Args) -> anyhow::Result<ControlPlane> {
             namespace: args.namespace,
             ..kube::Options::new()
         };
-        return Ok(ControlPlane::start_kube(args.xds_address, options)?);
+        return Ok(ControlPlane::start_kube(
+            args.xds_address,
+            &args.ca.options()?,
+            options,
+        )?);
     }
     let dir = args
         .dir
@@ -48,13 +159,29 @@ fn start(args: Args) -> anyhow::Result<ControlPlane> {
         xds_address: args.xds_address,
         sidecars: Default::default(),
         polling: Polling::default(),
+        ca: args.ca.options()?,
     })?)
 }
 
-/// Serves until SIGINT/SIGTERM.
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Prints a bootstrap token.
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let dir = ca_dir(args.ca_dir)?;
+    let token = ca::mint_token_in(&dir, &args.identity, args.ttl)?;
+    #[expect(clippy::print_stdout, reason = "the CLI's own output")]
+    {
+        println!("{token}");
+    }
+    Ok(())
+}
+
+/// Serves until SIGINT/SIGTERM (or prints a token for `meshwork control token`).
+pub fn run(mut args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Token(token_args)) = args.command.take() {
+        return token(token_args);
+    }
     let control = start(args)?;
     tracing::info!(xds = %control.xds_address(), "serving xDS; sidecars: meshwork proxy --xds {} --node NAME.NAMESPACE", control.xds_address());
+    tracing::info!(ca = %control.ca_address(), "serving the mesh CA and ADS over TLS; proxies trust its roots and present a token from `meshwork control token`");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -7,6 +7,7 @@
 //! - [`istio`]: the Istio resources read from YAML, their loading with located errors, and their analysis;
 //! - [`mesh`]: the domain model they convert into;
 //! - [`translate`]: the xDS resources each proxy gets;
+//! - [`ca`]: the mesh CA, signing workload certificates over Istio's `CreateCertificate` API on a TLS port;
 //! - [`ads`]: the xDS server, State-of-the-World and Delta ADS over per-node views of the resources;
 //! - [`views`]: those views, built from the mesh per node; [`source`]: the watched directory that feeds them;
 //! - `kube` (cargo feature `kube`): the Kubernetes source, the same resources watched in a cluster;
@@ -21,6 +22,7 @@
 )]
 
 pub mod ads;
+pub mod ca;
 pub mod istio;
 #[cfg(feature = "kube")]
 pub mod kube;

@@ -1,6 +1,6 @@
 //! A running control plane: a configuration source (a directory of YAML, or with the `kube` feature a Kubernetes
-//! cluster) and the ADS server on their own thread and runtime, so that embedding it (`meshwork up`, tests) never
-//! competes with proxy workers.
+//! cluster), the ADS server (plaintext) and the mesh CA's TLS port (`CreateCertificate` and ADS) on their own thread
+//! and runtime, so that embedding it (`meshwork up`, tests) never competes with proxy workers.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, thread::JoinHandle};
 
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::mesh::Mesh;
 use crate::{
     ads::{AdsServer, stats::Stats},
+    ca::{Ca, CaError, CaOptions, listener::SecurePort},
     source::{self, Polling, Status},
     translate::Sidecars,
     views::MeshViews,
@@ -35,6 +36,8 @@ pub struct Options {
     pub sidecars: Sidecars,
     /// How the directory is polled.
     pub polling: Polling,
+    /// The mesh CA and its TLS port ([`CaOptions::default`]: a root in memory, a free loopback port).
+    pub ca: CaOptions,
 }
 
 /// Why the control plane did not start.
@@ -58,6 +61,19 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The CA's TLS port cannot be bound.
+    #[error(
+        "cannot serve the CA on {address}: {source}; is another control plane running? choose another with --ca-address"
+    )]
+    CaBind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The CA cannot be loaded or set up.
+    #[error("the mesh CA: {0}")]
+    Ca(#[from] CaError),
     /// The thread or runtime could not be started.
     #[error("cannot start the control plane: {0}")]
     Runtime(std::io::Error),
@@ -70,6 +86,8 @@ pub enum StartError {
 /// A running control plane.
 pub struct ControlPlane {
     xds_address: SocketAddr,
+    ca_address: SocketAddr,
+    ca: Arc<Ca>,
     views: Arc<MeshViews>,
     status: watch::Receiver<Status>,
     stats: Arc<Stats>,
@@ -78,8 +96,10 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Loads the directory (failing with every error if it does not load), binds the xDS port and starts serving.
+    /// Loads the directory (failing with every error if it does not load) and the CA, binds the xDS and CA ports
+    /// and starts serving.
     pub fn start(options: Options) -> Result<ControlPlane, StartError> {
+        let port = SecurePort::new(&options.ca)?;
         let mut loader = source::DirLoader::default();
         let (mesh, count) = loader
             .load(&options.dir)
@@ -96,6 +116,7 @@ impl ControlPlane {
         let (dir, polling) = (options.dir, options.polling);
         launch(
             options.xds_address,
+            port,
             views,
             initial,
             move |views, status, stop| async move {
@@ -108,15 +129,19 @@ impl ControlPlane {
     /// Serves the Istio resources, Services, EndpointSlices and Pods of a Kubernetes cluster instead of a directory
     /// (one source of truth: a directory can be `kubectl apply`-ed into the cluster). Returns once every kind has
     /// been listed and the first mesh is being served, so that the xDS port opens only with the cluster's
-    /// configuration behind it; fails if the cluster cannot be reached or does not list every kind in time.
+    /// configuration behind it; fails if the cluster cannot be reached or does not list every kind in time. The CA
+    /// is set up per `ca`, as with [`ControlPlane::start`].
     #[cfg(feature = "kube")]
     pub fn start_kube(
         xds_address: SocketAddr,
+        ca: &CaOptions,
         options: crate::kube::Options,
     ) -> Result<ControlPlane, StartError> {
+        let port = SecurePort::new(ca)?;
         let views = Arc::new(MeshViews::new(Mesh::default(), Sidecars::default()));
         launch(
             xds_address,
+            port,
             views,
             Status::default(),
             move |views, status, stop| async move {
@@ -130,6 +155,16 @@ impl ControlPlane {
     /// Where xDS is served.
     pub fn xds_address(&self) -> SocketAddr {
         self.xds_address
+    }
+
+    /// Where the CA (and ADS over TLS) is served.
+    pub fn ca_address(&self) -> SocketAddr {
+        self.ca_address
+    }
+
+    /// The mesh CA: its trust bundle, bootstrap tokens for sidecars.
+    pub fn ca(&self) -> &Arc<Ca> {
+        &self.ca
     }
 
     /// The views (to register sidecars, read the mesh).
@@ -166,10 +201,11 @@ impl ControlPlane {
 }
 
 /// Starts the control plane's thread and runtime: `source` starts the configuration source (returning once the
-/// first mesh is in `views`), then the xDS port is bound and served until stopped. Returns once serving, or with
-/// the first error.
+/// first mesh is in `views`), then the xDS and CA ports are bound and served until stopped. Returns once serving,
+/// or with the first error.
 fn launch<F, Fut>(
     xds_address: SocketAddr,
+    port: SecurePort,
     views: Arc<MeshViews>,
     initial: Status,
     source: F,
@@ -182,6 +218,9 @@ where
     let (stop, stop_rx) = watch::channel(false);
     let server = AdsServer::new(views.clone());
     let stats = server.stats();
+    let ads_over_tls = server.service();
+    let ca = port.ca().clone();
+    let ca_address = port.address();
     let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
     let thread = {
         let views = views.clone();
@@ -199,23 +238,13 @@ where
                     if let Err(e) = source(views, status_tx, stop_rx.clone()).await {
                         return drop(ready_tx.send(Err(e)));
                     }
-                    let listener = match bind(xds_address).and_then(tokio::net::TcpListener::from_std) {
+                    let listeners = bind_both(xds_address, ca_address);
+                    let (listener, ca_listener, bound) = match listeners {
                         Ok(l) => l,
-                        Err(source) => {
-                            let e = StartError::Bind {
-                                address: xds_address,
-                                source,
-                            };
-                            return drop(ready_tx.send(Err(e)));
-                        }
+                        Err(e) => return drop(ready_tx.send(Err(e))),
                     };
-                    let bound = listener.local_addr().map_err(StartError::Runtime);
-                    let failed = bound.is_err();
-                    let _ = ready_tx.send(bound);
-                    if failed {
-                        return;
-                    }
-                    let (mut stop_a, mut stop_b) = (stop_rx.clone(), stop_rx);
+                    let _ = ready_tx.send(Ok(bound));
+                    let (mut stop_a, mut stop_b, stop_c) = (stop_rx.clone(), stop_rx.clone(), stop_rx);
                     let shutdown = async move {
                         let _ = stop_a.wait_for(|s| *s).await;
                     };
@@ -225,11 +254,19 @@ where
                         let _ = stop_b.wait_for(|s| *s).await;
                         tokio::time::sleep(SHUTDOWN_GRACE).await;
                     };
-                    tokio::select! {
-                        r = server.serve(listener, shutdown) => if let Err(e) = r {
+                    let plaintext = async move {
+                        if let Err(e) = server.serve(listener, shutdown).await {
                             tracing::error!(error = %e, "the xDS server stopped");
-                        },
-                        () = grace => tracing::debug!("closing the xDS connections clients kept open"),
+                        }
+                    };
+                    let secure = async move {
+                        if let Err(e) = port.serve(ca_listener, ads_over_tls, stop_c).await {
+                            tracing::error!(error = %e, "the CA port stopped");
+                        }
+                    };
+                    tokio::select! {
+                        ((), ()) = async { tokio::join!(plaintext, secure) } => {},
+                        () = grace => tracing::debug!("closing the xDS and CA connections clients kept open"),
                     }
                 });
             })
@@ -240,17 +277,19 @@ where
             "the control-plane thread ended while starting",
         )))
     });
-    let xds_address = match started {
-        Ok(address) => address,
+    let (xds_address, ca_address) = match started {
+        Ok(addresses) => addresses,
         Err(e) => {
             let _ = thread.join();
             return Err(e);
         }
     };
     let resources = status.borrow().resources;
-    tracing::info!(xds = %xds_address, resources, "control plane serving");
+    tracing::info!(xds = %xds_address, ca = %ca_address, resources, "control plane serving");
     Ok(ControlPlane {
         xds_address,
+        ca_address,
+        ca,
         views,
         status,
         stats,
@@ -263,6 +302,37 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The xDS and CA listeners and their bound addresses.
+fn bind_both(
+    xds: SocketAddr,
+    ca: SocketAddr,
+) -> Result<
+    (
+        tokio::net::TcpListener,
+        tokio::net::TcpListener,
+        (SocketAddr, SocketAddr),
+    ),
+    StartError,
+> {
+    let xds_listener = bind(xds)
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|source| StartError::Bind {
+            address: xds,
+            source,
+        })?;
+    let ca_listener = bind(ca)
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|source| StartError::CaBind {
+            address: ca,
+            source,
+        })?;
+    let bound = (
+        xds_listener.local_addr().map_err(StartError::Runtime)?,
+        ca_listener.local_addr().map_err(StartError::Runtime)?,
+    );
+    Ok((xds_listener, ca_listener, bound))
 }
 
 /// A non-blocking listener on `address` with [`ACCEPT_BACKLOG`] (and `SO_REUSEADDR`, as the standard library sets).

@@ -62,6 +62,7 @@ fn start(dir: &std::path::Path) -> ControlPlane {
             interval: Duration::from_millis(20),
             settle: Duration::from_millis(20),
         },
+        ca: Default::default(),
     })
     .unwrap()
 }

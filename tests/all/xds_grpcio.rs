@@ -305,6 +305,7 @@ async fn grpcio_client_follows_the_virtual_service_split_live() {
             interval: Duration::from_millis(20),
             settle: Duration::from_millis(20),
         },
+        ca: Default::default(),
     })
     .unwrap();
     let bootstrap_path = std::env::temp_dir().join(format!(

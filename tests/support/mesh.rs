@@ -310,6 +310,7 @@ fn start_control_plane(
         xds_address: xds,
         sidecars: sidecars.clone(),
         polling,
+        ca: Default::default(),
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -90,6 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         xds_address: args.xds_address,
         sidecars,
         polling: Polling::default(),
+        ca: Default::default(),
     })?;
     if args.demo_upstreams {
         start_demo_apps(&mesh, &plan)?;

@@ -2,6 +2,7 @@
 //! `proxy` (the data plane, from a file or from xDS), `control` (the control plane), `config` (check a directory of
 //! Istio YAML) and `filter` (create a filter crate, build one, run a request through one).
 
+mod agent;
 mod builtin;
 mod config_cmd;
 mod control;

@@ -46,6 +46,9 @@ pub struct Args {
     /// 127.0.0.1:18080 for examples/static-proxy.yaml.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:18080")]
     demo_upstream: Option<SocketAddr>,
+    /// The mesh identity (certificate agent).
+    #[command(flatten)]
+    agent: crate::agent::AgentArgs,
 }
 
 /// Runs the proxy until it is told to stop.
@@ -60,13 +63,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("starting the demo upstream on {addr}"))?;
         tracing::info!(%addr, "demo upstream listening");
     }
+    let agent = args.agent.options()?;
     let running = match (config, args.xds) {
         (Some(config), _) => {
             let options = meshwork_host::RunOptions {
                 workers: args.workers,
                 watch: (!args.no_watch).then(|| args.config.clone()).flatten(),
                 watch_interval: None,
-                agent: None,
+                agent,
             };
             meshwork_host::start(config, options)?
         }
@@ -80,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 19000))),
             workers: args.workers,
             drain_timeout: args.drain_timeout.unwrap_or(Duration::from_secs(10)),
-            agent: None,
+            agent,
         })?,
         (None, None) => anyhow::bail!("give --config FILE or --xds ADDR"),
     };

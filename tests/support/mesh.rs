@@ -22,10 +22,13 @@ use std::{
 
 use http::Response;
 use meshwork_control::{
+    ca::{CaOptions, TtlPolicy},
     run::{ControlPlane, Options},
     source::Polling,
     translate::{Sidecar, Sidecars},
 };
+use meshwork_host::tls::{agent::AgentOptions, ca::MeshCa};
+use meshwork_pki::{SpiffeId, api::CaEndpoint};
 
 use crate::{TestProxy, eventually, full, upstream};
 
@@ -74,7 +77,29 @@ pub struct TestMesh {
     pub workloads: BTreeMap<String, MeshWorkload>,
     control: Option<ControlPlane>,
     sidecars: Sidecars,
-    polling: Polling,
+    options: MeshOptions,
+    /// The CA's state (root and token key), kept across control-plane restarts.
+    ca_dir: PathBuf,
+    /// Where the CA serves (the same across restarts: the sidecars' agents dial it).
+    ca_address: SocketAddr,
+}
+
+/// How a test mesh runs.
+#[derive(Clone, Copy, Debug)]
+pub struct MeshOptions {
+    /// How the control plane watches the directory.
+    pub polling: Polling,
+    /// The lifetime of workload certificates (renewed at half of it).
+    pub cert_ttl: Duration,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        MeshOptions {
+            polling: POLLING,
+            cert_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl TestMesh {
@@ -86,6 +111,15 @@ impl TestMesh {
 
     /// [`TestMesh::start`] with the control plane polling the directory as `polling` says.
     pub async fn start_with(workloads: &[&str], routing: &str, polling: Polling) -> TestMesh {
+        let options = MeshOptions {
+            polling,
+            ..MeshOptions::default()
+        };
+        Self::start_opts(workloads, routing, options).await
+    }
+
+    /// [`TestMesh::start`] with `options`.
+    pub async fn start_opts(workloads: &[&str], routing: &str, options: MeshOptions) -> TestMesh {
         crate::init_tracing();
         crate::register_builtins();
         let dir = temp_dir();
@@ -115,11 +149,18 @@ impl TestMesh {
         if !routing.is_empty() {
             std::fs::write(dir.join("routing.yaml"), routing).unwrap();
         }
-        let control = start_control_plane(&dir, "127.0.0.1:0".parse().unwrap(), &sidecars, polling);
+        let ca_dir = dir.with_extension("ca");
+        let control = start_control_plane(
+            &dir,
+            "127.0.0.1:0".parse().unwrap(),
+            &sidecars,
+            options,
+            ca_options(&ca_dir, "127.0.0.1:0".parse().unwrap(), options),
+        );
         let xds = control.xds_address();
         let mut started = BTreeMap::new();
         for ((name, app, served), s) in apps.into_iter().zip(&sidecars) {
-            let sidecar = start_sidecar(xds, s.0, s.1);
+            let sidecar = start_sidecar(xds, s.0, s.1, agent(&control, name));
             started.insert(
                 name.to_string(),
                 MeshWorkload {
@@ -141,9 +182,11 @@ impl TestMesh {
             dir,
             xds,
             workloads: started,
+            ca_address: control.ca_address(),
             control: Some(control),
             sidecars,
-            polling,
+            options,
+            ca_dir,
         }
     }
 
@@ -188,7 +231,8 @@ impl TestMesh {
             &self.dir,
             self.xds,
             &self.sidecars,
-            self.polling,
+            self.options,
+            ca_options(&self.ca_dir, self.ca_address, self.options),
         ));
     }
 
@@ -201,6 +245,39 @@ impl TestMesh {
             self.stop_control_plane().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.ca_dir);
+    }
+}
+
+/// The mesh CA's options: its state in `dir`, serving on `address`, certificates of `options.cert_ttl`.
+fn ca_options(dir: &Path, address: SocketAddr, options: MeshOptions) -> CaOptions {
+    CaOptions {
+        address,
+        dir: Some(dir.to_path_buf()),
+        ttl: TtlPolicy {
+            default: options.cert_ttl,
+            max: options.cert_ttl.max(Duration::from_secs(24 * 3600)),
+        },
+        ..CaOptions::default()
+    }
+}
+
+/// The certificate agent of workload `name`'s sidecar, as `meshwork up` makes it: identity
+/// `spiffe://cluster.local/ns/default/sa/APP`, a bootstrap token minted by the control plane, the CA over TLS.
+fn agent(control: &ControlPlane, name: &str) -> AgentOptions {
+    let (app, _) = app_and_version(name);
+    let ca = control.ca();
+    let identity = SpiffeId::new(ca.trust_domain(), "default", app);
+    let token = ca.mint_token(&identity, Duration::from_secs(3600));
+    let endpoint = CaEndpoint {
+        address: format!("https://{}", control.ca_address()),
+        roots_pem: ca.trust_bundle_pem(),
+        server_name: None,
+    };
+    AgentOptions {
+        identity,
+        ttl: Duration::ZERO,
+        source: Arc::new(MeshCa::new(endpoint, Some(token))),
     }
 }
 
@@ -303,19 +380,20 @@ fn start_control_plane(
     dir: &Path,
     xds: SocketAddr,
     sidecars: &Sidecars,
-    polling: Polling,
+    options: MeshOptions,
+    ca: CaOptions,
 ) -> ControlPlane {
     ControlPlane::start(Options {
         dir: dir.to_path_buf(),
         xds_address: xds,
         sidecars: sidecars.clone(),
-        polling,
-        ca: Default::default(),
+        polling: options.polling,
+        ca,
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn start_sidecar(xds: SocketAddr, node: &str, at: &Sidecar) -> TestProxy {
+fn start_sidecar(xds: SocketAddr, node: &str, at: &Sidecar, agent: AgentOptions) -> TestProxy {
     TestProxy::start_xds_with(meshwork_host::xds::XdsOptions {
         server: xds.to_string(),
         node: node.to_string(),
@@ -324,7 +402,7 @@ fn start_sidecar(xds: SocketAddr, node: &str, at: &Sidecar) -> TestProxy {
         admin_address: SocketAddr::from(([127, 0, 0, 1], 0)),
         workers: Some(1),
         drain_timeout: Duration::from_secs(1),
-        agent: None,
+        agent: Some(agent),
     })
     .with_addr(at.outbound)
 }

@@ -40,6 +40,28 @@ pub struct Args {
     /// Worker threads per sidecar.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// The mesh CA: every sidecar gets a certificate for its workload's identity from it and renews it at half its
+    /// lifetime (--workload-cert-ttl sets the lifetime, e.g. 1m to watch rotations).
+    #[command(flatten)]
+    ca: crate::control::CaArgs,
+}
+
+/// The certificate agent of `workload`'s sidecar.
+fn identity(
+    control: &ControlPlane,
+    mesh: &meshwork_control::mesh::Mesh,
+    workload: &str,
+) -> anyhow::Result<meshwork_host::tls::agent::AgentOptions> {
+    let w = mesh
+        .workloads
+        .get(workload)
+        .with_context(|| format!("workload {workload} is not in the mesh"))?;
+    Ok(crate::agent::for_workload(
+        control,
+        &w.namespace,
+        &w.service_account,
+        Duration::ZERO,
+    ))
 }
 
 #[derive(Serialize)]
@@ -90,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         xds_address: args.xds_address,
         sidecars,
         polling: Polling::default(),
-        ca: Default::default(),
+        ca: args.ca.options()?,
     })?;
     if args.demo_upstreams {
         start_demo_apps(&mesh, &plan)?;
@@ -105,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             admin_address: p.admin,
             workers: Some(args.workers),
             drain_timeout: Duration::from_secs(5),
-            agent: None,
+            agent: Some(identity(&control, &mesh, &p.workload)?),
         })
         .with_context(|| format!("starting the sidecar of {}", p.workload))?;
         running.push(r);

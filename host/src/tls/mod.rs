@@ -7,6 +7,7 @@
 //! keep theirs.
 
 pub mod agent;
+pub mod ca;
 pub mod client;
 pub mod secrets;
 pub mod server;

@@ -10,6 +10,8 @@
 //! - The identities accepted are the SPIFFE IDs of the service accounts of the cluster's workloads (the subset's
 //!   only, for a subset's cluster).
 //! - The server name is Istio's `outbound_.PORT_.SUBSET_.HOST`, or the host when that is not a valid DNS name, or none.
+//! - Endpoints must be verifiable: `ISTIO_MUTUAL` without workloads, without `subjectAltNames` and without a valid DNS
+//!   name to check the endpoints' certificates against (a wildcard host) stays plain text.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,7 +35,7 @@ pub fn cluster_tls(
             .collect::<BTreeSet<_>>()
     };
     let default_sni = || sni(host, port, subset);
-    match policy.tls_at(port) {
+    let tls = match policy.tls_at(port) {
         Some(t) if t.mode == ClientTlsMode::Disable => None,
         Some(t) if t.mode == ClientTlsMode::IstioMutual => Some(UpstreamTls {
             sni: t
@@ -58,7 +60,9 @@ pub fn cluster_tls(
                 subject_alt_names: accepted.into_iter().collect(),
             })
         }
-    }
+    };
+    // Neither an identity nor a server name to check the endpoints against: a client cannot verify them at all.
+    tls.filter(|t| t.sni.is_some() || !t.subject_alt_names.is_empty())
 }
 
 /// The server name of a cluster: Istio's `outbound_.PORT_.SUBSET_.HOST` (`_` for no subset), else `HOST`, whichever
@@ -224,6 +228,25 @@ mod tests {
             });
             assert_eq!(got, want, "{ids:?} {rule:?}");
         }
+        // Nothing to verify the endpoints by (no identity, no DNS name): plain text.
+        let external = [endpoint(None)];
+        let refs: Vec<&Endpoint> = external.iter().collect();
+        let istio_mutual = |sans: &[&str]| TrafficPolicy {
+            tls: Some(tls(IstioMutual, None, sans)),
+            ..Default::default()
+        };
+        let wildcard = ("*.example.com", 443, None);
+        let none = istio_mutual(&[]);
+        assert_eq!(cluster_tls(&mtls, &workloads, wildcard, &refs, &none), None);
+        let named = istio_mutual(&["spiffe://td.example/ns/x/sa/y"]);
+        let got = cluster_tls(&mtls, &workloads, wildcard, &refs, &named);
+        assert_eq!(
+            got,
+            Some(UpstreamTls {
+                sni: None,
+                subject_alt_names: vec!["spiffe://td.example/ns/x/sa/y".into()],
+            })
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod delta;
 mod protos;
 #[path = "ads/scale.rs"]
 mod scale;
+#[path = "ads/sds.rs"]
+mod sds;
 #[path = "ads/server.rs"]
 mod server;
 #[path = "ads/sotw.rs"]

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use super::index::WorkloadIndex;
 use super::{
-    Destination, Endpoint, HttpRoute, LbPolicy, Mesh, PathMatch, Plugin, PluginMode, Port,
-    Protocol, RouteAction, RouteMatch, SecurityKind, SecurityPolicy, Service, StrMatch, Subset,
-    TrafficPolicy, Workload,
+    ClientTls, ClientTlsMode, Destination, Endpoint, HttpRoute, LbPolicy, Mesh, PathMatch,
+    PeerMode, Plugin, PluginMode, Port, Protocol, RouteAction, RouteMatch, SecurityKind,
+    SecurityPolicy, Service, StrMatch, Subset, TrafficPolicy, Workload,
 };
 use crate::istio::{
     self, AuthorizationPolicy, DestinationRule, PeerAuthentication, Resource, ServiceEntry,
@@ -121,13 +121,6 @@ impl Mesh {
             }
         }
         for pa in input.peer_authentications {
-            let mut v = json!({});
-            if let Some(m) = &pa.spec.mtls {
-                v["mtls"] = json!(m);
-            }
-            if !pa.spec.port_level_mtls.is_empty() {
-                v["portLevelMtls"] = json!(pa.spec.port_level_mtls);
-            }
             mesh.security.push(SecurityPolicy {
                 namespace: pa.metadata.namespace.clone(),
                 selector: pa
@@ -136,7 +129,7 @@ impl Mesh {
                     .as_ref()
                     .map(|s| s.match_labels.clone())
                     .unwrap_or_default(),
-                kind: SecurityKind::PeerAuthentication(v),
+                kind: SecurityKind::PeerAuthentication(peer_authentication(&pa.spec)),
             });
         }
         for ap in input.authorization_policies {
@@ -161,6 +154,23 @@ impl Mesh {
         }
         mesh.plugins = input.wasm_plugins.iter().map(|p| plugin(p)).collect();
         mesh
+    }
+}
+
+fn peer_authentication(pa: &PeerAuthentication) -> super::PeerAuthentication {
+    let mode = |m: &istio::MutualTls| match m.mode {
+        istio::MtlsMode::Unset => None,
+        istio::MtlsMode::Disable => Some(PeerMode::Disable),
+        istio::MtlsMode::Permissive => Some(PeerMode::Permissive),
+        istio::MtlsMode::Strict => Some(PeerMode::Strict),
+    };
+    super::PeerAuthentication {
+        mode: pa.mtls.as_ref().and_then(mode),
+        port_modes: pa
+            .port_level_mtls
+            .iter()
+            .map(|(port, m)| (*port, mode(m)))
+            .collect(),
     }
 }
 
@@ -294,6 +304,30 @@ fn traffic_policy(tp: &istio::TrafficPolicy) -> TrafficPolicy {
         connection_pool: tp.connection_pool.as_ref().map(|c| json!(c)),
         outlier_detection: tp.outlier_detection.as_ref().map(outlier_detection),
         retry_budget: tp.retry_budget.as_ref().map(|b| json!(b)),
+        tls: tp.tls.as_ref().map(client_tls),
+        port_tls: tp
+            .port_level_settings
+            .iter()
+            .filter_map(|p| {
+                let number = u16::try_from(p.port.as_ref()?.number).ok()?;
+                Some((number, client_tls(p.tls.as_ref()?)))
+            })
+            .collect(),
+    }
+}
+
+/// A `tls` block; a block without `mode` is `DISABLE`, as in Istio.
+fn client_tls(t: &istio::ClientTlsSettings) -> ClientTls {
+    use istio::TlsMode;
+    ClientTls {
+        mode: match t.mode {
+            None | Some(TlsMode::Disable) => ClientTlsMode::Disable,
+            Some(TlsMode::Simple) => ClientTlsMode::Simple,
+            Some(TlsMode::Mutual) => ClientTlsMode::Mutual,
+            Some(TlsMode::IstioMutual) => ClientTlsMode::IstioMutual,
+        },
+        sni: t.sni.clone(),
+        subject_alt_names: t.subject_alt_names.clone(),
     }
 }
 
@@ -803,6 +837,84 @@ spec:
         assert_eq!(
             v["rules"][0]["from"][0]["source"]["principals"][0],
             "cluster.local/ns/default/sa/productpage"
+        );
+    }
+
+    #[test]
+    fn tls_settings_and_peer_authentication_modes() {
+        let yaml = r#"
+kind: ServiceEntry
+apiVersion: networking.istio.io/v1
+metadata: { name: reviews }
+spec: { hosts: [reviews], ports: [{ number: 9080, name: http }, { number: 9081, name: admin }] }
+---
+kind: DestinationRule
+apiVersion: networking.istio.io/v1
+metadata: { name: reviews }
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: { mode: ISTIO_MUTUAL, sni: reviews.internal, subjectAltNames: [spiffe://a] }
+    portLevelSettings:
+      - { port: { number: 9081 }, tls: { sni: plain } }
+      - { port: { number: 9082 }, loadBalancer: { simple: RANDOM } }
+  subsets:
+    - { name: v1, labels: { version: v1 }, trafficPolicy: { tls: { mode: SIMPLE } } }
+---
+kind: PeerAuthentication
+apiVersion: security.istio.io/v1
+metadata: { name: pa }
+spec:
+  selector: { matchLabels: { app: reviews } }
+  mtls: { mode: STRICT }
+  portLevelMtls: { 9081: { mode: PERMISSIVE }, "9082": {} }
+---
+kind: PeerAuthentication
+apiVersion: security.istio.io/v1
+metadata: { name: ns }
+spec: {}
+"#;
+        let m = Mesh::from_loaded(&crate::istio::load::load_str(yaml, "f.yaml").expect("loads"));
+        let reviews = &m.services["reviews.default.svc.cluster.local"];
+        let mode = |p: &TrafficPolicy, port| p.tls_at(port).map(|t| t.mode);
+        assert_eq!(
+            reviews.policy.tls,
+            Some(ClientTls {
+                mode: ClientTlsMode::IstioMutual,
+                sni: Some("reviews.internal".into()),
+                subject_alt_names: vec!["spiffe://a".into()],
+            })
+        );
+        // A `tls` without `mode` is DISABLE; a port setting without `tls` leaves the port to the rule's.
+        assert_eq!(mode(&reviews.policy, 9081), Some(ClientTlsMode::Disable));
+        assert_eq!(
+            mode(&reviews.policy, 9082),
+            Some(ClientTlsMode::IstioMutual)
+        );
+        assert_eq!(
+            mode(&reviews.policy_for(Some("v1")), 9080),
+            Some(ClientTlsMode::Simple)
+        );
+        let modes: Vec<(Option<PeerMode>, Vec<(u32, Option<PeerMode>)>)> = m
+            .security
+            .iter()
+            .map(|p| match &p.kind {
+                SecurityKind::PeerAuthentication(pa) => (
+                    pa.mode,
+                    pa.port_modes.iter().map(|(k, v)| (*k, *v)).collect(),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                (
+                    Some(PeerMode::Strict),
+                    vec![(9081, Some(PeerMode::Permissive)), (9082, None)]
+                ),
+                (None, vec![]),
+            ]
         );
     }
 

@@ -24,7 +24,7 @@ pub struct Mesh {
     pub services: BTreeMap<String, Service>,
     /// Workloads by id (`NAME.NAMESPACE`), sorted.
     pub workloads: BTreeMap<String, Workload>,
-    /// AuthorizationPolicies and PeerAuthentications, as the `authz` policy filter takes them.
+    /// AuthorizationPolicies and PeerAuthentications, in file order.
     pub security: Vec<SecurityPolicy>,
     /// User WASM plugins (WasmPlugin resources).
     pub plugins: Vec<Plugin>,
@@ -112,6 +112,35 @@ pub struct TrafficPolicy {
     pub outlier_detection: Option<serde_json::Value>,
     /// `retryBudget`, as the retry filter takes it.
     pub retry_budget: Option<serde_json::Value>,
+    /// `tls`: how sidecars talk to the endpoints (absent: Istio's auto mTLS).
+    pub tls: Option<ClientTls>,
+    /// `portLevelSettings[].tls` by port number; before `tls` for that port.
+    pub port_tls: BTreeMap<u16, ClientTls>,
+}
+
+/// A DestinationRule's `tls` (Istio's `ClientTLSSettings`), as far as meshwork applies it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// `mode`.
+    pub mode: ClientTlsMode,
+    /// `sni`: the server name sent instead of the cluster's.
+    pub sni: Option<String>,
+    /// `subjectAltNames`: the identities accepted instead of the destination's service accounts.
+    pub subject_alt_names: Vec<String>,
+}
+
+/// `ClientTLSSettings.mode`. Istio's default (the field left out of a `tls` block) is `DISABLE`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientTlsMode {
+    /// Plain text.
+    #[default]
+    Disable,
+    /// TLS with the caller's own certificates from files (not applied by meshwork).
+    Simple,
+    /// Mutual TLS with the caller's own certificates from files (not applied by meshwork).
+    Mutual,
+    /// Mutual TLS with the mesh's certificates.
+    IstioMutual,
 }
 
 /// Load-balancing policies meshwork proxies implement.
@@ -144,7 +173,7 @@ pub struct Workload {
     pub annotations: Labels,
 }
 
-/// A security policy for the `authz` filter: which workloads it selects and its config fragment.
+/// A security policy: which workloads it selects and what it says.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SecurityPolicy {
     /// Namespace of the resource; the root namespace (`istio-system`) applies mesh-wide.
@@ -158,10 +187,41 @@ pub struct SecurityPolicy {
 /// The two security resources.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SecurityKind {
-    /// A PeerAuthentication's `mtls` and `portLevelMtls`, as JSON in Istio's shape.
-    PeerAuthentication(serde_json::Value),
+    /// A PeerAuthentication's `mtls` and `portLevelMtls`.
+    PeerAuthentication(PeerAuthentication),
     /// An AuthorizationPolicy as the `authz` filter's `policies[]` entry (`name`, `action`, `rules`).
     Authorization(serde_json::Value),
+}
+
+/// What a PeerAuthentication says about the mutual TLS its workloads accept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerAuthentication {
+    /// `mtls.mode`; `None` for `UNSET` (or absent): inherited from the namespace, then the mesh.
+    pub mode: Option<PeerMode>,
+    /// `portLevelMtls`: the mode by workload port (`None`: the workload's).
+    pub port_modes: BTreeMap<u32, Option<PeerMode>>,
+}
+
+/// `PeerAuthentication.MutualTLS.Mode` other than `UNSET`: what a workload's sidecar accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerMode {
+    /// Mutual TLS only.
+    Strict,
+    /// Mutual TLS or plain text.
+    Permissive,
+    /// Plain text only.
+    Disable,
+}
+
+impl PeerMode {
+    /// Istio's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerMode::Strict => "STRICT",
+            PeerMode::Permissive => "PERMISSIVE",
+            PeerMode::Disable => "DISABLE",
+        }
+    }
 }
 
 /// A user WASM plugin (WasmPlugin).
@@ -218,7 +278,8 @@ impl Service {
         self.subsets.iter().find(|s| s.name == name)
     }
 
-    /// The policy for `subset` (or the service): the subset's groups where set, the service's otherwise.
+    /// The policy for `subset` (or the service): the subset's groups where set, the service's otherwise; `tls` per
+    /// port in Istio's order ([`TrafficPolicy::tls_at`] of the result).
     pub fn policy_for(&self, subset: Option<&str>) -> TrafficPolicy {
         let base = &self.policy;
         match subset.and_then(|s| self.subset(s)) {
@@ -241,8 +302,30 @@ impl Service {
                     .retry_budget
                     .clone()
                     .or_else(|| base.retry_budget.clone()),
+                tls: s.policy.tls.clone().or_else(|| base.tls.clone()),
+                port_tls: port_tls(&s.policy, base),
             },
         }
+    }
+}
+
+/// The per-port `tls` of a subset's policy over the service's, such that [`TrafficPolicy::tls_at`] of the result
+/// follows Istio's order for every port: the subset's `portLevelSettings`, the subset's `tls`, the rule's
+/// `portLevelSettings`, the rule's `tls`.
+fn port_tls(subset: &TrafficPolicy, base: &TrafficPolicy) -> BTreeMap<u16, ClientTls> {
+    let mut ports = subset.port_tls.clone();
+    for (port, tls) in &base.port_tls {
+        ports
+            .entry(*port)
+            .or_insert_with(|| subset.tls.clone().unwrap_or_else(|| tls.clone()));
+    }
+    ports
+}
+
+impl TrafficPolicy {
+    /// This policy's `tls` for `port`: the port's own, else the policy's; `None` means auto mTLS.
+    pub fn tls_at(&self, port: u16) -> Option<&ClientTls> {
+        self.port_tls.get(&port).or(self.tls.as_ref())
     }
 }
 
@@ -330,6 +413,91 @@ mod tests {
         assert!(p.outlier_detection.is_some());
         assert!(svc.policy_for(None).connection_pool.is_none());
         assert!(svc.policy_for(Some("v9")).connection_pool.is_none());
+    }
+
+    #[test]
+    fn tls_applies_in_istios_order() {
+        use ClientTlsMode::{Disable, IstioMutual, Mutual, Simple};
+        let tls = |mode| ClientTls {
+            mode,
+            ..Default::default()
+        };
+        let policy = |all: Option<ClientTlsMode>, on_80: Option<ClientTlsMode>| TrafficPolicy {
+            tls: all.map(tls),
+            port_tls: on_80.map(|m| (80, tls(m))).into_iter().collect(),
+            ..Default::default()
+        };
+        // (the rule's tls and its port 80's, the subset's, want on port 80 and port 81)
+        type P = (Option<ClientTlsMode>, Option<ClientTlsMode>);
+        let table: &[(P, P, Option<ClientTlsMode>, Option<ClientTlsMode>)] = &[
+            ((None, None), (None, None), None, None),
+            (
+                (Some(Simple), None),
+                (None, None),
+                Some(Simple),
+                Some(Simple),
+            ),
+            (
+                (Some(Simple), Some(Disable)),
+                (None, None),
+                Some(Disable),
+                Some(Simple),
+            ),
+            // The subset's tls comes before the rule's port settings.
+            (
+                (Some(Simple), Some(Disable)),
+                (Some(Mutual), None),
+                Some(Mutual),
+                Some(Mutual),
+            ),
+            // The subset's port settings come first.
+            (
+                (Some(Simple), Some(Disable)),
+                (Some(Mutual), Some(IstioMutual)),
+                Some(IstioMutual),
+                Some(Mutual),
+            ),
+            (
+                (None, Some(Disable)),
+                (None, Some(IstioMutual)),
+                Some(IstioMutual),
+                None,
+            ),
+            (
+                (Some(Simple), None),
+                (None, Some(Disable)),
+                Some(Disable),
+                Some(Simple),
+            ),
+        ];
+        for ((rule, rule_80), (sub, sub_80), want_80, want_81) in table {
+            let svc = Service {
+                policy: policy(*rule, *rule_80),
+                subsets: vec![Subset {
+                    name: "v1".into(),
+                    labels: Labels::new(),
+                    policy: policy(*sub, *sub_80),
+                }],
+                ..Default::default()
+            };
+            let merged = svc.policy_for(Some("v1"));
+            let mode = |port| merged.tls_at(port).map(|t| t.mode);
+            assert_eq!(
+                (mode(80), mode(81)),
+                (*want_80, *want_81),
+                "{rule:?} {rule_80:?} {sub:?} {sub_80:?}"
+            );
+        }
+        // Without a subset, the rule's own order.
+        let svc = Service {
+            policy: policy(Some(Simple), Some(Disable)),
+            ..Default::default()
+        };
+        let p = svc.policy_for(None);
+        assert_eq!(
+            (p.tls_at(80).map(|t| t.mode), p.tls_at(81).map(|t| t.mode)),
+            (Some(Disable), Some(Simple))
+        );
     }
 
     #[test]

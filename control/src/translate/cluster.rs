@@ -1,5 +1,7 @@
 //! Clusters (CDS) and their endpoints (EDS): one cluster per service port and subset, named as Istio names them.
 
+use std::collections::BTreeMap;
+
 use envoy_types::pb::{
     envoy::{
         config::{
@@ -24,16 +26,23 @@ use envoy_types::pb::{
 };
 use envoy_types::util::pack_any;
 
-use super::{Sidecars, ads_source, duration, socket_address};
-use crate::mesh::{self, Endpoint, LbPolicy, Port, Protocol, Service, cluster_name, selects};
+use super::{
+    Sidecars, ads_source, auto_mtls, duration, socket_address,
+    tls::{self, Mtls},
+};
+use crate::mesh::{
+    self, Endpoint, LbPolicy, Port, Protocol, Service, Workload, cluster_name, selects,
+};
 
 /// The protocol-options key Envoy reads upstream HTTP settings from.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// Every outbound cluster of `service` (the port without a subset, then each subset), with its endpoints.
+/// Every outbound cluster of `service` (the port without a subset, then each subset), with its endpoints; with
+/// `mtls`, each cluster's TLS is decided from the `workloads` behind its endpoints ([`auto_mtls`]).
 pub fn outbound(
     service: &Service,
     sidecars: &Sidecars,
+    (mtls, workloads): (Option<&Mtls>, &BTreeMap<String, Workload>),
     clusters: &mut Vec<Cluster>,
     loads: &mut Vec<ClusterLoadAssignment>,
 ) {
@@ -44,13 +53,24 @@ pub fn outbound(
     {
         let subsets = std::iter::once(None).chain(service.subsets.iter().map(Some));
         for subset in subsets {
-            let name = cluster_name(&service.host, port.number, subset.map(|s| s.name.as_str()));
-            let policy = service.policy_for(subset.map(|s| s.name.as_str()));
-            clusters.push(eds_cluster(&name, port.protocol, &policy));
-            let endpoints = service
+            let subset_name = subset.map(|s| s.name.as_str());
+            let name = cluster_name(&service.host, port.number, subset_name);
+            let policy = service.policy_for(subset_name);
+            let members: Vec<&Endpoint> = service
                 .endpoints
                 .iter()
                 .filter(|e| subset.is_none_or(|s| selects(&s.labels, &e.labels)))
+                .collect();
+            let mut cluster = eds_cluster(&name, port.protocol, &policy);
+            if let Some(mtls) = mtls {
+                let key = (service.host.as_str(), port.number, subset_name);
+                cluster.transport_socket =
+                    auto_mtls::cluster_tls(mtls, workloads, key, &members, &policy)
+                        .map(|t| tls::upstream_socket(&t, port.protocol));
+            }
+            clusters.push(cluster);
+            let endpoints = members
+                .into_iter()
                 .map(|e| endpoint_address(e, port, sidecars))
                 .collect();
             loads.push(load_assignment(&name, endpoints));
@@ -205,6 +225,19 @@ mod tests {
         }
     }
 
+    /// The outbound clusters and endpoints of `svc`, without mutual TLS.
+    fn plain(svc: &Service, sidecars: &Sidecars) -> (Vec<Cluster>, Vec<ClusterLoadAssignment>) {
+        let (mut clusters, mut loads) = (Vec::new(), Vec::new());
+        outbound(
+            svc,
+            sidecars,
+            (None, &BTreeMap::new()),
+            &mut clusters,
+            &mut loads,
+        );
+        (clusters, loads)
+    }
+
     #[test]
     fn one_cluster_per_port_and_subset_with_their_endpoints() {
         let table: &[(Sidecars, &[(&str, &[&str])])] = &[
@@ -242,8 +275,7 @@ mod tests {
             ),
         ];
         for (sidecars, want) in table {
-            let (mut clusters, mut loads) = (Vec::new(), Vec::new());
-            outbound(&service(), sidecars, &mut clusters, &mut loads);
+            let (clusters, loads) = plain(&service(), sidecars);
             let got: Vec<(String, Vec<String>)> = clusters
                 .iter()
                 .zip(&loads)
@@ -262,10 +294,9 @@ mod tests {
 
     #[test]
     fn subset_policy_sets_native_limits_and_http2_sets_protocol_options() {
-        let (mut clusters, mut loads) = (Vec::new(), Vec::new());
         let mut svc = service();
         svc.ports[0].protocol = Protocol::Http2;
-        outbound(&svc, &Sidecars::new(), &mut clusters, &mut loads);
+        let (clusters, _) = plain(&svc, &Sidecars::new());
         let limit = |c: &Cluster| {
             c.circuit_breakers
                 .as_ref()
@@ -318,8 +349,7 @@ mod tests {
     fn opaque_ports_get_no_http_cluster() {
         let mut svc = service();
         svc.ports[0].protocol = Protocol::Opaque;
-        let (mut clusters, mut loads) = (Vec::new(), Vec::new());
-        outbound(&svc, &Sidecars::new(), &mut clusters, &mut loads);
+        let (clusters, loads) = plain(&svc, &Sidecars::new());
         assert!(clusters.is_empty() && loads.is_empty());
     }
 }

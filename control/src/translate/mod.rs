@@ -4,15 +4,24 @@
 //! listeners, their routes, the clusters they name with endpoints, and the plugin instances as ECDS resources);
 //! [`proxyless`] builds the view of any other client (gRPC proxyless clients, a plain Envoy): an API listener per
 //! service port and clusters whose endpoints are the workloads themselves. docs/xds.md describes the result.
+//!
+//! Given the mesh's [`Mtls`] settings, sidecars talk mutual TLS to each other: [`peer`] decides what a workload's
+//! inbound listener accepts, [`auto_mtls`] what each outbound cluster sends, [`tls`] builds the Envoy protos.
 
+pub mod auto_mtls;
 pub mod cluster;
 pub mod listener;
+pub mod peer;
 pub mod plugin;
 pub mod route;
+pub mod tls;
+#[cfg(test)]
+mod tls_tests;
 mod view;
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::{
     envoy::config::{
         cluster::v3::Cluster,
@@ -26,6 +35,7 @@ use envoy_types::pb::{
     },
     google::protobuf,
 };
+pub use tls::Mtls;
 pub use view::{
     Outbound, OutboundKey, outbound, outbound_clusters, proxyless, proxyless_routes, sidecar,
     sidecar_own,
@@ -56,6 +66,8 @@ pub struct XdsSet {
     pub routes: Vec<RouteConfiguration>,
     /// ECDS.
     pub extensions: Vec<TypedExtensionConfig>,
+    /// SDS.
+    pub secrets: Vec<Secret>,
 }
 
 /// "Over the ADS stream this came on".

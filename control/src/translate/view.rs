@@ -5,8 +5,10 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Sidecar, Sidecars, XdsSet, cluster, listener,
+    peer::peer_policy,
     plugin::{Chain, PluginSpec, Rank},
     route::{self, builtin},
+    tls::{self, Mtls},
 };
 use crate::mesh::{
     Mesh, Plugin, PluginMode, Protocol, SecurityKind, Service, Workload, cluster_name,
@@ -16,17 +18,24 @@ use crate::mesh::{
 /// The namespace whose policies apply to every namespace (Istio's root namespace).
 pub const ROOT_NAMESPACE: &str = "istio-system";
 
-/// The view of the sidecar of workload `id` listening at `me`; `None` when the mesh has no such workload.
+/// The view of the sidecar of workload `id` listening at `me`; `None` when the mesh has no such workload. With
+/// `mtls`, sidecars talk mutual TLS to each other ([`tls`](super::tls)); without, plain text.
 ///
 /// It is made of three parts, which is how [`MeshViews`](crate::views::MeshViews) builds it so that sidecars share
 /// the work: [`outbound_clusters`] (the same for every sidecar), [`outbound`] (the same for sidecars with the same
 /// [`OutboundKey`]) and [`sidecar_own`] (its listeners and everything inbound).
-pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Option<XdsSet> {
+pub fn sidecar(
+    mesh: &Mesh,
+    id: &str,
+    me: &Sidecar,
+    sidecars: &Sidecars,
+    mtls: Option<&Mtls>,
+) -> Option<XdsSet> {
     let workload = mesh.workloads.get(id)?;
-    let mut set = outbound_clusters(mesh, sidecars);
+    let mut set = outbound_clusters(mesh, sidecars, mtls);
     let out = outbound(mesh, workload);
     set.extensions.extend(out.chain.extensions());
-    let own = sidecar_own(mesh, workload, me, &out);
+    let own = sidecar_own(mesh, workload, me, &out, mtls);
     set.routes.push(out.route);
     set.clusters.extend(own.clusters);
     set.endpoints.extend(own.endpoints);
@@ -37,11 +46,18 @@ pub fn sidecar(mesh: &Mesh, id: &str, me: &Sidecar, sidecars: &Sidecars) -> Opti
 }
 
 /// Every sidecar's outbound clusters, with their endpoints: a workload whose sidecar is in `sidecars` is reached
-/// through the sidecar's inbound listener. The clusters do not depend on `sidecars`, only the endpoints do.
-pub fn outbound_clusters(mesh: &Mesh, sidecars: &Sidecars) -> XdsSet {
+/// through the sidecar's inbound listener. The clusters do not depend on `sidecars`, only the endpoints do; with
+/// `mtls` they talk mutual TLS to the workloads of the mesh (a sidecar's clusters; proxyless clients get none).
+pub fn outbound_clusters(mesh: &Mesh, sidecars: &Sidecars, mtls: Option<&Mtls>) -> XdsSet {
     let mut set = XdsSet::default();
     for service in mesh.services.values() {
-        cluster::outbound(service, sidecars, &mut set.clusters, &mut set.endpoints);
+        cluster::outbound(
+            service,
+            sidecars,
+            (mtls, &mesh.workloads),
+            &mut set.clusters,
+            &mut set.endpoints,
+        );
     }
     set
 }
@@ -111,7 +127,14 @@ pub fn outbound(mesh: &Mesh, workload: &Workload) -> Outbound {
 
 /// What is the sidecar's own: its `outbound` listener at `me` with `outbound`'s plugins (whose configs are not
 /// included), and everything inbound: the services this workload serves, to the application, behind authorization.
-pub fn sidecar_own(mesh: &Mesh, workload: &Workload, me: &Sidecar, outbound: &Outbound) -> XdsSet {
+/// With `mtls` the inbound listener takes mutual TLS as the workload's PeerAuthentication says ([`peer`](super::peer)).
+pub fn sidecar_own(
+    mesh: &Mesh,
+    workload: &Workload,
+    me: &Sidecar,
+    outbound: &Outbound,
+    mtls: Option<&Mtls>,
+) -> XdsSet {
     let mut set = XdsSet::default();
     set.listeners.push(listener::http(
         "outbound",
@@ -164,8 +187,14 @@ pub fn sidecar_own(mesh: &Mesh, workload: &Workload, me: &Sidecar, outbound: &Ou
         vhosts.push(catch_all);
     }
     set.routes.push(route_config("inbound", vhosts));
-    set.listeners
-        .push(listener::http("inbound", me.inbound, "inbound", &inbound));
+    let mut listener = listener::http("inbound", me.inbound, "inbound", &inbound);
+    if let Some(mtls) = mtls {
+        let mode = peer_policy(mesh, workload)
+            .unwrap_or_default()
+            .listener_mode();
+        listener = tls::secure_listener(listener, mode, &mtls.trust_domain);
+    }
+    set.listeners.push(listener);
     set.extensions.extend(inbound.extensions());
     set
 }
@@ -173,7 +202,7 @@ pub fn sidecar_own(mesh: &Mesh, workload: &Workload, me: &Sidecar, outbound: &Ou
 /// The view of a client that is not a sidecar: per service port an API listener `HOST:PORT`, its route config of
 /// the same name, and clusters with the workloads' own addresses.
 pub fn proxyless(mesh: &Mesh) -> XdsSet {
-    let mut set = outbound_clusters(mesh, &Sidecars::new());
+    let mut set = outbound_clusters(mesh, &Sidecars::new(), None);
     let routes = proxyless_routes(mesh);
     set.listeners = routes.listeners;
     set.routes = routes.routes;
@@ -280,38 +309,28 @@ fn circuit_breaker_config(mesh: &Mesh) -> Option<Value> {
     (!clusters.is_empty()).then(|| json!({ "clusters": clusters }))
 }
 
-/// The authz filter's config for `workload`: the most specific PeerAuthentication (workload selector, then
-/// namespace, then root namespace) and every AuthorizationPolicy that selects it; `None` when there is neither.
+/// The authz filter's config for `workload`: its PeerAuthentication, resolved ([`peer_policy`]), and every
+/// AuthorizationPolicy that selects it (in its namespace, or from the root namespace); `None` when there is neither.
 fn authz_config(mesh: &Mesh, workload: &Workload) -> Option<Value> {
-    let applies = |ns: &str, selector| {
-        (ns == workload.namespace || ns == ROOT_NAMESPACE) && selects(selector, &workload.labels)
-    };
-    let mut peer: Option<(u8, &Value)> = None;
-    let mut policies = Vec::new();
-    for p in &mesh.security {
-        if !applies(&p.namespace, &p.selector) {
-            continue;
-        }
-        match &p.kind {
-            SecurityKind::PeerAuthentication(v) => {
-                let rank = match (p.selector.is_empty(), p.namespace == workload.namespace) {
-                    (false, _) => 3,
-                    (true, true) => 2,
-                    (true, false) => 1,
-                };
-                if peer.is_none_or(|(r, _)| rank > r) {
-                    peer = Some((rank, v));
-                }
-            }
-            SecurityKind::Authorization(v) => policies.push(v.clone()),
-        }
-    }
+    let policies: Vec<Value> = mesh
+        .security
+        .iter()
+        .filter(|p| {
+            (p.namespace == workload.namespace || p.namespace == ROOT_NAMESPACE)
+                && selects(&p.selector, &workload.labels)
+        })
+        .filter_map(|p| match &p.kind {
+            SecurityKind::Authorization(v) => Some(v.clone()),
+            SecurityKind::PeerAuthentication(_) => None,
+        })
+        .collect();
+    let peer = peer_policy(mesh, workload);
     if peer.is_none() && policies.is_empty() {
         return None;
     }
     let mut config = Map::new();
-    if let Some((_, v)) = peer {
-        config.insert("peerAuthentication".into(), v.clone());
+    if let Some(peer) = peer {
+        config.insert("peerAuthentication".into(), peer.authz_config());
     }
     config.insert("policies".into(), Value::Array(policies));
     Some(Value::Object(config))
@@ -488,6 +507,7 @@ mod tests {
             "productpage-v1.default",
             &me(15001, 15006),
             &sidecars,
+            None,
         )
         .expect("known workload");
         let names: Vec<&str> = set.clusters.iter().map(|c| c.name.as_str()).collect();
@@ -579,6 +599,7 @@ mod tests {
             "reviews-v1.default",
             &me(15011, 15016),
             &Sidecars::new(),
+            None,
         )
         .expect("known");
         let inbound = set
@@ -615,6 +636,7 @@ mod tests {
             "productpage-v1.default",
             &me(1, 2),
             &Sidecars::new(),
+            None,
         )
         .expect("known");
         assert!(!pp.extensions.iter().any(|e| e.name == "authz"));
@@ -622,7 +644,7 @@ mod tests {
 
     #[test]
     fn unknown_workload_has_no_sidecar_view() {
-        assert!(sidecar(&mesh(), "nobody.default", &me(1, 2), &Sidecars::new()).is_none());
+        assert!(sidecar(&mesh(), "nobody.default", &me(1, 2), &Sidecars::new(), None).is_none());
     }
 
     #[test]

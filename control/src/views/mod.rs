@@ -9,8 +9,12 @@
 //!
 //! Sidecar views are assembled from [`parts`] that sidecars share, so a change costs one translation of the mesh's
 //! clusters and routes, not one per sidecar, and a view is only rebuilt when something it depends on changed.
+//!
+//! The mesh's [`Security`] (trust domain and trust bundle, from the CA) decides whether sidecars talk mutual TLS;
+//! every view serves the trust bundle as the SDS secret `ROOTCA` to a client that subscribes to it.
 
 mod parts;
+mod security;
 
 use std::{
     collections::HashMap,
@@ -27,6 +31,7 @@ use crate::{
     translate::{Sidecar, Sidecars, XdsSet},
 };
 use parts::{Inputs, Parts};
+pub use security::Security;
 
 /// Node metadata key: the sidecar's outbound listener address (`IP:PORT`).
 pub const OUTBOUND_ADDRESS: &str = "OUTBOUND_ADDRESS";
@@ -39,29 +44,41 @@ enum Key {
     Proxyless,
 }
 
+/// The input versions a view was built from: mesh (with the mutual TLS settings), sidecars, secrets.
+type From = (u64, u64, u64);
+
 /// A view being served and the input versions it was built from.
 struct View {
     sender: watch::Sender<Arc<Resources>>,
-    from: (u64, u64),
+    from: From,
 }
 
 struct State {
     mesh: Arc<Mesh>,
-    /// Changes with every `mesh`.
+    /// Changes with every `mesh` and every change of `security.mtls()`: what the translation reads.
     mesh_version: u64,
     sidecars: Sidecars,
     /// Changes with every change of `sidecars`.
     sidecars_version: u64,
+    security: Security,
+    /// The secrets of every view, from `security`.
+    secrets: Resources,
+    /// Changes with every change of `secrets`.
+    secrets_version: u64,
     views: HashMap<Key, View>,
     parts: Parts,
 }
 
 impl State {
     /// The input versions the view of `key` depends on: the proxyless view does not use sidecar addresses.
-    fn inputs_of(&self, key: &Key) -> (u64, u64) {
+    fn inputs_of(&self, key: &Key) -> From {
         match key {
-            Key::Sidecar(_) => (self.mesh_version, self.sidecars_version),
-            Key::Proxyless => (self.mesh_version, 0),
+            Key::Sidecar(_) => (
+                self.mesh_version,
+                self.sidecars_version,
+                self.secrets_version,
+            ),
+            Key::Proxyless => (self.mesh_version, 0, self.secrets_version),
         }
     }
 
@@ -77,18 +94,52 @@ pub struct MeshViews {
 }
 
 impl MeshViews {
-    /// Views of `mesh`, with sidecars already known at `sidecars`.
+    /// Views of `mesh`, with sidecars already known at `sidecars`, without mutual TLS until
+    /// [`MeshViews::set_security`] gives a trust bundle.
     pub fn new(mesh: Mesh, sidecars: Sidecars) -> Self {
+        Self::with_security(mesh, sidecars, Security::default())
+    }
+
+    /// Views of `mesh`, with sidecars already known at `sidecars`, secured as `security` says.
+    pub fn with_security(mesh: Mesh, sidecars: Sidecars, security: Security) -> Self {
         MeshViews {
             state: Mutex::new(State {
                 mesh: Arc::new(mesh),
                 mesh_version: 1,
                 sidecars,
                 sidecars_version: 1,
+                secrets: security.secrets(),
+                secrets_version: 1,
+                security,
                 views: HashMap::new(),
                 parts: Parts::default(),
             }),
         }
+    }
+
+    /// The security settings views are built with now.
+    pub fn security(&self) -> Security {
+        self.lock().security.clone()
+    }
+
+    /// Replaces the security settings (a new trust bundle when roots rotate, mutual TLS turned on or off) and pushes
+    /// the changes to every client: a new bundle only changes the `ROOTCA` secret; turning mutual TLS on or off, or
+    /// another trust domain, changes listeners and clusters.
+    pub fn set_security(&self, security: Security) {
+        let mut state = self.lock();
+        if state.security == security {
+            return;
+        }
+        if state.security.mtls() != security.mtls() {
+            state.mesh_version += 1;
+        }
+        let secrets = security.secrets();
+        if secrets != state.secrets {
+            state.secrets = secrets;
+            state.secrets_version += 1;
+        }
+        state.security = security;
+        rebuild_all(&mut state);
     }
 
     /// The mesh views are built from now.
@@ -198,26 +249,19 @@ fn sidecar_of(node: &Node, known: &Sidecars) -> Result<Sidecar, tonic::Status> {
 
 /// The view of `key`, keeping the entries of `previous` (its view until now) whose content did not change.
 fn build(state: &mut State, key: &Key, previous: Option<&Resources>) -> Option<Resources> {
-    let mut view = match key {
-        Key::Sidecar(id) => {
-            let inputs = Inputs {
-                mesh: &state.mesh,
-                mesh_version: state.mesh_version,
-                sidecars: &state.sidecars,
-                sidecars_version: state.sidecars_version,
-            };
-            state.parts.sidecar(&inputs, id, previous)?
-        }
-        Key::Proxyless => {
-            let inputs = Inputs {
-                mesh: &state.mesh,
-                mesh_version: state.mesh_version,
-                sidecars: &state.sidecars,
-                sidecars_version: state.sidecars_version,
-            };
-            state.parts.proxyless(&inputs)
-        }
+    let mtls = state.security.mtls();
+    let inputs = Inputs {
+        mesh: &state.mesh,
+        mesh_version: state.mesh_version,
+        sidecars: &state.sidecars,
+        sidecars_version: state.sidecars_version,
+        mtls: mtls.as_ref(),
     };
+    let mut view = match key {
+        Key::Sidecar(id) => state.parts.sidecar(&inputs, id, previous)?,
+        Key::Proxyless => state.parts.proxyless(&inputs),
+    };
+    view.merge(&state.secrets);
     if let Some(previous) = previous {
         view.share_unchanged(previous);
     }
@@ -241,6 +285,9 @@ pub fn resources(set: XdsSet) -> Resources {
     }
     for x in &set.extensions {
         r.insert(x.name.clone(), x);
+    }
+    for s in &set.secrets {
+        r.insert(s.name.clone(), s);
     }
     r
 }

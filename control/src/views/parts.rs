@@ -3,23 +3,26 @@
 //!
 //! | part | depends on | in the views of |
 //! |---|---|---|
-//! | the outbound clusters ([`translate::outbound_clusters`]) | mesh | every node |
+//! | the outbound clusters ([`translate::outbound_clusters`]) | mesh | proxyless clients; sidecars without mutual TLS |
+//! | the outbound clusters with mutual TLS | mesh, mutual TLS settings | sidecars with mutual TLS |
 //! | their endpoints, workloads reached directly | mesh | proxyless clients |
 //! | their endpoints, workloads with a sidecar reached through it | mesh, sidecar addresses | sidecars |
 //! | API listeners and route configurations ([`translate::proxyless_routes`]) | mesh | proxyless clients |
 //! | the `outbound` route configuration and its plugin configs ([`translate::outbound`]) | mesh | sidecars with the same [`OutboundKey`] |
-//! | a sidecar's listeners and inbound resources ([`translate::sidecar_own`]) | mesh, sidecar addresses | that sidecar |
+//! | a sidecar's listeners and inbound resources ([`translate::sidecar_own`]) | mesh, mutual TLS settings, sidecar addresses | that sidecar |
+//!
+//! (The mutual TLS settings count as part of the mesh: changing them changes the mesh version.)
 //!
 //! A rebuilt part keeps the entries of its previous build whose content did not change
 //! ([`Resources::reuse_unchanged`]), so views and streams find unchanged resources by pointer. The views are the
-//! sets [`translate::sidecar`] and [`translate::proxyless`] give (a test checks it).
+//! sets [`translate::sidecar`] and [`translate::proxyless`] give, plus the secrets (a test checks it).
 
 use std::collections::HashMap;
 
 use crate::{
     ads::Resources,
     mesh::{Mesh, Workload},
-    translate::{self, Outbound, OutboundKey, Sidecars, XdsSet},
+    translate::{self, Mtls, Outbound, OutboundKey, Sidecars, XdsSet},
 };
 
 use super::resources;
@@ -30,6 +33,8 @@ pub(super) struct Inputs<'a> {
     pub mesh_version: u64,
     pub sidecars: &'a Sidecars,
     pub sidecars_version: u64,
+    /// The mesh's mutual TLS; changing it changes `mesh_version` too.
+    pub mtls: Option<&'a Mtls>,
 }
 
 /// A part and the input versions it was built from.
@@ -43,6 +48,8 @@ struct Part<V, R = Resources> {
 pub(super) struct Parts {
     /// The outbound clusters, and their endpoints without sidecars.
     plain: Option<Part<u64, (Resources, Resources)>>,
+    /// The outbound clusters of sidecars with mutual TLS.
+    secure_clusters: Option<Part<u64>>,
     /// The outbound endpoints through the known sidecars.
     sidecar_endpoints: Option<Part<(u64, u64)>>,
     proxyless_routes: Option<Part<u64>>,
@@ -75,10 +82,23 @@ impl Parts {
     ) -> Option<Resources> {
         let workload = inputs.mesh.workloads.get(id)?;
         let me = inputs.sidecars.get(id)?;
-        let mut view = self.plain(inputs).0.clone();
+        let mut view = match inputs.mtls {
+            None => {
+                self.secure_clusters = None;
+                self.plain(inputs).0.clone()
+            }
+            Some(mtls) => rebuilt(&mut self.secure_clusters, inputs.mesh_version, || {
+                let set = translate::outbound_clusters(inputs.mesh, &Sidecars::new(), Some(mtls));
+                resources(XdsSet {
+                    clusters: set.clusters,
+                    ..XdsSet::default()
+                })
+            })
+            .clone(),
+        };
         let from = (inputs.mesh_version, inputs.sidecars_version);
         view.merge(rebuilt(&mut self.sidecar_endpoints, from, || {
-            let set = translate::outbound_clusters(inputs.mesh, inputs.sidecars);
+            let set = translate::outbound_clusters(inputs.mesh, inputs.sidecars, None);
             resources(XdsSet {
                 endpoints: set.endpoints,
                 ..XdsSet::default()
@@ -86,7 +106,8 @@ impl Parts {
         }));
         let (outbound, routes) = self.outbound(inputs, workload);
         view.merge(routes);
-        let mut own = resources(translate::sidecar_own(inputs.mesh, workload, me, outbound));
+        let own = translate::sidecar_own(inputs.mesh, workload, me, outbound, inputs.mtls);
+        let mut own = resources(own);
         if let Some(previous) = previous {
             own.reuse_unchanged(previous);
         }
@@ -106,7 +127,7 @@ impl Parts {
         let part = match self.plain.take() {
             Some(part) if part.from == from => part,
             previous => {
-                let set = translate::outbound_clusters(inputs.mesh, &Sidecars::new());
+                let set = translate::outbound_clusters(inputs.mesh, &Sidecars::new(), None);
                 let mut clusters = resources(XdsSet {
                     clusters: set.clusters,
                     ..XdsSet::default()

@@ -1,8 +1,8 @@
 //! An `istioctl analyze` for meshwork: checks the loaded resources without applying them. Errors are values Istio
 //! (or meshwork's policy filters) would refuse: weights that do not add up to 100, percentages outside 0–100, invalid
 //! regexes, durations, statuses, ports, hashes and module URLs. Warnings are references that lead nowhere (a route to
-//! a host no ServiceEntry defines, a subset no DestinationRule defines, selectors that select nothing) and Istio
-//! features meshwork does not apply yet. Pure: the same resources give the same findings, sorted by file and line.
+//! a host no ServiceEntry defines, a subset no DestinationRule defines, selectors that select nothing, policies Istio
+//! ignores) and Istio features meshwork does not apply yet. Pure: the same resources give the same findings, sorted by file and line.
 
 mod http;
 mod refs;
@@ -55,6 +55,7 @@ pub fn analyze(loaded: &Loaded) -> Vec<Diagnostic> {
     }
     for r in &loaded.destination_rules {
         values::destination_rule(&mut out(r, d), r);
+        unsupported::destination_rule(&mut out(r, d), r);
     }
     for r in &loaded.peer_authentications {
         values::peer_authentication(&mut out(r, d), r);

@@ -490,10 +490,15 @@ fn reference_warnings() {
                 "no WorkloadEntry in namespace `default` has the labels tier=x, version=v2",
             )],
         ),
+        // A root-namespace selector selects in every namespace; Istio ignores a PeerAuthentication's, though.
         (
             "metadata: {name: reviews}\nspec:\n  selector: {matchLabels: {version: v1}}",
             "metadata: {name: reviews, namespace: istio-system}\nspec:\n  selector: {matchLabels: {version: v1}}",
-            &[],
+            &[(
+                W,
+                "spec.selector",
+                "a PeerAuthentication with a `selector` in the root namespace `istio-system` applies to no workload",
+            )],
         ),
         (
             "metadata: {name: reviews}\nspec:\n  selector: {matchLabels: {version: v1}}",
@@ -580,6 +585,50 @@ spec:
         ["spec.gateways[1]", "spec.http[0].match[0].gateways[0]"]
     );
     assert_eq!(got.len(), 14, "{got:#?}");
+}
+
+#[test]
+fn destination_rule_tls_not_applied() {
+    let cases: &[Change<'_>] = &[
+        (
+            "  - {name: v1, labels: {version: v1}}",
+            "  - {name: v1, labels: {version: v1}, trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}}",
+            &[],
+        ),
+        (
+            "    connectionPool:",
+            "    tls: {mode: DISABLE}\n    connectionPool:",
+            &[],
+        ),
+        (
+            "    connectionPool:",
+            "    tls: {mode: SIMPLE, caCertificates: /etc/ca.pem}\n    connectionPool:",
+            &[(
+                W,
+                "spec.trafficPolicy.tls.mode",
+                "meshwork does not apply `mode: SIMPLE` yet: no TLS with certificates from files is originated",
+            )],
+        ),
+        (
+            "    connectionPool:",
+            "    portLevelSettings: [{port: {number: 9080}, tls: {mode: ISTIO_MUTUAL}}, {port: {number: 9081}, tls: {mode: MUTUAL}}]\n    connectionPool:",
+            &[(
+                W,
+                "spec.trafficPolicy.portLevelSettings[1].tls.mode",
+                "meshwork does not apply `mode: MUTUAL` yet",
+            )],
+        ),
+        (
+            "  - {name: v2, labels: {version: v2}}",
+            "  - {name: v2, labels: {version: v2}, trafficPolicy: {tls: {mode: ISTIO_MUTUAL, sni: 'not a name'}}}",
+            &[(
+                W,
+                "spec.subsets[1].trafficPolicy.tls.sni",
+                "`not a name` is not a DNS name a TLS client can send",
+            )],
+        ),
+    ];
+    check_changes(cases);
 }
 
 #[test]

@@ -1,8 +1,11 @@
-//! Warnings for the parts of a VirtualService meshwork reads but does not apply yet, so that nobody believes a
-//! rewrite, a mirror or a CORS policy is in force when it is not.
+//! Warnings for the parts of a VirtualService or DestinationRule meshwork reads but does not apply yet, so that
+//! nobody believes a rewrite, a mirror, a CORS policy or TLS with their own certificates is in force when it is not.
 
 use super::Out;
-use crate::istio::{FieldPath, Located, VirtualService};
+use crate::istio::{
+    ClientTlsSettings, DestinationRule, FieldPath, Located, TlsMode, TrafficPolicy, VirtualService,
+};
+use crate::translate::auto_mtls::is_dns_name;
 
 /// The sidecars' pseudo-gateway: the only one meshwork serves.
 const MESH: &str = "mesh";
@@ -132,6 +135,66 @@ pub fn virtual_service(out: &mut Out<'_>, vs: &Located<VirtualService>) {
             }
             gateways(out, mp.key("gateways"), &m.gateways);
         }
+    }
+}
+
+/// The DestinationRule's `tls` settings meshwork does not apply, in its policy, its port settings and its subsets'.
+pub fn destination_rule(out: &mut Out<'_>, dr: &Located<DestinationRule>) {
+    let spec = FieldPath::root().key("spec");
+    let subsets = dr.spec.subsets.iter().enumerate().filter_map(|(i, s)| {
+        let p = spec.key("subsets").index(i).key("trafficPolicy");
+        s.traffic_policy.as_ref().map(|tp| (p, tp))
+    });
+    let top = dr
+        .spec
+        .traffic_policy
+        .as_ref()
+        .map(|tp| (spec.key("trafficPolicy"), tp));
+    for (path, tp) in top.into_iter().chain(subsets) {
+        for (path, tls) in tls_settings(path, tp) {
+            client_tls(out, path, tls);
+        }
+    }
+}
+
+/// The `tls` blocks of a traffic policy and of its port settings, with their paths.
+fn tls_settings(path: FieldPath, tp: &TrafficPolicy) -> Vec<(FieldPath, &ClientTlsSettings)> {
+    let mut all: Vec<(FieldPath, &ClientTlsSettings)> =
+        tp.tls.iter().map(|t| (path.key("tls"), t)).collect();
+    for (i, pl) in tp.port_level_settings.iter().enumerate() {
+        if let Some(t) = &pl.tls {
+            all.push((path.key("portLevelSettings").index(i).key("tls"), t));
+        }
+    }
+    all
+}
+
+fn client_tls(out: &mut Out<'_>, path: FieldPath, tls: &ClientTlsSettings) {
+    match tls.mode {
+        Some(mode @ (TlsMode::Simple | TlsMode::Mutual)) => {
+            let name = if mode == TlsMode::Simple {
+                "SIMPLE"
+            } else {
+                "MUTUAL"
+            };
+            not_applied(
+                out,
+                path.key("mode"),
+                &format!("mode: {name}"),
+                "no TLS with certificates from files is originated; the traffic goes as without this `tls`:                  mutual TLS with the mesh's certificates to workloads of the mesh, plain text to other endpoints",
+            );
+        }
+        Some(TlsMode::IstioMutual) => {
+            if let Some(sni) = tls.sni.as_deref().filter(|s| !is_dns_name(s)) {
+                out.warning(
+                    path.key("sni"),
+                    format!(
+                        "`{sni}` is not a DNS name a TLS client can send: meshwork sends the cluster's own name                          (`outbound_.PORT_.SUBSET_.HOST`) instead; write a DNS name"
+                    ),
+                );
+            }
+        }
+        Some(TlsMode::Disable) | None => {}
     }
 }
 

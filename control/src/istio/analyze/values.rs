@@ -184,6 +184,20 @@ pub fn peer_authentication(out: &mut Out<'_>, pa: &Located<PeerAuthentication>) 
             "`portLevelMtls` needs a `selector`: say which workloads the ports are of",
         );
     }
+    let selects_some = pa
+        .spec
+        .selector
+        .as_ref()
+        .is_some_and(|s| !s.match_labels.is_empty());
+    if selects_some && pa.metadata.namespace == super::refs::ROOT_NAMESPACE {
+        out.warning(
+            p("spec.selector"),
+            format!(
+                "a PeerAuthentication with a `selector` in the root namespace `{}` applies to no workload (as in                  Istio, only one without a selector applies there, to the whole mesh): move it to the workloads'                  namespace, or remove the selector",
+                super::refs::ROOT_NAMESPACE
+            ),
+        );
+    }
 }
 
 /// AuthorizationPolicy values.

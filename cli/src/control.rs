@@ -100,6 +100,11 @@ pub struct CaArgs {
     /// The longest lifetime a request is granted; longer requests get this.
     #[arg(long, default_value = "90d", value_parser = parse_duration)]
     max_workload_cert_ttl: Duration,
+    /// Istio's auto mTLS: sidecars talk mutual TLS to each other with certificates from this CA, and inbound
+    /// listeners follow PeerAuthentication (PERMISSIVE when none applies). `--mtls false` keeps the mesh plaintext,
+    /// for sidecars started without --identity.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    mtls: bool,
 }
 
 impl CaArgs {
@@ -121,6 +126,7 @@ impl CaArgs {
                 default: self.workload_cert_ttl,
                 max: self.max_workload_cert_ttl,
             },
+            auto_mtls: self.mtls,
             ..CaOptions::default()
         })
     }

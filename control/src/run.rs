@@ -13,7 +13,7 @@ use crate::{
     ca::{Ca, CaError, CaOptions, listener::SecurePort},
     source::{self, Polling, Status},
     translate::Sidecars,
-    views::MeshViews,
+    views::{MeshViews, Security},
 };
 
 /// Connections the kernel queues until the server accepts them. A fleet of proxies reconnects at once when the
@@ -95,6 +95,14 @@ pub struct ControlPlane {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What the views need from the CA: the trust domain, and with auto mTLS the trust bundle.
+fn security(port: &SecurePort, ca: &CaOptions) -> Security {
+    Security {
+        trust_domain: port.ca().trust_domain().to_string(),
+        trust_bundle_pem: ca.auto_mtls.then(|| port.ca().trust_bundle_pem()),
+    }
+}
+
 impl ControlPlane {
     /// Loads the directory (failing with every error if it does not load) and the CA, binds the xDS and CA ports
     /// and starts serving.
@@ -107,7 +115,11 @@ impl ControlPlane {
                 dir: options.dir.display().to_string(),
                 errors,
             })?;
-        let views = Arc::new(MeshViews::new(mesh, options.sidecars));
+        let views = Arc::new(MeshViews::with_security(
+            mesh,
+            options.sidecars,
+            security(&port, &options.ca),
+        ));
         let initial = Status {
             version: 1,
             resources: count,
@@ -138,7 +150,11 @@ impl ControlPlane {
         options: crate::kube::Options,
     ) -> Result<ControlPlane, StartError> {
         let port = SecurePort::new(ca)?;
-        let views = Arc::new(MeshViews::new(Mesh::default(), Sidecars::default()));
+        let views = Arc::new(MeshViews::with_security(
+            Mesh::default(),
+            Sidecars::default(),
+            security(&port, ca),
+        ));
         launch(
             xds_address,
             port,

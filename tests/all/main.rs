@@ -14,6 +14,7 @@ mod filter_units;
 mod grpc;
 mod http;
 mod mesh;
+mod mesh_mtls;
 mod policy_authz;
 mod policy_chain;
 mod policy_circuit_breaker;

@@ -258,6 +258,7 @@ fn ca_options(dir: &Path, address: SocketAddr, options: MeshOptions) -> CaOption
             default: options.cert_ttl,
             max: options.cert_ttl.max(Duration::from_secs(24 * 3600)),
         },
+        auto_mtls: true,
         ..CaOptions::default()
     }
 }

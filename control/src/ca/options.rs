@@ -33,6 +33,10 @@ pub struct CaOptions {
     pub ttl: TtlPolicy,
     /// Lifetime of the TLS port's own certificate (renewed at half of it).
     pub server_cert_ttl: Duration,
+    /// Istio's auto mTLS: sidecars are told to talk mutual TLS to each other with certificates from this CA (the
+    /// trust bundle is served as SDS `ROOTCA`), inbound listeners follow PeerAuthentication. Off, the CA still issues
+    /// certificates but the mesh stays plaintext (for sidecars without a certificate agent).
+    pub auto_mtls: bool,
 }
 
 /// A signing CA given as files, Istio's "plug-in CA".
@@ -58,6 +62,7 @@ impl Default for CaOptions {
             hostnames: Vec::new(),
             ttl: TtlPolicy::default(),
             server_cert_ttl: Duration::from_secs(24 * 3600),
+            auto_mtls: false,
         }
     }
 }

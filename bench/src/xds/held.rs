@@ -318,7 +318,7 @@ mod tests {
             inbound: "127.0.0.1:15006".parse().expect("addr"),
         };
         let id = crate::xds::mesh::workload_id(1, "v1");
-        let set = translate::sidecar(&mesh, &id, &me, &Sidecars::new()).expect("a workload");
+        let set = translate::sidecar(&mesh, &id, &me, &Sidecars::new(), None).expect("a workload");
         let ecds = set.extensions.len();
         assert!(ecds > 0, "a sidecar's outbound listener has plugins");
         walk(

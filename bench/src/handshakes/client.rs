@@ -51,6 +51,9 @@ pub struct Tls {
     pub checking: Arc<ClientConfig>,
     /// Skips verifying the server: the measured load.
     pub load: Arc<ClientConfig>,
+    /// Like `checking`, without a client certificate: server authentication only, as
+    /// rustls' published figures ([`super::inmemory`]).
+    pub without_client_cert: Arc<ClientConfig>,
 }
 
 impl Tls {
@@ -61,37 +64,45 @@ impl Tls {
         for cert in meshwork_pki::certs_from_pem(&read(&mesh.root)?)? {
             roots.add(cert).context("adding the mesh root")?;
         }
-        let checking = ServerCheck::Spiffe {
-            roots,
+        let spiffe = || ServerCheck::Spiffe {
+            roots: roots.clone(),
             expected: mesh.server.id.to_string(),
         };
         Ok(Self {
-            checking: config(&mesh.client, checking)?,
-            load: config(&mesh.client, ServerCheck::Skip)?,
+            checking: config(Some(&mesh.client), spiffe())?,
+            load: config(Some(&mesh.client), ServerCheck::Skip)?,
+            without_client_cert: config(None, spiffe())?,
         })
     }
 }
 
-fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+/// The contents of a PEM file.
+pub(super) fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The crypto of the client: ring, like meshwork's.
-fn provider() -> Arc<CryptoProvider> {
+pub(super) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// TLS 1.3 only, `client`'s certificate, ALPN `http/1.1`, no session resumption.
-fn config(client: &Identity, check: ServerCheck) -> anyhow::Result<Arc<ClientConfig>> {
-    let chain = meshwork_pki::certs_from_pem(&read(&client.chain)?)?;
-    let key = meshwork_pki::key_from_pem(&read(&client.key)?)?;
-    let mut config = ClientConfig::builder_with_provider(provider())
+/// TLS 1.3 only, `client`'s certificate (none: no client authentication), ALPN
+/// `http/1.1`, no session resumption.
+fn config(client: Option<&Identity>, check: ServerCheck) -> anyhow::Result<Arc<ClientConfig>> {
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3 with the ring provider")?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(check))
-        .with_client_auth_cert(chain, key)
-        .context("the client certificate")?;
+        .with_custom_certificate_verifier(Arc::new(check));
+    let mut config = match client {
+        Some(client) => builder
+            .with_client_auth_cert(
+                meshwork_pki::certs_from_pem(&read(&client.chain)?)?,
+                meshwork_pki::key_from_pem(&read(&client.key)?)?,
+            )
+            .context("the client certificate")?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.resumption = Resumption::disabled();
     Ok(Arc::new(config))

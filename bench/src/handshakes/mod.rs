@@ -8,9 +8,12 @@
 //! ([`client`]), and over the measured window the completed connections and the
 //! sidecar's CPU time give connections per second and per CPU-second. The plaintext
 //! sidecar's cost per connection, subtracted from the mTLS one's, leaves the
-//! handshake's own cost ([`report`]).
+//! handshake's own cost ([`report`]). Before the sidecars start, rustls alone is
+//! measured in memory on the proxy CPU ([`inmemory`]): the same library and machine
+//! without the sidecar, to hold the sidecar's figure against.
 
 pub mod client;
+pub mod inmemory;
 pub mod report;
 
 use std::fs;
@@ -155,6 +158,33 @@ fn measure(
     Ok((window, first_error))
 }
 
+/// rustls' own handshake rates on this machine ([`inmemory`]), measured on a thread
+/// pinned to the proxy CPU.
+fn rustls_alone(
+    mesh: &MeshFiles,
+    tls: &Tls,
+    cpus: Option<&[usize]>,
+) -> anyhow::Result<inmemory::Rates> {
+    progress!("rustls alone, in memory: server authentication only, then mutual TLS");
+    let rates = thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if let Some(cpus) = cpus {
+                    sys::pin_current_thread(cpus).context("pinning the in-memory handshakes")?;
+                }
+                inmemory::measure(mesh, tls)
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the in-memory handshake thread panicked"))?
+    })?;
+    progress!(
+        "rustls alone: {:.0} handshakes/s server authentication only, {:.0}/s mutual TLS",
+        rates.server_auth,
+        rates.mutual
+    );
+    Ok(rates)
+}
+
 /// Runs the benchmark and writes the report.
 pub fn run(args: &HandshakeArgs) -> anyhow::Result<Verdict> {
     let phase = Phase {
@@ -202,6 +232,7 @@ pub fn run(args: &HandshakeArgs) -> anyhow::Result<Verdict> {
     let dir = TempDir::new("handshakes")?;
     let mesh = MeshFiles::write(dir.path())?;
     let tls = Tls::new(&mesh)?;
+    let rustls = rustls_alone(&mesh, &tls, proxy_cpus)?;
     let mtls_server = Server::start(
         "mtls",
         &bin,
@@ -260,7 +291,7 @@ pub fn run(args: &HandshakeArgs) -> anyhow::Result<Verdict> {
         duration: phase.duration.as_secs(),
         pinning,
     };
-    let text = report::render(&env, &settings, &measured, &first_errors);
+    let text = report::render(&env, &settings, &measured, Some(&rustls), &first_errors);
     print!("{text}");
     if let Some(parent) = args.out.parent() {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;

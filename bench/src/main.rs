@@ -1,6 +1,8 @@
 //! `meshwork-bench`: measures added latency (open loop, coordinated-omission
 //! corrected), single-core maximum throughput and peak RSS of meshwork, nginx and
 //! HAProxy in front of the same hyper upstream, and prints a markdown report.
+//! Target `meshwork-mtls-pair` is two sidecars joined by mutual TLS; `meshwork-bench
+//! handshakes` measures full mTLS handshakes per CPU-second of one sidecar.
 //! `meshwork-bench xds` measures the control plane under 1,000 simulated xDS clients.
 //!
 //! Run it with `cargo run --release -p meshwork-bench -- --help`; see README.md.
@@ -28,7 +30,9 @@ pub(crate) use progress;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
+mod handshakes;
 mod loadgen;
+mod mtls;
 mod probe;
 mod process;
 mod report;
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Upstream { addr }) => upstream::serve(addr).map(|()| run::Verdict::Clean),
         Some(Command::Xds(args)) => xds::run(&args),
+        Some(Command::Handshakes(args)) => handshakes::run(&args),
         Some(Command::XdsServer {
             dir,
             poll_ms,

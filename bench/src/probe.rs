@@ -1,6 +1,6 @@
 //! A tiny blocking HTTP/1.1 GET used for readiness checks (`/ready` on the
-//! meshwork admin port) and a pre-flight request to every target before it is
-//! measured. Not used for measurements.
+//! meshwork admin port), a pre-flight request to every target before it is
+//! measured, and reading meshwork's `/stats`. Not used for measurements.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -18,8 +18,34 @@ pub struct Probe {
     pub body_len: usize,
 }
 
+/// Status and body text of one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// HTTP status code.
+    pub status: u16,
+    /// The bytes after the header block, as text (invalid UTF-8 replaced).
+    pub body: String,
+}
+
 /// Sends `GET path` with `Connection: close` and reads the whole response.
 pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Probe> {
+    let raw = get_raw(addr, path)?;
+    parse_response(&raw).with_context(|| format!("malformed HTTP response from {addr}{path}"))
+}
+
+/// [`get`], keeping the body; fails unless the status is 200.
+pub fn fetch(addr: SocketAddr, path: &str) -> anyhow::Result<Page> {
+    let raw = get_raw(addr, path)?;
+    let page =
+        parse_page(&raw).with_context(|| format!("malformed HTTP response from {addr}{path}"))?;
+    if page.status != 200 {
+        bail!("GET http://{addr}{path} gave status {}", page.status);
+    }
+    Ok(page)
+}
+
+/// The raw bytes of the response to `GET path`.
+fn get_raw(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
     let timeout = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
@@ -30,7 +56,7 @@ pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Probe> {
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse_response(&raw).with_context(|| format!("malformed HTTP response from {addr}{path}"))
+    Ok(raw)
 }
 
 /// Polls `GET path` until it answers 200 or `timeout` passes; `alive` is checked
@@ -73,6 +99,16 @@ fn parse_response(raw: &[u8]) -> Option<Probe> {
     })
 }
 
+/// [`parse_response`] with the body's text.
+fn parse_page(raw: &[u8]) -> Option<Page> {
+    let probe = parse_response(raw)?;
+    let body = &raw[raw.len() - probe.body_len..];
+    Some(Page {
+        status: probe.status,
+        body: String::from_utf8_lossy(body).into_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +130,24 @@ mod tests {
         ];
         for (raw, want) in cases {
             let got = parse_response(raw).map(|p| (p.status, p.body_len));
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn parses_pages() {
+        let cases: &[(&[u8], Option<(u16, &str)>)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\na: 1\nb: 2\n",
+                Some((200, "a: 1\nb: 2\n")),
+            ),
+            (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", Some((503, ""))),
+            (b"HTTP/1.1 200 OK\r\n\r\n\xff", Some((200, "\u{fffd}"))),
+            (b"garbage", None),
+        ];
+        for (raw, want) in cases {
+            let got = parse_page(raw);
+            let got = got.as_ref().map(|p| (p.status, p.body.as_str()));
             assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(raw));
         }
     }

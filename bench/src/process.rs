@@ -132,6 +132,19 @@ impl Proc {
         parse_vmhwm_kib(&status).with_context(|| format!("no VmHWM line in {path}"))
     }
 
+    /// CPU time the process has used so far, user and system, in seconds
+    /// (`utime + stime` of `/proc/PID/stat`, in clock ticks, usually 10 ms).
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let path = format!("/proc/{}/stat", self.pid());
+        let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let ticks = parse_cpu_ticks(&stat).with_context(|| format!("no utime/stime in {path}"))?;
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "clock ticks of a benchmark run are far below 2^52"
+        )]
+        Ok(ticks as f64 / sys::clock_ticks_per_second())
+    }
+
     /// SIGTERM, then SIGKILL after a grace period; reaps the process.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.stop_inner()
@@ -188,6 +201,17 @@ pub fn parse_vmhwm_kib(status: &str) -> Option<u64> {
             Some(_) => None,
         }
     })
+}
+
+/// `utime + stime` (fields 14 and 15, in clock ticks) from the text of `/proc/PID/stat`.
+/// The command name (field 2) may hold spaces and parentheses, so fields are counted
+/// from its last `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Runs `cmd` (killed after 10 s) and returns its stdout and stderr together, for
@@ -251,6 +275,27 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse_vmhwm_kib(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn parses_cpu_ticks() {
+        let cases: &[(&str, Option<u64>)] = &[
+            (
+                "4242 (meshwork) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 37 0 0 20 0 3 0",
+                Some(287),
+            ),
+            (
+                "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0",
+                Some(11),
+            ),
+            ("7 (x) R 1 7 7 0 -1 0 0 0 0 0 5", None),
+            ("7 (x) R 1 7 7 0 -1 0 0 0 0 0 five 6", None),
+            ("no parenthesis", None),
+            ("", None),
+        ];
+        for (stat, want) in cases {
+            assert_eq!(parse_cpu_ticks(stat), *want, "{stat:?}");
         }
     }
 

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 
 use crate::cli::Target;
 use crate::loadgen::ErrorCounts;
+use crate::mtls;
 use crate::stats::Spread;
 
 /// Latency percentiles of one open-loop run, in µs.
@@ -76,8 +77,11 @@ pub struct Row {
     pub schedule_lag: Option<Latency>,
     /// What each round measured, in round order.
     pub rounds: Vec<Round>,
-    /// Peak RSS of the proxy process over the whole run, MiB.
+    /// Peak RSS of the proxy process over the whole run, MiB (for the mTLS pair, the
+    /// sum of both sidecars').
     pub rss_mib: Option<f64>,
+    /// With more than one process (the mTLS pair), each one's peak RSS, MiB.
+    pub rss_parts_mib: Vec<f64>,
     /// Errors in both phases, warm-ups included.
     pub errors: ErrorCounts,
     /// Load-generator connections re-opened in both phases (keep-alive not held).
@@ -114,6 +118,7 @@ impl Row {
             schedule_lag: None,
             rounds: Vec::new(),
             rss_mib: None,
+            rss_parts_mib: Vec::new(),
             errors: ErrorCounts::default(),
             reconnects: 0,
             notes: Vec::new(),
@@ -153,6 +158,8 @@ pub struct Round {
     pub schedule_lag: Option<Latency>,
     /// Closed-loop requests/s of this round.
     pub rps: Option<f64>,
+    /// The mTLS pair's client-sidecar counters and CPU time over the latency phase.
+    pub mtls: Option<mtls::Sample>,
 }
 
 impl Round {
@@ -164,6 +171,7 @@ impl Round {
             latency: None,
             schedule_lag: None,
             rps: None,
+            mtls: None,
         }
     }
 }
@@ -488,10 +496,7 @@ pub fn chain_cost(rows: &[Row]) -> Option<String> {
 
 /// The whole report: environment, settings, both tables and notes.
 pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> String {
-    let mut out = String::from("# meshwork benchmark\n\n## Environment\n\n");
-    for (key, value) in env {
-        let _ = writeln!(out, "- {key}: {value}");
-    }
+    let mut out = heading("meshwork benchmark", env);
     let rounds_text = if settings.rounds > 1 {
         format!(
             "Both phases ran {n} rounds per target. All targets stayed up for the whole run; \
@@ -533,6 +538,9 @@ pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> St
     if let Some(cost) = chain_cost(rows) {
         let _ = writeln!(out, "\n{cost}");
     }
+    if let Some(pair) = mtls::summary(rows, settings) {
+        let _ = writeln!(out, "\n{pair}");
+    }
     if rows.iter().any(|r| r.skipped.is_none()) {
         let what = if settings.rounds > 1 {
             "Raw latency, pooled over rounds (not subtracted), its spread over rounds, and the \
@@ -554,21 +562,37 @@ pub fn render(env: &[(String, String)], settings: &Settings, rows: &[Row]) -> St
             out.push_str(&rounds_table(rows, settings.rounds, settings.max_lag_us));
         }
     }
-    let notes = notes(rows, settings.max_lag_us);
-    if !notes.is_empty() {
-        out.push_str("\nNotes:\n\n");
-        for note in notes {
-            let _ = writeln!(out, "- {note}");
-        }
+    out.push_str(&notes_section(&notes(rows, settings.max_lag_us)));
+    out
+}
+
+/// A report's title and its environment section, one `- key: value` line each.
+pub fn heading(title: &str, env: &[(String, String)]) -> String {
+    let mut out = format!("# {title}\n\n## Environment\n\n");
+    for (key, value) in env {
+        let _ = writeln!(out, "- {key}: {value}");
+    }
+    out
+}
+
+/// `Notes:` and one bullet per note; empty without notes.
+pub fn notes_section(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nNotes:\n\n");
+    for note in notes {
+        let _ = writeln!(out, "- {note}");
     }
     out
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn lat(p50: u64, p99: u64, p999: u64) -> Latency {
+    /// A pooled latency with `max` just above p99.9 and 100 samples.
+    pub(crate) fn lat(p50: u64, p99: u64, p999: u64) -> Latency {
         Latency {
             p50,
             p99,
@@ -905,6 +929,39 @@ mod tests {
         ] {
             assert!(report.contains(want), "missing {want:?} in\n{report}");
         }
+    }
+
+    #[test]
+    fn render_with_the_mtls_pair() {
+        let mut rows = sample_rows();
+        let mut pair = Row::new(Target::MeshworkMtlsPair);
+        pair.latency = Some(lat(250, 350, 900));
+        pair.rounds = vec![Round {
+            mtls: Some(mtls::Sample {
+                counters: mtls::Counters {
+                    tls_connections: 16,
+                    requests: 13_000,
+                },
+                cpu_seconds: Some(1.3),
+            }),
+            ..rps_round(1, 12_000.0)
+        }];
+        pair.rss_mib = Some(40.0);
+        pair.rss_parts_mib = vec![18.0, 22.0];
+        rows.insert(2, pair);
+        let report = render(&[], &settings(1), &rows);
+        for want in [
+            "| meshwork mTLS pair + 5 policy filters | 150 (2.50×) | 150 (0.75×) | 500 (1.25×) | 12000 (0.60×) | 40.0 (10.00×) | 0 |",
+            "\n**meshwork mTLS pair + 5 policy filters** (load generator → client sidecar",
+            "**p99 +150 µs**",
+            "goal met at 2000 req/s, but the goal is stated at 1000 req/s",
+            "**99.87 %** (16 new TLS connections for 13000 requests; per round: 99.87 %)",
+            "100 µs per request",
+            "client sidecar 18.0 MiB + server sidecar 22.0 MiB",
+        ] {
+            assert!(report.contains(want), "missing {want:?} in\n{report}");
+        }
+        assert!(!render(&[], &settings(1), &sample_rows()).contains("mTLS pair"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::report::{self, Latency, Round, Row, Settings};
 use crate::stats::{self, Pooled};
 use crate::targets::{self, Prepared, Running};
 use crate::upstream::BODY_LEN;
-use crate::{probe, sys};
+use crate::{mtls, probe, sys};
 
 /// How the run went, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,14 +30,16 @@ pub enum Verdict {
 
 /// Which CPUs the proxy and everything else run on; `None` = not pinned.
 #[derive(Debug, Clone)]
-struct Layout {
-    proxy: Vec<usize>,
-    others: Vec<usize>,
+pub struct Layout {
+    /// Where the proxies run.
+    pub proxy: Vec<usize>,
+    /// Where everything else runs: the load generator and the upstream.
+    pub others: Vec<usize>,
 }
 
 impl Layout {
     /// Proxy on the first allowed CPU, the rest on the others; `None` with one CPU.
-    fn detect(allowed: &[usize]) -> Option<Self> {
+    pub fn detect(allowed: &[usize]) -> Option<Self> {
         match allowed {
             [proxy, others @ ..] if !others.is_empty() => Some(Self {
                 proxy: vec![*proxy],
@@ -47,7 +49,20 @@ impl Layout {
         }
     }
 
-    fn describe(layout: Option<&Self>) -> String {
+    /// Pins the calling thread (the harness, and the threads it starts later) to the
+    /// other CPUs; returns the CPUs for the proxies and for the others' child processes.
+    pub fn pin_harness(
+        layout: Option<&Self>,
+    ) -> anyhow::Result<(Option<&[usize]>, Option<&[usize]>)> {
+        let Some(layout) = layout else {
+            return Ok((None, None));
+        };
+        sys::pin_current_thread(&layout.others).context("pinning the harness")?;
+        Ok((Some(&layout.proxy), Some(&layout.others)))
+    }
+
+    /// The layout in words, for the report.
+    pub fn describe(layout: Option<&Self>) -> String {
         match layout {
             Some(l) => format!(
                 "proxy on CPU {}; load generator and upstream on CPU {}",
@@ -61,7 +76,8 @@ impl Layout {
     }
 }
 
-fn list(cpus: &[usize]) -> String {
+/// CPU ids as `0,1,2`.
+pub fn list(cpus: &[usize]) -> String {
     cpus.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
@@ -93,20 +109,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Verdict> {
         prepared.push((target, p));
     }
 
-    let mut env: Vec<(String, String)> = vec![
-        (
-            "CPUs".into(),
-            format!(
-                "{} usable ({}), {}",
-                allowed.len(),
-                list(&allowed),
-                cpu_model()
-            ),
-        ),
-        ("kernel".into(), kernel()),
-        ("load average at start".into(), load_average()),
-        ("pinning".into(), pinning.clone()),
-    ];
+    let mut env = machine(&allowed, &pinning);
     for (target, p) in &prepared {
         let version = match p {
             Ok(p) => p.version(),
@@ -136,22 +139,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Verdict> {
             args.rounds, args.max_lag_us
         ),
     ));
-    if cfg!(debug_assertions) {
-        env.push((
-            "WARNING".into(),
-            "harness built without --release: the load generator itself may be the bottleneck"
-                .into(),
-        ));
-    }
-    for (k, v) in &env {
-        progress!("{k}: {v}");
-    }
-
-    if let Some(layout) = &layout {
-        sys::pin_current_thread(&layout.others).context("pinning the harness")?;
-    }
-    let others = layout.as_ref().map(|l| l.others.as_slice());
-    let proxy_cpus = layout.as_ref().map(|l| l.proxy.as_slice());
+    announce(&mut env, "the load generator");
+    let (proxy_cpus, others) = Layout::pin_harness(layout.as_ref())?;
 
     let (upstream_addr, upstream, _upstream_dir) = start_upstream(others)?;
     progress!("upstream listening on {upstream_addr}");
@@ -250,7 +239,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Verdict> {
 }
 
 /// Starts `<this exe> upstream --addr 127.0.0.1:PORT` pinned to `cpus`, checks it.
-fn start_upstream(cpus: Option<&[usize]>) -> anyhow::Result<(SocketAddr, Proc, TempDir)> {
+pub fn start_upstream(cpus: Option<&[usize]>) -> anyhow::Result<(SocketAddr, Proc, TempDir)> {
     let dir = TempDir::new("upstream")?;
     let addr = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
     let exe = std::env::current_exe().context("locating the harness executable")?;
@@ -363,13 +352,24 @@ impl Live {
             phase.warmup,
             phase.duration
         );
-        match phase.loadgen.open_loop(
+        let mtls_before = self.mtls_snapshot();
+        let latency_run = phase.loadgen.open_loop(
             addr,
             phase.rate,
             phase.connections,
             phase.warmup,
             phase.duration,
-        ) {
+        );
+        if let Some(before) = mtls_before {
+            let after = self.mtls_snapshot();
+            match before.and_then(|b| Ok(after.context("no client sidecar")??.since(&b))) {
+                Ok(sample) => round.mtls = Some(sample),
+                Err(e) => row.notes.push(format!(
+                    "reading the client sidecar's /stats failed{in_round}: {e:#}"
+                )),
+            }
+        }
+        match latency_run {
             Ok(r) => {
                 round.latency = Latency::from_histogram(&r.histogram);
                 round.schedule_lag = Latency::from_histogram(&r.schedule_lag);
@@ -434,8 +434,12 @@ impl Live {
         }
         row.rounds.push(round);
 
-        if let Some(proc) = self.running.proc.as_ref()
-            && let Err(e) = proc_alive(proc)
+        if let Some(Err(e)) = self
+            .running
+            .procs
+            .iter()
+            .map(proc_alive)
+            .find(Result::is_err)
         {
             let later = if number < total {
                 "; later rounds skipped"
@@ -449,15 +453,37 @@ impl Live {
         }
     }
 
+    /// For a target with an mTLS client sidecar: its counters and the CPU time of all
+    /// its processes now (`None` for other targets).
+    fn mtls_snapshot(&self) -> Option<anyhow::Result<mtls::Sample>> {
+        let admin = self.running.mtls_client_admin?;
+        Some((|| {
+            let counters = mtls::Counters::read(admin)?;
+            let cpu: anyhow::Result<f64> = self.running.procs.iter().map(Proc::cpu_seconds).sum();
+            Ok(mtls::Sample {
+                counters,
+                cpu_seconds: cpu.ok(),
+            })
+        })())
+    }
+
     /// Fills in the pooled percentiles, reads the peak RSS (over all rounds) and stops
     /// the target.
     fn finish(self, row: &mut Row) {
         row.latency = self.latency.latency();
         row.schedule_lag = self.schedule_lag.latency();
-        if let Some(proc) = &self.running.proc {
-            match proc.peak_rss_kib() {
+        if !self.running.procs.is_empty() {
+            let peaks: anyhow::Result<Vec<u64>> =
+                self.running.procs.iter().map(Proc::peak_rss_kib).collect();
+            match peaks {
                 #[expect(clippy::cast_precision_loss, reason = "KiB counts are far below 2^52")]
-                Ok(kib) => row.rss_mib = Some(kib as f64 / 1024.0),
+                Ok(kib) => {
+                    let mib: Vec<f64> = kib.iter().map(|&k| k as f64 / 1024.0).collect();
+                    row.rss_mib = Some(mib.iter().sum());
+                    if mib.len() > 1 {
+                        row.rss_parts_mib = mib;
+                    }
+                }
                 Err(e) if self.alive => row.notes.push(format!("peak RSS unavailable: {e:#}")),
                 Err(_) => {}
             }
@@ -485,6 +511,39 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or_default()
 }
 
+/// Adds a warning to `env` when the harness is a debug build (`slow`, e.g. the load
+/// generator, may then be the bottleneck), and prints every line as progress.
+pub fn announce(env: &mut Vec<(String, String)>, slow: &str) {
+    if cfg!(debug_assertions) {
+        env.push((
+            "WARNING".into(),
+            format!("harness built without --release: {slow} itself may be the bottleneck"),
+        ));
+    }
+    for (k, v) in env.iter() {
+        progress!("{k}: {v}");
+    }
+}
+
+/// The environment lines every report starts with: CPUs, kernel, load, pinning.
+pub fn machine(allowed: &[usize], pinning: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "CPUs".into(),
+            format!(
+                "{} usable ({}), {}",
+                allowed.len(),
+                list(allowed),
+                cpu_model()
+            ),
+        ),
+        ("kernel".into(), kernel()),
+        ("load average at start".into(), load_average()),
+        ("pinning".into(), pinning.to_owned()),
+    ]
+}
+
+/// The CPU model name from /proc/cpuinfo.
 fn cpu_model() -> String {
     fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -505,6 +564,7 @@ fn load_average() -> String {
     )
 }
 
+/// The kernel release.
 fn kernel() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned())

@@ -1,12 +1,13 @@
 //! The harness's only direct OS calls: CPU affinity (for its own threads and,
-//! through `pre_exec`, for child processes), timer slack, the monotonic clock and SIGTERM.
+//! through `pre_exec`, for child processes), timer slack, the monotonic clock, the
+//! clock-tick rate of `/proc` CPU times and SIGTERM.
 //!
 //! This is the one module allowed to use `unsafe`; every block carries a
 //! `SAFETY:` comment. Everything else in the crate stays safe.
 
 #![allow(
     unsafe_code,
-    reason = "sched_{get,set}affinity, prctl, clock_gettime and kill are libc calls; pre_exec is an unsafe API"
+    reason = "sched_{get,set}affinity, prctl, clock_gettime, sysconf and kill are libc calls; pre_exec is an unsafe API"
 )]
 
 use std::io;
@@ -100,6 +101,18 @@ pub fn monotonic_ns() -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of the CPU times in
+/// `/proc/PID/stat`; 100 when the call fails (the value on every Linux platform).
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf takes a constant and touches no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "the tick rate is a small number (100)"
+    )]
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
 /// Sends SIGTERM to process `pid`.
 pub fn terminate(pid: u32) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
@@ -123,6 +136,12 @@ mod tests {
         assert!(!cpus.is_empty());
         assert!(cpus.windows(2).all(|w| w[0] < w[1]));
         Ok(())
+    }
+
+    #[test]
+    fn clock_ticks_are_linux_ones() {
+        let ticks = clock_ticks_per_second();
+        assert!((1.0..=10_000.0).contains(&ticks), "{ticks}");
     }
 
     #[test]

@@ -100,35 +100,127 @@ impl Route {
     }
 }
 
-/// The meshwork config: one worker, one listener on `listen` routing everything to
-/// the `upstream` cluster, admin server on `admin`. With [`Route::Policies`] the route
-/// carries the policy filters and two more clusters point at `upstream`.
-pub fn config(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr, route: Route) -> String {
-    let (filters, subsets) = match route {
-        Route::Bare => (String::new(), String::new()),
-        Route::Policies => (
-            policies::route_filters(),
-            policies::subset_clusters(upstream),
-        ),
-    };
-    format!(
-        r#"# Written by meshwork-bench.
+/// One meshwork process's config: one worker, one listener routing everything (`/`)
+/// to the cluster `upstream`, the admin API on its own port.
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    /// The listener's address.
+    pub listen: SocketAddr,
+    /// The admin API's address.
+    pub admin: SocketAddr,
+    /// The listener's `tls:` value (a YAML flow mapping), when it serves TLS.
+    pub listener_tls: Option<String>,
+    /// The route's `filters:` block ([`policies::route_filters`]), or empty.
+    pub route_filters: String,
+    /// The entries under `clusters:` ([`cluster_entry`]), `upstream` first.
+    pub clusters: String,
+    /// The entries under `secrets:`, or empty for none.
+    pub secrets: String,
+}
+
+impl Sidecar {
+    /// A plaintext listener on `listen` with a bare route, these `clusters`, no secrets.
+    pub fn new(listen: SocketAddr, admin: SocketAddr, clusters: String) -> Self {
+        Self {
+            listen,
+            admin,
+            listener_tls: None,
+            route_filters: String::new(),
+            clusters,
+            secrets: String::new(),
+        }
+    }
+
+    /// The YAML text.
+    pub fn yaml(&self) -> String {
+        let tls = self
+            .listener_tls
+            .as_deref()
+            .map_or_else(String::new, |tls| format!("    tls: {tls}\n"));
+        let secrets = if self.secrets.is_empty() {
+            String::new()
+        } else {
+            format!("secrets:\n{}", self.secrets)
+        };
+        format!(
+            r#"# Written by meshwork-bench.
 workers: 1
 admin: {{ address: {admin} }}
 listeners:
   - name: bench
     address: {listen}
-    virtual_hosts:
+{tls}    virtual_hosts:
       - name: all
         domains: ["*"]
         routes:
           - match: {{ prefix: / }}
             cluster: upstream
 {filters}clusters:
-  - name: upstream
-    endpoints: ["{upstream}"]
-{subsets}"#
-    )
+{clusters}{secrets}"#,
+            admin = self.admin,
+            listen = self.listen,
+            filters = self.route_filters,
+            clusters = self.clusters,
+        )
+    }
+}
+
+/// One entry under `clusters:`: `name` (YAML text, quoted when needed) with the one
+/// endpoint `endpoint`, and the cluster's `tls:` flow mapping when it speaks TLS.
+pub fn cluster_entry(name: &str, endpoint: SocketAddr, tls: Option<&str>) -> String {
+    let tls = tls.map_or_else(String::new, |tls| format!("    tls: {tls}\n"));
+    format!("  - name: {name}\n    endpoints: [\"{endpoint}\"]\n{tls}")
+}
+
+/// The meshwork config of targets `meshwork` and `meshwork-policies`: listener on
+/// `listen`, admin server on `admin`, everything to `upstream`. With
+/// [`Route::Policies`] the route carries the policy filters and two more clusters point
+/// at `upstream`.
+pub fn config(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr, route: Route) -> String {
+    let mut clusters = cluster_entry("upstream", upstream, None);
+    let mut route_filters = String::new();
+    if route == Route::Policies {
+        route_filters = policies::route_filters(&policies::POLICIES);
+        clusters.push_str(&policies::subset_clusters(upstream));
+    }
+    Sidecar {
+        route_filters,
+        ..Sidecar::new(listen, admin, clusters)
+    }
+    .yaml()
+}
+
+/// Starts `meshwork proxy --config CONF` (output to `DIR/LABEL.log`), pinned to `cpus`
+/// when given, and waits for `/ready` = 200 on `admin`.
+pub fn spawn(
+    bin: &Path,
+    label: &str,
+    conf: &Path,
+    dir: &Path,
+    admin: SocketAddr,
+    cpus: Option<&[usize]>,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("proxy").arg("--config").arg(conf);
+    if std::env::var_os("RUST_LOG").is_none() {
+        // Like nginx's `access_log off`: no per-request logging in the measured path.
+        cmd.env("RUST_LOG", "warn");
+    }
+    let mut proc = Proc::spawn(label, cmd, &dir.join(format!("{label}.log")), cpus)?;
+    let ready = probe::wait_for_200(admin, "/ready", process::READY_TIMEOUT, || {
+        proc.check_alive()
+    });
+    if let Err(e) = ready {
+        // If it died, the error already carries its output; if it hangs, add it here.
+        return Err(match proc.check_alive() {
+            Ok(()) => e.context(format!(
+                "{label} not ready; last output:\n{}",
+                proc.log_tail(2048)
+            )),
+            Err(_) => e,
+        });
+    }
+    Ok(proc)
 }
 
 /// Writes the config, starts `meshwork proxy --config FILE`, waits for `/ready` = 200
@@ -143,26 +235,7 @@ pub fn start(
     let (dir, addr, conf) = write_config(route.label(), "meshwork.yaml", |addr, _| {
         config(addr, admin, upstream, route)
     })?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("proxy").arg("--config").arg(&conf);
-    if std::env::var_os("RUST_LOG").is_none() {
-        // Like nginx's `access_log off`: no per-request logging in the measured path.
-        cmd.env("RUST_LOG", "warn");
-    }
-    let mut proc = Proc::spawn(route.label(), cmd, &dir.path().join("output.log"), cpus)?;
-    let ready = probe::wait_for_200(admin, "/ready", process::READY_TIMEOUT, || {
-        proc.check_alive()
-    });
-    if let Err(e) = ready {
-        // If it died, the error already carries its output; if it hangs, add it here.
-        return Err(match proc.check_alive() {
-            Ok(()) => e.context(format!(
-                "meshwork not ready; last output:\n{}",
-                proc.log_tail(2048)
-            )),
-            Err(_) => e,
-        });
-    }
+    let proc = spawn(bin, route.label(), &conf, dir.path(), admin, cpus)?;
     serving(addr, proc, dir)
 }
 
@@ -188,6 +261,26 @@ listeners:
   - name: upstream
     endpoints: ["127.0.0.1:18081"]
 "#;
+
+    #[test]
+    fn sidecar_with_tls_and_secrets() {
+        let a = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let sidecar = Sidecar {
+            listener_tls: Some("{ mode: strict, certificate: mesh }".into()),
+            secrets: "  - { name: mesh }\n".into(),
+            ..Sidecar::new(
+                a(18080),
+                a(18082),
+                cluster_entry("upstream", a(18081), Some("{ trusted_ca: mesh }")),
+            )
+        };
+        let want = HEAD.replace(
+            "    virtual_hosts:",
+            "    tls: { mode: strict, certificate: mesh }\n    virtual_hosts:",
+        ) + "clusters:\n  - name: upstream\n    endpoints: [\"127.0.0.1:18081\"]\n    \
+             tls: { trusted_ca: mesh }\nsecrets:\n  - { name: mesh }\n";
+        assert_eq!(sidecar.yaml(), want);
+    }
 
     #[test]
     fn config_is_the_documented_shape() {

@@ -2,8 +2,10 @@
 //! each proxy, writing its config, starting it pinned and waiting until it serves.
 
 pub mod haproxy;
+pub mod mesh_pki;
 pub mod meshwork;
 pub mod nginx;
+pub mod pair;
 pub mod policies;
 
 use std::fs;
@@ -23,6 +25,8 @@ pub enum Prepared {
     Direct,
     /// meshwork binary and what its route carries.
     Meshwork(PathBuf, meshwork::Route),
+    /// meshwork binary, run twice as a client and a server sidecar joined by mTLS.
+    MtlsPair(PathBuf),
     /// nginx binary and its build options (`nginx -V`).
     Nginx(PathBuf, String),
     /// haproxy binary.
@@ -49,8 +53,9 @@ fn serving(addr: SocketAddr, mut proc: Proc, dir: TempDir) -> anyhow::Result<Run
     proc.wait_for_port(addr, process::READY_TIMEOUT)?;
     Ok(Running {
         addr,
-        proc: Some(proc),
+        procs: vec![proc],
         dir: Some(dir),
+        mtls_client_admin: None,
     })
 }
 
@@ -59,20 +64,27 @@ fn serving(addr: SocketAddr, mut proc: Proc, dir: TempDir) -> anyhow::Result<Run
 pub struct Running {
     /// Where the load generator sends requests.
     pub addr: SocketAddr,
-    /// The proxy process (`None` for direct).
-    pub proc: Option<Proc>,
-    /// Config and logs; removed after the process is stopped.
+    /// The proxy processes: none for direct, two for the mTLS pair (the client
+    /// sidecar, which the load generator talks to, first).
+    pub procs: Vec<Proc>,
+    /// Config and logs; removed after the processes are stopped.
     pub dir: Option<TempDir>,
+    /// The admin API of a sidecar whose upstream connections are mutual TLS (the mTLS
+    /// pair's client sidecar): its `/stats` give the connection reuse ratio.
+    pub mtls_client_admin: Option<SocketAddr>,
 }
 
 impl Running {
-    /// Stops the proxy (SIGTERM, then SIGKILL after 5 s) and removes its temp dir.
+    /// Stops the proxies (SIGTERM, then SIGKILL after 5 s each) and removes the temp dir.
     pub fn stop(self) -> anyhow::Result<()> {
-        if let Some(proc) = self.proc {
-            proc.stop()?;
+        let mut first_error = None;
+        for proc in self.procs {
+            if let Err(e) = proc.stop() {
+                first_error.get_or_insert(e);
+            }
         }
         drop(self.dir);
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -84,6 +96,9 @@ pub fn prepare(target: Target, args: &RunArgs) -> Result<Prepared, String> {
             .map(|bin| Prepared::Meshwork(bin, meshwork::Route::Bare)),
         Target::MeshworkPolicies => meshwork::locate(args.meshwork.as_deref())
             .map(|bin| Prepared::Meshwork(bin, meshwork::Route::Policies)),
+        Target::MeshworkMtlsPair => {
+            meshwork::locate(args.meshwork.as_deref()).map(Prepared::MtlsPair)
+        }
         Target::Nginx => {
             let bin = find_or_install("nginx", "nginx-light", args.install)?;
             let build = process::output_of(Command::new(&bin).arg("-V")).unwrap_or_default();
@@ -103,6 +118,14 @@ impl Prepared {
             Prepared::Meshwork(bin, route) => {
                 format!("{}{}", meshwork::version(bin), route.describe())
             }
+            Prepared::MtlsPair(bin) => format!(
+                "{}, two processes: client sidecar ({}) → mutual TLS → server sidecar ({}, \
+                 STRICT, route filters in chain order: {}), both on the proxy CPU",
+                meshwork::version(bin),
+                mesh_pki::spiffe_id(mesh_pki::CLIENT_SA),
+                mesh_pki::spiffe_id(mesh_pki::SERVER_SA),
+                policies::chain_order(&policies::server_sidecar_policies()).join(" → ")
+            ),
             Prepared::Nginx(_, build) => nginx::version(build),
             Prepared::Haproxy(bin) => haproxy::version(bin),
         }
@@ -114,10 +137,12 @@ impl Prepared {
         match self {
             Prepared::Direct => Ok(Running {
                 addr: upstream,
-                proc: None,
+                procs: Vec::new(),
                 dir: None,
+                mtls_client_admin: None,
             }),
             Prepared::Meshwork(bin, route) => meshwork::start(bin, *route, upstream, cpus),
+            Prepared::MtlsPair(bin) => pair::start(bin, upstream, cpus),
             Prepared::Nginx(bin, build) => nginx::start(bin, build, upstream, cpus),
             Prepared::Haproxy(bin) => haproxy::start(bin, upstream, cpus),
         }

@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use super::meshwork::cluster_entry;
+
 /// One plugin entry of the route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -61,11 +63,31 @@ pub const POLICIES: [Policy; 5] = [
 /// the benchmark upstream.
 pub const SUBSET_CLUSTERS: [&str; 2] = ["outbound|80|v1|upstream", "outbound|80|v2|upstream"];
 
-/// The route's `filters:` block, indented for a route entry under
+/// The authz configuration of the mTLS pair's server sidecar: allow `GET` from the
+/// client sidecar's principal only (`source.principal` comes from its certificate).
+pub const AUTHZ_FROM_CLIENT_SIDECAR: &str = "{ policies: [{ name: allow-productpage, action: ALLOW, rules: [{ from: [{ source: { principals: [cluster.local/ns/default/sa/productpage] } }], to: [{ operation: { methods: [GET] } }] }] }] }";
+
+/// [`POLICIES`] as the mTLS pair's server sidecar runs them: the same chain, with
+/// authz allowing only the client sidecar's principal
+/// ([`AUTHZ_FROM_CLIENT_SIDECAR`]).
+pub fn server_sidecar_policies() -> [Policy; 5] {
+    POLICIES.map(|p| {
+        if p.name == "authz" {
+            Policy {
+                config: AUTHZ_FROM_CLIENT_SIDECAR,
+                ..p
+            }
+        } else {
+            p
+        }
+    })
+}
+
+/// The route's `filters:` block for `policies`, indented for a route entry under
 /// `listeners[].virtual_hosts[].routes[]`.
-pub fn route_filters() -> String {
+pub fn route_filters(policies: &[Policy]) -> String {
     let mut out = String::from("            filters:\n");
-    for p in &POLICIES {
+    for p in policies {
         let _ = writeln!(out, "              - name: {}", p.name);
         let _ = writeln!(out, "                url: builtin://{}", p.name);
         if let Some(phase) = p.phase {
@@ -81,12 +103,10 @@ pub fn route_filters() -> String {
 
 /// The subset clusters' entries under `clusters:`, all with the one `upstream` endpoint.
 pub fn subset_clusters(upstream: SocketAddr) -> String {
-    let mut out = String::new();
-    for name in SUBSET_CLUSTERS {
-        let _ = writeln!(out, "  - name: \"{name}\"");
-        let _ = writeln!(out, "    endpoints: [\"{upstream}\"]");
-    }
-    out
+    SUBSET_CLUSTERS
+        .iter()
+        .map(|name| cluster_entry(&format!("\"{name}\""), upstream, None))
+        .collect()
 }
 
 /// Where a plugin of `phase` runs: `AUTHN`, `AUTHZ`, `STATS`, then the unset phase.
@@ -172,6 +192,37 @@ mod tests {
             POLICIES.map(|p| p.name).to_vec(),
             chain_order(&POLICIES),
             "the config lists them in the order they run"
+        );
+    }
+
+    #[test]
+    fn the_server_sidecar_changes_only_authz() {
+        let server = server_sidecar_policies();
+        assert_eq!(chain_order(&server), chain_order(&POLICIES));
+        for (mine, base) in server.iter().zip(POLICIES.iter()) {
+            let want = if base.name == "authz" {
+                AUTHZ_FROM_CLIENT_SIDECAR
+            } else {
+                base.config
+            };
+            assert_eq!(mine.config, want, "{}", base.name);
+            assert_eq!(
+                (mine.name, mine.phase, mine.priority),
+                (base.name, base.phase, base.priority)
+            );
+        }
+        let principal =
+            crate::targets::mesh_pki::spiffe_id(crate::targets::mesh_pki::CLIENT_SA).principal();
+        assert!(
+            AUTHZ_FROM_CLIENT_SIDECAR.contains(&format!("principals: [{principal}]")),
+            "authz must allow the client sidecar's principal {principal}"
+        );
+        let filters = route_filters(&server);
+        assert!(
+            filters.contains(&format!(
+                "                url: builtin://authz\n                phase: AUTHZ\n                pluginConfig: {AUTHZ_FROM_CLIENT_SIDECAR}\n"
+            )),
+            "{filters}"
         );
     }
 

@@ -47,6 +47,21 @@ fn uri_sans(cert: &CertificateDer<'_>) -> Result<Vec<String>, Error> {
         .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))
 }
 
+/// A handshake signature checked with the provider's algorithms (both verifiers sign the same way).
+fn signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    tls13: bool,
+) -> Result<HandshakeSignatureValid, Error> {
+    let algs = &provider().signature_verification_algorithms;
+    if tls13 {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    } else {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+}
+
 /// Whether a peer with `sans` belongs to one of `domains` (empty: any). Pure, for the table test.
 pub fn check_trust_domain(sans: &[String], domains: &[String]) -> Result<(), String> {
     if domains.is_empty() {
@@ -132,12 +147,7 @@ impl ClientCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        signature(message, cert, dss, false)
     }
 
     fn verify_tls13_signature(
@@ -146,12 +156,7 @@ impl ClientCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        signature(message, cert, dss, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -213,12 +218,7 @@ impl ServerCertVerifier for EndpointVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        signature(message, cert, dss, false)
     }
 
     fn verify_tls13_signature(
@@ -227,12 +227,7 @@ impl ServerCertVerifier for EndpointVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        signature(message, cert, dss, true)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

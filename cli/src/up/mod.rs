@@ -144,10 +144,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             control.xds_address()
         );
         print!("{}", plan::table(&plan));
+        let (host, outbound) = example_call(&mesh, &plan);
         println!(
-            "Send requests through a sidecar's OUTBOUND port with the service as Host, e.g.\n  curl -H 'Host: {}' http://{}/",
-            first_service(&mesh).unwrap_or("SERVICE"),
-            plan[0].outbound
+            "Send requests through a sidecar's OUTBOUND port with the service as Host, e.g.\n  curl -H 'Host: {host}' http://{outbound}/"
         );
     }
     if let Some(path) = &args.status_file {
@@ -168,6 +167,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         control.stop();
         anyhow::Ok(())
     })
+}
+
+/// A request to suggest: an entry application (one whose demo app calls others) through its own sidecar, so that
+/// AuthorizationPolicies naming its callers let it through; else the first service through the first sidecar.
+fn example_call<'a>(
+    mesh: &'a meshwork_control::mesh::Mesh,
+    plan: &[plan::Planned],
+) -> (&'a str, SocketAddr) {
+    let entry = plan.iter().find_map(|p| {
+        let w = mesh.workloads.get(&p.workload)?;
+        w.annotations.get(DEMO_CALLS)?;
+        Some((w.labels.get("app")?.as_str(), p.outbound))
+    });
+    entry.unwrap_or((first_service(mesh).unwrap_or("SERVICE"), plan[0].outbound))
 }
 
 fn first_service(mesh: &meshwork_control::mesh::Mesh) -> Option<&str> {

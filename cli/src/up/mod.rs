@@ -140,8 +140,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )]
     {
         println!(
-            "meshwork up: control plane (xDS) on {}",
-            control.xds_address()
+            "meshwork up: control plane (xDS) on {}, mesh CA on {} (trust domain {})",
+            control.xds_address(),
+            control.ca_address(),
+            control.ca().trust_domain()
         );
         print!("{}", plan::table(&plan));
         let (host, outbound) = example_call(&mesh, &plan);

@@ -103,7 +103,7 @@ impl ClientTls {
         tcp: TcpStream,
         addr: SocketAddr,
         proto: Proto,
-    ) -> std::io::Result<(TlsStream<TcpStream>, TlsInfo)> {
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let connector = TlsConnector::from(match proto {
             Proto::H1 => self.h1.clone(),
             Proto::H2 => self.h2.clone(),
@@ -113,14 +113,18 @@ impl ClientTls {
             Some(n) => ServerName::DnsName(n.clone()),
             None => ServerName::IpAddress(addr.ip().into()),
         };
-        let tls = connector.connect(name, tcp).await?;
+        connector.connect(name, tcp).await
+    }
+
+    /// What a handshake made by [`ClientTls::connect`] established (parses the peer certificate: for logs and
+    /// diagnostics, not for every connection).
+    pub fn describe(&self, tls: &TlsStream<TcpStream>) -> TlsInfo {
         let local = self.cert.as_ref().and_then(|c| c.certificate());
-        let info = TlsInfo::from_connection(
+        TlsInfo::from_connection(
             tls.get_ref().1,
             self.sni.as_ref().map(|n| n.as_ref()),
             local.as_deref(),
-        );
-        Ok((tls, info))
+        )
     }
 }
 

@@ -255,8 +255,11 @@ impl EndpointPool {
     ) -> Result<TokioIo<TlsStream<TcpStream>>, ProxyError> {
         stats.inc(Counter::UpstreamCxTls);
         match tls.connect(io.into_inner(), self.addr, self.proto).await {
-            Ok((stream, info)) => {
-                tracing::debug!(endpoint = %self.addr, peer = info.peer_spiffe_id().unwrap_or(""), alpn = info.alpn.as_deref().unwrap_or(""), version = info.version, "upstream TLS established");
+            Ok(stream) => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let info = tls.describe(&stream);
+                    tracing::debug!(endpoint = %self.addr, peer = info.peer_spiffe_id().unwrap_or(""), alpn = info.alpn.as_deref().unwrap_or(""), version = info.version, "upstream TLS established");
+                }
                 Ok(TokioIo::new(stream))
             }
             Err(source) => {

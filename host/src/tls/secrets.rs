@@ -158,11 +158,6 @@ impl Secrets {
         Ok(self.install_trust(name, prepare_trust(name, pem)?))
     }
 
-    /// Whether `name` holds a certificate now.
-    pub fn has_certificate(&self, name: &str) -> bool {
-        self.cell(name).cert.load().is_some()
-    }
-
     /// Every secret, without key material, for `/config_dump`.
     pub fn dump(&self) -> serde_json::Value {
         let cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());

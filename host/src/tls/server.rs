@@ -44,7 +44,6 @@ pub struct ServerTls {
     pub mode: TlsMode,
     config: Arc<ServerConfig>,
     cert: Arc<SecretCell>,
-    mutual: bool,
     warned: LogEvery,
 }
 
@@ -96,14 +95,8 @@ impl ServerTls {
             mode: def.mode,
             config: Arc::new(config),
             cert,
-            mutual: def.trusted_ca.is_some(),
             warned: LogEvery::default(),
         })
-    }
-
-    /// Whether clients must present a certificate.
-    pub fn mutual(&self) -> bool {
-        self.mutual
     }
 
     /// Decides by the first byte whether `stream` is TLS, refusing plaintext under STRICT. `None`: the client sent

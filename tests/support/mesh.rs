@@ -41,8 +41,9 @@ pub const POLLING: Polling = Polling {
     settle: Duration::from_millis(20),
 };
 
-/// Upper bound for a sidecar to become ready.
-const READY_WITHIN: Duration = Duration::from_secs(10);
+/// Upper bound for a sidecar to become ready: its first complete config and, with mTLS, its certificate from the CA
+/// and the trust bundle; generous because the e2e suite starts many meshes at once on a 2-core machine.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// Request header: the app answers `503` the first N times it sees the request's `x-request-key`.
 pub const FAIL_FIRST: &str = "x-fail-first";

@@ -5,3 +5,13 @@
 //! reference syntax, a client for the OCI Distribution API with the authentication schemes registries use, the artifact
 //! formats filters are published in, and signatures over manifest digests. The control plane pulls with it and the
 //! `meshwork filter` commands push and pull with it.
+
+// Signatures, credentials and the token server (the `oci-sign` branch).
+pub mod auth;
+pub mod docker_config;
+pub mod sign;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use auth::Auth;
+pub use sign::{SignError, SigningKey, VerifyingKey};

@@ -1,6 +1,6 @@
 //! http or https for a registry: https unless the registry is listed as insecure; an insecure registry named
-//! `localhost`, `127.0.0.1` or `[::1]` is plain http straight away, another insecure one is tried over https first and over http after a TLS error (as
-//! Istio's puller does).
+//! `localhost`, `127.0.0.1` or `[::1]` is plain http straight away, another insecure one is tried over https first
+//! and over http when it answers the handshake in plain HTTP (as Istio's puller does).
 
 /// How to reach a registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,7 +9,9 @@ pub(crate) enum Plan {
     Https,
     /// Plain http only (an insecure loopback registry).
     Http,
-    /// https, and plain http when the TLS handshake fails (an insecure registry elsewhere).
+    /// https, and plain http when the server answers the TLS handshake in plain HTTP (an insecure registry
+    /// elsewhere; like Istio, which retries over http when "server gave HTTP response"). Other TLS failures (an
+    /// untrusted certificate) stay errors: trust the registry's CA with `ClientOptions::extra_roots` instead.
     HttpsThenHttp,
 }
 

@@ -79,8 +79,11 @@ impl<'a> Session<'a> {
                 .map_err(|f| f.into_error(&s.registry, true))?,
             Plan::HttpsThenHttp => match s.ping().await {
                 Ok(reply) => reply,
-                Err(Failure::Tls { detail, .. }) => {
-                    debug!(registry = %s.registry, %detail, "TLS failed with an insecure registry; trying plain http");
+                Err(Failure::Tls {
+                    detail,
+                    plaintext: true,
+                }) => {
+                    debug!(registry = %s.registry, %detail, "an insecure registry answered TLS in plain HTTP; using http");
                     s.base = format!("http://{host}");
                     s.ping()
                         .await
@@ -167,8 +170,11 @@ impl<'a> Session<'a> {
                     }
                     drain(reply).await;
                     let fresh = self.authorize(true).await?;
-                    let bearer = matches!(self.challenge, Some(Challenge::Bearer { .. }));
-                    if fresh.is_none() || (fresh == self.authorization && !bearer) {
+                    // A token fetched again may be the same string and still be worth a try; anything else that
+                    // did not change will be refused again.
+                    let refetched = matches!(self.challenge, Some(Challenge::Bearer { .. }))
+                        && !matches!(self.auth, Auth::Bearer(_));
+                    if fresh.is_none() || (fresh == self.authorization && !refetched) {
                         return Err(self.refused());
                     }
                     self.authorization = fresh;

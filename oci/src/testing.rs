@@ -44,6 +44,8 @@ pub struct RegistryConfig {
     pub port: u16,
     /// The authentication.
     pub auth: RegistryAuth,
+    /// TLS: the PEM certificate chain and key files (`None`: plain http).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl RegistryConfig {
@@ -58,10 +60,18 @@ impl RegistryConfig {
                 )
             }
         };
+        let tls = match &self.tls {
+            None => String::new(),
+            Some((certificate, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            ),
+        };
         format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
              rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: \
-             meshwork-test-registry\n{auth}",
+             meshwork-test-registry\n{tls}{auth}",
             self.data_dir.display(),
             self.port
         )
@@ -79,12 +89,22 @@ pub struct Registry {
 impl Registry {
     /// A registry without authentication.
     pub fn start() -> Registry {
-        Registry::start_with(|_| RegistryAuth::None)
+        Registry::start_with_config(|_, _| {})
+    }
+
+    /// A registry without authentication served over https with this certificate chain and key (PEM).
+    pub fn start_https(certificate_pem: &str, key_pem: &str) -> Registry {
+        Registry::start_with_config(|dir, config| {
+            let (certificate, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+            std::fs::write(&certificate, certificate_pem).expect("write the certificate");
+            std::fs::write(&key, key_pem).expect("write the key");
+            config.tls = Some((certificate, key));
+        })
     }
 
     /// A registry that accepts `user`/`pass` by HTTP Basic (bcrypt htpasswd made by `htpasswd -Bbn`).
     pub fn start_with_basic(user: &str, pass: &str) -> Registry {
-        Registry::start_with(|dir| {
+        Registry::start_with_config(|dir, config| {
             let output = Command::new("htpasswd")
                 .args(["-Bbn", user, pass])
                 .output()
@@ -96,18 +116,21 @@ impl Registry {
             );
             let path = dir.join("htpasswd");
             std::fs::write(&path, &output.stdout).expect("write the htpasswd file");
-            RegistryAuth::Htpasswd { path }
+            config.auth = RegistryAuth::Htpasswd { path };
         })
     }
 
-    /// A registry whose authentication `auth` makes, given the registry's own temporary directory (for its files).
-    pub fn start_with(auth: impl FnOnce(&Path) -> RegistryAuth) -> Registry {
+    /// A registry whose configuration `edit` sets up (plain http, no auth, any port by default), given the
+    /// registry's own temporary directory for the files it needs (htpasswd, certificates, token keys).
+    pub fn start_with_config(edit: impl FnOnce(&Path, &mut RegistryConfig)) -> Registry {
         let dir = temp_dir();
-        let config = RegistryConfig {
+        let mut config = RegistryConfig {
             data_dir: dir.join("data"),
             port: 0,
-            auth: auth(&dir),
+            auth: RegistryAuth::None,
+            tls: None,
         };
+        edit(&dir, &mut config);
         let mut registry = Registry {
             dir,
             config,
@@ -206,7 +229,9 @@ impl Drop for Registry {
 /// The port of a `listening on 127.0.0.1:PORT` log line.
 fn listening_port(line: &str) -> Option<u16> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    let address = rest.split(|c: char| c == '"' || c.is_whitespace()).next()?;
+    let address = rest
+        .split(|c: char| c == '"' || c == ',' || c.is_whitespace())
+        .next()?;
     address.rsplit_once(':')?.1.parse().ok()
 }
 
@@ -239,6 +264,10 @@ mod tests {
             ("level=info msg=\"listening on [::]:5000\"", Some(5000)),
             ("level=warning msg=\"No HTTP secret provided\"", None),
             ("listening on nowhere", None),
+            (
+                r#"level=info msg="listening on 127.0.0.1:40001, tls" go.version=go1.19"#,
+                Some(40001),
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(listening_port(line), want, "{line}");
@@ -253,24 +282,27 @@ mod tests {
             auth: RegistryAuth::Htpasswd {
                 path: "/tmp/r/htpasswd".into(),
             },
+            tls: Some(("/tmp/r/tls.crt".into(), "/tmp/r/tls.key".into())),
         };
         let yaml = config.yaml();
         for want in [
             "rootdirectory: /tmp/r/data\n",
             "  delete:\n    enabled: true\n",
             "  addr: 127.0.0.1:0\n",
-            "  secret: meshwork-test-registry\n",
+            "  secret: meshwork-test-registry\n  tls:\n    certificate: /tmp/r/tls.crt\n    key: /tmp/r/tls.key\n",
             "auth:\n  htpasswd:\n    realm: test-realm\n    path: /tmp/r/htpasswd\n",
         ] {
             assert!(yaml.contains(want), "{want:?} not in\n{yaml}");
         }
+        let plain = RegistryConfig {
+            auth: RegistryAuth::None,
+            tls: None,
+            ..config
+        }
+        .yaml();
         assert!(
-            !RegistryConfig {
-                auth: RegistryAuth::None,
-                ..config
-            }
-            .yaml()
-            .contains("auth:")
+            !plain.contains("auth:") && !plain.contains("tls:"),
+            "{plain}"
         );
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use meshwork_oci::{Auth, NoProgress, OciError, PushFormat, testing::Registry};
 
-use crate::support::{Recorder, client, client_with, module};
+use crate::support::{Recorder, client, client_with, forwarder, module, round_trip};
 
 #[tokio::test]
 async fn tampered_layer_is_a_digest_error() {
@@ -162,41 +162,15 @@ async fn plain_http_where_https_is_expected_is_insecure() {
 }
 
 #[tokio::test]
-async fn an_insecure_registry_falls_back_to_plain_http_after_tls_fails() {
+async fn an_insecure_registry_answering_tls_in_plain_http_gets_plain_http() {
     let registry = Registry::start();
     // 127.0.0.2 is loopback but not one of the names plain http is used for at once: https is tried first.
-    let front = tokio::net::TcpListener::bind("127.0.0.2:0")
-        .await
-        .expect("bind 127.0.0.2");
-    let front_address = front.local_addr().expect("address");
-    let backend = registry.address();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = front.accept().await {
-            let backend = backend.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
+    let front_address = forwarder(registry.address()).await;
     let r: meshwork_oci::Reference = format!("{front_address}/filters/x:1")
         .parse()
         .expect("reference");
-    let wasm = module("fallback", 10);
     let listed = client_with(|o| o.insecure = vec!["127.0.0.2".into()]);
-    let pushed = listed
-        .push(&r, &wasm, PushFormat::Cncf, &Auth::Anonymous, &NoProgress)
-        .await
-        .expect("push");
-    let pulled = listed
-        .pull(&r, &Auth::Anonymous, &NoProgress)
-        .await
-        .expect("pull");
-    assert_eq!(
-        (pulled.wasm, pulled.manifest_digest),
-        (wasm, pushed.manifest_digest)
-    );
+    round_trip(&listed, &r, &Auth::Anonymous, PushFormat::Cncf, "fallback").await;
     let unlisted = client_with(|o| o.insecure = vec!["127.0.0.1".into()]);
     let err = unlisted
         .pull(&r, &Auth::Anonymous, &NoProgress)

@@ -7,3 +7,4 @@ mod formats;
 mod interop;
 mod roundtrip;
 mod support;
+mod tls;

@@ -2,7 +2,7 @@
 
 use meshwork_oci::{Auth, Format, NoProgress, OciError, PushFormat, testing::Registry};
 
-use crate::support::{Recorder, client, module};
+use crate::support::{Recorder, client, module, round_trip};
 
 #[tokio::test]
 async fn push_then_pull_in_both_formats() {
@@ -106,19 +106,7 @@ async fn basic_auth_round_trip_and_refusals() {
         username: "alice".into(),
         password: "s3cret".into(),
     };
-    let wasm = module("private", 100);
-    let pushed = client
-        .push(&r, &wasm, PushFormat::Istio, &good, &NoProgress)
-        .await
-        .expect("push with credentials");
-    let pulled = client
-        .pull(&r, &good, &NoProgress)
-        .await
-        .expect("pull with credentials");
-    assert_eq!(
-        (pulled.wasm, pulled.manifest_digest),
-        (wasm, pushed.manifest_digest)
-    );
+    round_trip(&client, &r, &good, PushFormat::Istio, "private").await;
 
     let wrong = Auth::Basic {
         username: "alice".into(),

@@ -1,8 +1,10 @@
 //! Shared pieces: test modules, a recording `Progress`, clients with options.
 
-use std::{sync::Mutex, time::Duration};
+use std::{net::SocketAddr, sync::Mutex, time::Duration};
 
-use meshwork_oci::{Client, ClientOptions, Progress};
+use meshwork_oci::{
+    Auth, Client, ClientOptions, NoProgress, Progress, PushFormat, Pushed, Reference,
+};
 
 /// A WebAssembly module (header + one custom section named `name` with `size` bytes of payload).
 pub fn module(name: &str, size: usize) -> Vec<u8> {
@@ -72,4 +74,45 @@ impl Recorder {
     pub fn bytes(&self) -> u64 {
         *self.bytes.lock().expect("lock")
     }
+}
+
+/// A TCP forwarder on 127.0.0.2 (loopback, but not a name plain http is used for at once) to `backend`.
+pub async fn forwarder(backend: String) -> SocketAddr {
+    let front = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let address = front.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = front.accept().await {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+/// Pushes a module named `name` to `r` and pulls it back: the same module under the same manifest digest.
+pub async fn round_trip(
+    client: &Client,
+    r: &Reference,
+    auth: &Auth,
+    format: PushFormat,
+    name: &str,
+) -> Pushed {
+    let wasm = module(name, 1000);
+    let pushed = client
+        .push(r, &wasm, format, auth, &NoProgress)
+        .await
+        .expect("push");
+    let pulled = client.pull(r, auth, &NoProgress).await.expect("pull");
+    assert_eq!(
+        (pulled.wasm, &pulled.manifest_digest),
+        (wasm, &pushed.manifest_digest),
+        "{r}"
+    );
+    pushed
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use meshwork_oci::{Artifact, Auth, Blob, Format, NoProgress, media, testing::Registry};
+use meshwork_oci::{
+    Artifact, Auth, Blob, Format, NoProgress, PushFormat, media, testing::Registry,
+};
 
 use crate::support::{client, module};
 
@@ -150,5 +152,46 @@ async fn refuses_what_is_not_a_single_module() {
     assert!(
         err.to_string().contains("not a WebAssembly module"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn pulls_a_docker_schema2_image() {
+    let registry = Registry::start();
+    let client = client();
+    let wasm = module("docker", 700);
+    let oci = registry.reference("filters/docker:oci");
+    client
+        .push(
+            &oci,
+            &wasm,
+            PushFormat::Istio,
+            &Auth::Anonymous,
+            &NoProgress,
+        )
+        .await
+        .expect("push");
+    let mut image = client
+        .pull_artifact(&oci, &Auth::Anonymous)
+        .await
+        .expect("pull artifact")
+        .expect("exists");
+    // What `docker build` of `FROM scratch` + `COPY plugin.wasm ./` pushes: the same tar.gz under Docker's types.
+    image.media_type = media::DOCKER_MANIFEST.into();
+    image.config.media_type = "application/vnd.docker.container.image.v1+json".into();
+    image.layers[0].media_type = media::DOCKER_TAR_GZIP.into();
+    image.annotations.clear();
+    let docker = registry.reference("filters/docker:docker");
+    let digest = client
+        .push_artifact(&docker, &image, &Auth::Anonymous)
+        .await
+        .expect("push docker image");
+    let pulled = client
+        .pull(&docker, &Auth::Anonymous, &NoProgress)
+        .await
+        .expect("pull");
+    assert_eq!(
+        (pulled.format, pulled.wasm, pulled.manifest_digest),
+        (Format::IstioDocker, wasm, digest)
     );
 }

@@ -36,6 +36,11 @@ pub struct Args {
     /// is the file's drain_timeout.
     #[arg(long, value_name = "DURATION", conflicts_with = "config", value_parser = meshwork_host::config::duration::parse)]
     drain_timeout: Option<Duration>,
+    /// With --xds: where WASM modules the control plane serves are cached, so that a restart needs neither the
+    /// registry nor the control plane for modules already fetched [default: $XDG_CACHE_HOME/meshwork/modules, else
+    /// ~/.cache/meshwork/modules].
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    module_cache: Option<std::path::PathBuf>,
     /// Worker threads (default: the config's `workers`, else one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -85,6 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             workers: args.workers,
             drain_timeout: args.drain_timeout.unwrap_or(Duration::from_secs(10)),
             agent,
+            module_cache: args.module_cache,
         })?,
         (None, None) => anyhow::bail!("give --config FILE or --xds ADDR"),
     };

@@ -27,6 +27,7 @@ pub mod istio;
 #[cfg(feature = "kube")]
 pub mod kube;
 pub mod mesh;
+pub mod modules;
 pub mod run;
 pub mod source;
 pub mod translate;

@@ -20,11 +20,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
-use crate::Auth;
+use crate::{Auth, OciError};
 
-/// Why credentials could not be read.
+/// Why credentials could not be read (the `detail` of [`OciError::Credentials`]).
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
+pub(crate) enum CredentialsError {
     /// The file is not a Docker config.
     #[error("the Docker config is not valid: {0}")]
     Json(String),
@@ -119,14 +119,14 @@ struct AuthEntry {
     registrytoken: String,
 }
 
-/// Credentials for `registry` ("host[:port]", or "docker.io") from a Docker config.json (`auths.*.auth` base64
+/// Credentials for `registry` (`host[:port]`, or `docker.io`) from a Docker config.json (`auths.*.auth` base64
 /// "user:pass", `username`/`password`, `registrytoken`; `credHelpers`/`credsStore` by running
 /// `docker-credential-NAME get`). None when the config has nothing for the registry: use [`Auth::Anonymous`].
-pub fn credentials_for(
-    config_json: &[u8],
-    registry: &str,
-) -> Result<Option<Auth>, CredentialsError> {
-    lookup(config_json, registry, None)
+pub fn credentials_for(config_json: &[u8], registry: &str) -> Result<Option<Auth>, OciError> {
+    lookup(config_json, registry, None).map_err(|e| OciError::Credentials {
+        registry: registry.to_string(),
+        detail: e.to_string(),
+    })
 }
 
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; None without a home directory. The file may not exist.

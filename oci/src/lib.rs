@@ -5,13 +5,52 @@
 //! reference syntax, a client for the OCI Distribution API with the authentication schemes registries use, the artifact
 //! formats filters are published in, and signatures over manifest digests. The control plane pulls with it and the
 //! `meshwork filter` commands push and pull with it.
+//!
+//! - [`Reference`]: `[oci://]REGISTRY/REPOSITORY[:TAG][@sha256:HEX]` with Docker's defaults.
+//! - [`Client`]: `resolve`, `pull`, `push`, `push_artifact`, `pull_artifact`, `tags`, over hyper and rustls (ring),
+//!   with an overall timeout and a size cap ([`ClientOptions`]).
+//! - [`Format`]: the four layouts modules are published in (Istio's compat image, solo's, the CNCF one,
+//!   wasm-to-oci's); [`PushFormat`]: the two `push` writes.
+//! - [`OciError`]: every failure, with what to do about it.
+//! - [`sign`]: cosign-compatible key-pair signatures ([`SigningKey`], [`VerifyingKey`]).
+//! - [`docker_config`]: credentials from a Docker `config.json` and its credential helpers.
+#![forbid(unsafe_code)]
 
-// Signatures, credentials and the token server (the `oci-sign` branch).
-pub mod auth;
+mod artifact;
+mod auth;
+mod blob;
+mod challenge;
+mod client;
+mod dial;
+mod digest;
 pub mod docker_config;
+mod error;
+mod fetch;
+mod format;
+mod guard;
+mod index;
+mod manifest;
+pub mod media;
+mod progress;
+mod pull;
+mod push;
+mod reference;
+mod scheme;
+mod session;
 pub mod sign;
+mod targz;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token;
+mod transport;
 
+pub use artifact::{Artifact, Blob};
 pub use auth::Auth;
+pub use client::{Client, ClientOptions};
+pub use error::OciError;
+pub use format::{Format, PushFormat};
+pub use progress::{NoProgress, Progress};
+pub use pull::Pulled;
+pub use push::Pushed;
+pub use reference::Reference;
 pub use sign::{SignError, SigningKey, VerifyingKey};

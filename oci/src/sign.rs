@@ -129,11 +129,6 @@ pub fn verify_payload(
         .ok_or(SignError::NoKeyVerifies { keys: keys.len() })
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

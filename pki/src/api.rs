@@ -12,12 +12,14 @@
 
 mod connect;
 mod error;
+mod module;
 
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
 pub use error::CaClientError;
+pub use module::{MODULES_PATH, fetch_module, hex};
 
 use crate::{certs_from_pem, inspect, key_from_pem};
 

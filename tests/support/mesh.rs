@@ -405,6 +405,7 @@ fn start_sidecar(xds: SocketAddr, node: &str, at: &Sidecar, agent: AgentOptions)
         workers: Some(1),
         drain_timeout: Duration::from_secs(1),
         agent: Some(agent),
+        module_cache: None,
     })
     .with_addr(at.outbound)
 }

@@ -359,6 +359,7 @@ impl crate::TestProxy {
             workers: Some(2),
             drain_timeout: Duration::from_secs(5),
             agent: None,
+            module_cache: None,
         })
     }
 

@@ -128,6 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             workers: Some(args.workers),
             drain_timeout: Duration::from_secs(5),
             agent: Some(identity(&control, &mesh, &p.workload)?),
+            module_cache: None,
         })
         .with_context(|| format!("starting the sidecar of {}", p.workload))?;
         running.push(r);

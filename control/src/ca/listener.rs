@@ -21,6 +21,8 @@ use tonic::{
     codegen::{Service, http},
 };
 
+use crate::modules::ModuleStore;
+
 use super::{
     Ca, CaError, CaOptions,
     service::WithCa,
@@ -44,6 +46,7 @@ pub struct SecurePort {
     cert: Arc<ServerCert>,
     cert_not_after: SystemTime,
     config: Arc<ServerConfig>,
+    modules: Option<Arc<ModuleStore>>,
 }
 
 impl SecurePort {
@@ -60,7 +63,14 @@ impl SecurePort {
             cert,
             cert_not_after,
             config,
+            modules: None,
         })
+    }
+
+    /// Serves the modules of `store` too (see [`crate::modules::serve`]).
+    pub fn with_modules(mut self, store: Arc<ModuleStore>) -> Self {
+        self.modules = Some(store);
+        self
     }
 
     /// The CA.
@@ -111,7 +121,7 @@ impl SecurePort {
             .http2_keepalive_interval(Some(ads.keepalive_interval))
             .http2_keepalive_timeout(Some(ads.keepalive_timeout))
             .serve_with_incoming_shutdown(
-                WithCa::new(self.ca, other),
+                WithCa::new(self.ca, self.modules, other),
                 ReceiverStream::new(incoming),
                 shutdown,
             )

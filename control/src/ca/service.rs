@@ -16,6 +16,7 @@ use tonic::{
 };
 
 use super::{Ca, Credential, Issued, Refusal};
+use crate::modules::ModuleStore;
 
 /// Handles one request: the identity from `authorization` or the client certificate, then the signature.
 pub fn create_certificate(
@@ -81,18 +82,20 @@ fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_else(|_| format!("{t:?}"))
 }
 
-/// Serves `CreateCertificate` and hands every other path to `inner` (the ADS service).
+/// Serves `CreateCertificate` and the module cache, and hands every other path to `inner` (the ADS service).
 #[derive(Clone, Debug)]
 pub struct WithCa<S> {
     method: CreateCertificate,
+    modules: Option<Arc<ModuleStore>>,
     inner: S,
 }
 
 impl<S> WithCa<S> {
-    /// `inner` with the CA's method beside it.
-    pub fn new(ca: Arc<Ca>, inner: S) -> Self {
+    /// `inner` with the CA's method beside it, and the modules of `modules` if given.
+    pub fn new(ca: Arc<Ca>, modules: Option<Arc<ModuleStore>>, inner: S) -> Self {
         WithCa {
             method: CreateCertificate(ca),
+            modules,
             inner,
         }
     }
@@ -112,6 +115,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let Some(store) = &self.modules
+            && crate::modules::serve::is_module_path(request.uri().path())
+        {
+            let (ca, store) = (self.method.0.clone(), store.clone());
+            return Box::pin(async move {
+                Ok(crate::modules::serve::serve(&ca, &store, request).await)
+            });
+        }
         if request.uri().path() != CREATE_CERTIFICATE {
             return Box::pin(self.inner.call(request));
         }

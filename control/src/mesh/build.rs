@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use super::index::WorkloadIndex;
 use super::{
     ClientTls, ClientTlsMode, Destination, Endpoint, HttpRoute, LbPolicy, Mesh, PathMatch,
-    PeerMode, Plugin, PluginMode, Port, Protocol, RouteAction, RouteMatch, SecurityKind,
-    SecurityPolicy, Service, StrMatch, Subset, TrafficPolicy, Workload,
+    PeerMode, Plugin, PluginMode, Port, Protocol, PullPolicy, PullSettings, RouteAction,
+    RouteMatch, SecurityKind, SecurityPolicy, Service, StrMatch, Subset, TrafficPolicy, Workload,
 };
 use crate::istio::{
     self, AuthorizationPolicy, DestinationRule, PeerAuthentication, Resource, ServiceEntry,
@@ -630,6 +630,15 @@ fn plugin(p: &Resource<WasmPlugin>) -> Plugin {
             }
             .to_string()
         }),
+        pull: PullSettings {
+            policy: match s.image_pull_policy {
+                Some(istio::wasm_plugin::PullPolicy::IfNotPresent) => PullPolicy::IfNotPresent,
+                Some(istio::wasm_plugin::PullPolicy::Always) => PullPolicy::Always,
+                Some(istio::wasm_plugin::PullPolicy::Unspecified) | None => PullPolicy::Unspecified,
+            },
+            secret: s.image_pull_secret.clone(),
+            verification_key: s.verification_key.clone(),
+        },
     }
 }
 

@@ -249,6 +249,32 @@ pub struct Plugin {
     pub priority: i32,
     /// `FAIL_CLOSE`, `FAIL_OPEN` or `FAIL_RELOAD`.
     pub fail_strategy: Option<String>,
+    /// How an `oci://` module is pulled.
+    pub pull: PullSettings,
+}
+
+/// How the control plane pulls a plugin's `oci://` module (WasmPlugin `imagePullPolicy`, `imagePullSecret`,
+/// `verificationKey`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullSettings {
+    /// When to ask the registry again.
+    pub policy: PullPolicy,
+    /// The pull secret's name (a Docker `config.json`), in the plugin's namespace.
+    pub secret: Option<String>,
+    /// A PEM public key (cosign's `cosign.pub` format): the module's manifest must carry a valid signature by it.
+    pub verification_key: Option<String>,
+}
+
+/// WasmPlugin `imagePullPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// `IfNotPresent`, except `Always` for the `latest` tag (as Istio and Kubernetes).
+    #[default]
+    Unspecified,
+    /// Pull once; a tag already resolved keeps its digest.
+    IfNotPresent,
+    /// Ask the registry again whenever the WasmPlugin changes.
+    Always,
 }
 
 /// WasmPlugin `match.mode`.

@@ -177,7 +177,14 @@ pub fn extension(name: &str, spec: &PluginSpec) -> TypedExtensionConfig {
             http_uri: Some(HttpUri {
                 uri: spec.url.clone(),
                 timeout: Some(super::duration(std::time::Duration::from_secs(30))),
-                http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(String::new())),
+                // Modules the control plane serves are fetched from it; proxies know it as this cluster.
+                http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(
+                    if spec.url.starts_with(&crate::modules::table::served_url("")) {
+                        crate::modules::table::CONTROL_CLUSTER.to_string()
+                    } else {
+                        String::new()
+                    },
+                )),
             }),
             sha256: spec.sha256.clone().unwrap_or_default(),
             ..Default::default()

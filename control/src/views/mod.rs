@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use crate::{
     ads::{Resources, Views},
     mesh::Mesh,
+    modules::Modules,
     translate::{Sidecar, Sidecars, XdsSet},
 };
 use parts::{Inputs, Parts};
@@ -54,6 +55,11 @@ struct View {
 }
 
 struct State {
+    /// The mesh as the source gave it.
+    given: Arc<Mesh>,
+    /// Resolves `given`'s `oci://` plugins.
+    modules: Option<Arc<Modules>>,
+    /// `given` with its `oci://` plugins pointed at served modules: what views are built from.
     mesh: Arc<Mesh>,
     /// Changes with every `mesh` and every change of `security.mtls()`: what the translation reads.
     mesh_version: u64,
@@ -104,7 +110,9 @@ impl MeshViews {
     pub fn with_security(mesh: Mesh, sidecars: Sidecars, security: Security) -> Self {
         MeshViews {
             state: Mutex::new(State {
-                mesh: Arc::new(mesh),
+                mesh: Arc::new(mesh.clone()),
+                given: Arc::new(mesh),
+                modules: None,
                 mesh_version: 1,
                 sidecars,
                 sidecars_version: 1,
@@ -150,9 +158,27 @@ impl MeshViews {
     /// Replaces the mesh and pushes the changes to every client.
     pub fn set_mesh(&self, mesh: Mesh) {
         let mut state = self.lock();
-        state.mesh = Arc::new(mesh);
+        state.given = Arc::new(mesh);
+        state.mesh = effective(&state);
         state.mesh_version += 1;
         rebuild_all(&mut state);
+    }
+
+    /// Resolves `oci://` plugin modules with `modules` from now on.
+    pub fn set_modules(&self, modules: Arc<Modules>) {
+        self.lock().modules = Some(modules);
+        self.refresh_modules();
+    }
+
+    /// Rebuilds what changed since the modules' resolutions did (call on [`Modules::changes`]).
+    pub fn refresh_modules(&self) {
+        let mut state = self.lock();
+        let mesh = effective(&state);
+        if mesh != state.mesh {
+            state.mesh = mesh;
+            state.mesh_version += 1;
+            rebuild_all(&mut state);
+        }
     }
 
     /// Records (or moves) a sidecar; every view whose endpoints name it changes.
@@ -294,6 +320,16 @@ pub fn resources(set: XdsSet) -> Resources {
 
 /// Rebuilds every view that still has streams and depends on what changed, publishing only those whose content
 /// changed; drops the others.
+/// The mesh views are built from: the given one, with its `oci://` plugins rewritten.
+fn effective(state: &State) -> Arc<Mesh> {
+    match &state.modules {
+        Some(m) => m
+            .rewrite(&state.given)
+            .map_or_else(|| state.given.clone(), Arc::new),
+        None => state.given.clone(),
+    }
+}
+
 fn rebuild_all(state: &mut State) {
     state
         .views

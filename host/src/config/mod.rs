@@ -107,21 +107,25 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
 /// Makes relative module paths in plugin `url`s relative to the config file's directory (as the user wrote them)
 /// rather than to wherever the proxy was started.
 fn resolve_module_paths(config: &mut Config, dir: &Path) {
-    let plugins = config.listeners.iter_mut().flat_map(|l| {
-        let routes = l
-            .virtual_hosts
-            .iter_mut()
-            .flat_map(|v| v.routes.iter_mut())
-            .flat_map(|r| r.filters.iter_mut());
-        l.filters.iter_mut().chain(routes)
-    });
-    for p in plugins {
+    for p in plugins_mut(config) {
         if let Some(url) = &p.url
             && let Some(abs) = crate::wasm::plugin::resolve_relative(url, dir)
         {
             p.url = Some(abs);
         }
     }
+}
+
+/// Every plugin entry of `config`: the listeners' and the routes'.
+pub fn plugins_mut(config: &mut Config) -> impl Iterator<Item = &mut plugin::WasmPlugin> {
+    config.listeners.iter_mut().flat_map(|l| {
+        let routes = l
+            .virtual_hosts
+            .iter_mut()
+            .flat_map(|v| v.routes.iter_mut())
+            .flat_map(|r| r.filters.iter_mut());
+        l.filters.iter_mut().chain(routes)
+    })
 }
 
 /// serde_yaml's messages repeat the path and end with "at line N column M"; keep only the explanation.

@@ -29,13 +29,36 @@ pub struct Current {
     pub key_pem: String,
 }
 
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Current { .. }")
+    }
+}
+
 /// A future the CA client returns.
 pub type Signing = Pin<Box<dyn Future<Output = Result<Vec<String>, String>> + Send>>;
 
-/// Asks the mesh CA to sign a CSR: `(csr_pem, ttl, current)` → the chain PEMs, leaf first, or why not.
+/// A future a module fetch returns: the module's bytes, or why not and whether trying again may help.
+pub type Fetching = Pin<Box<dyn Future<Output = Result<Vec<u8>, (String, bool)>> + Send>>;
+
+/// Asks the mesh CA to sign a CSR: `(csr_pem, ttl, current)` → the chain PEMs, leaf first, or why not. The control
+/// plane the CA belongs to also serves the WASM modules it pulled from registries.
 pub trait CertificateSource: Send + Sync {
     /// Requests a certificate for `csr_pem` valid for `ttl`; `current` is the certificate held now, if any.
     fn sign(&self, csr_pem: String, ttl: Duration, current: Option<Current>) -> Signing;
+
+    /// Told the certificate the agent holds after each issuance, with which module fetches authenticate.
+    fn held(&self, _current: &Current) {}
+
+    /// The module whose SHA-256 is `sha256` (hex), at most `max_bytes` long, from the control plane.
+    fn fetch_module(&self, sha256: String, _max_bytes: usize) -> Fetching {
+        Box::pin(async move {
+            Err((
+                format!("module {sha256}: this proxy's CA serves no modules"),
+                false,
+            ))
+        })
+    }
 }
 
 /// What the agent needs.
@@ -138,13 +161,12 @@ async fn obtain(
     }
     let not_after = entry.info.not_after;
     secrets.install_certificate(DEFAULT_SECRET, entry);
-    Ok((
-        Current {
-            chain_pem,
-            key_pem: req.key_pem,
-        },
-        not_after,
-    ))
+    let current = Current {
+        chain_pem,
+        key_pem: req.key_pem,
+    };
+    options.source.held(&current);
+    Ok((current, not_after))
 }
 
 #[cfg(test)]

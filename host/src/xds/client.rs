@@ -57,6 +57,7 @@ pub struct Client {
     status: Arc<XdsStatus>,
     state: State,
     applied: Option<Config>,
+    modules: super::modules::Modules,
 }
 
 impl Client {
@@ -69,7 +70,14 @@ impl Client {
             status,
             state: State::default(),
             applied: None,
+            modules: super::modules::Modules::new(default_module_cache(), None),
         }
+    }
+
+    /// Remote plugin modules are kept in `modules` (and fetched through it).
+    pub fn with_modules(mut self, modules: super::modules::Modules) -> Self {
+        self.modules = modules;
+        self
     }
 
     /// Secrets named `names` come from this proxy (its certificate agent), not from the control plane.
@@ -185,7 +193,20 @@ impl Client {
             install_secrets(proxy, &self.state);
         }
         if processed.changed && !proxy.shared().draining() {
-            match self.state.build(&self.base) {
+            let built = match self.state.build(&self.base) {
+                Ok(config) => self.modules.localize(config).await.map_err(Err),
+                Err(incomplete) => Err(Ok(incomplete)),
+            };
+            match built {
+                Err(Err(unavailable)) => {
+                    processed.undo(&mut self.state);
+                    self.publish_versions();
+                    errors.push(format!(
+                        "{} response {}: a module is not available: {unavailable}",
+                        kind(type_url),
+                        resp.nonce
+                    ));
+                }
                 Ok(config) if self.applied.as_ref() != Some(&config) => {
                     match apply(proxy, config.clone()).await {
                         Ok(version) => {
@@ -206,7 +227,7 @@ impl Client {
                     }
                 }
                 Ok(_) => {}
-                Err(incomplete) => {
+                Err(Ok(incomplete)) => {
                     let text = incomplete.to_string();
                     let new = self.status.update(|r| {
                         let new = r.waiting_for != incomplete.0;
@@ -228,6 +249,16 @@ impl Client {
         }
         ads::reply(resp, &errors)
     }
+}
+
+/// Where remote modules are cached when the proxy is given no directory: `$XDG_CACHE_HOME/meshwork/modules`, else
+/// `~/.cache/meshwork/modules`, else under the temporary directory.
+pub fn default_module_cache() -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("meshwork").join("modules")
 }
 
 /// Puts the SDS secrets held into the proxy's secret store (a changed one applies to the next handshake; an unchanged

@@ -19,6 +19,7 @@ pub mod ads;
 mod backoff;
 pub mod client;
 pub mod convert;
+pub mod modules;
 pub mod state;
 pub mod status;
 pub mod testing;
@@ -53,6 +54,8 @@ pub struct XdsOptions {
     /// The certificate agent, when the proxy has a mesh identity: it fills secret `default`, which is then not
     /// requested over SDS.
     pub agent: Option<crate::tls::agent::AgentOptions>,
+    /// Where remote WASM modules are cached (default: [`client::default_module_cache`]).
+    pub module_cache: Option<std::path::PathBuf>,
 }
 
 /// Why an xDS proxy could not start.
@@ -102,6 +105,12 @@ pub fn start(options: XdsOptions) -> Result<Running, StartError> {
     if options.agent.is_some() {
         client = client.with_local_secrets(vec![crate::tls::agent::DEFAULT_SECRET.to_string()]);
     }
+    client = client.with_modules(modules::Modules::new(
+        options
+            .module_cache
+            .unwrap_or_else(client::default_module_cache),
+        options.agent.as_ref().map(|a| a.source.clone()),
+    ));
     let run = crate::RunOptions {
         workers: options.workers,
         agent: options.agent,

@@ -122,6 +122,13 @@ fn auths_entries() {
         ("", "reg", Err("the Docker config is not valid")),
     ];
     check(None, cases);
+    let err = credentials_for(b"{", "reg:5000").expect_err("not a config");
+    assert_eq!(err.reason(), "credentials");
+    assert!(
+        err.to_string()
+            .starts_with("credentials for reg:5000: the Docker config is not valid"),
+        "{err}"
+    );
 }
 
 /// A temporary directory holding one executable script, removed on drop.

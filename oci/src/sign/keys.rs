@@ -133,8 +133,7 @@ impl VerifyingKey {
 
     /// "sha256:HEX" of the DER SubjectPublicKeyInfo: names the key in logs and results.
     pub fn fingerprint(&self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &der::write_spki(&self.point));
-        format!("sha256:{}", super::hex(digest.as_ref()))
+        crate::digest::sha256_digest(&der::write_spki(&self.point))
     }
 
     /// Whether `signature` (ASN.1 DER) is this key's signature over SHA-256(`message`).

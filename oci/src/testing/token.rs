@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 
 use issuer::Issuer;
 
+use super::RegistryAuth;
+
 /// The `service` the registry names in its challenge and tokens name in `aud`.
 pub const SERVICE: &str = "meshwork-test-registry";
 /// The `iss` of the tokens, which the registry trusts.
@@ -81,16 +83,17 @@ impl TokenServer {
         &self.cert_pem
     }
 
-    /// Writes the certificate to `dir/token-root.pem` and returns the registry config section that trusts it:
-    /// `auth: {token: {realm, service, issuer, rootcertbundle}}`, as top-level YAML.
-    pub fn registry_config(&self, dir: &Path) -> std::io::Result<String> {
-        let bundle = dir.join("token-root.pem");
-        std::fs::write(&bundle, &self.cert_pem)?;
-        let quoted = format!("'{}'", bundle.display().to_string().replace('\'', "''"));
-        Ok(format!(
-            "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {quoted}\n",
-            self.realm()
-        ))
+    /// Writes the certificate to `dir/token-root.pem` and returns the registry `auth` that trusts this server:
+    /// `auth: {token: {realm, service, issuer, rootcertbundle}}`.
+    pub fn registry_auth(&self, dir: &Path) -> std::io::Result<RegistryAuth> {
+        let rootcertbundle = dir.join("token-root.pem");
+        std::fs::write(&rootcertbundle, &self.cert_pem)?;
+        Ok(RegistryAuth::Token {
+            realm: self.realm(),
+            service: SERVICE.to_string(),
+            issuer: ISSUER.to_string(),
+            rootcertbundle,
+        })
     }
 
     /// How many tokens were issued.
@@ -101,6 +104,15 @@ impl TokenServer {
     /// How many requests were refused for wrong or missing credentials.
     pub fn refused(&self) -> usize {
         self.counts.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for TokenServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenServer")
+            .field("realm", &self.realm())
+            .field("issued", &self.issued())
+            .finish()
     }
 }
 
@@ -230,19 +242,24 @@ mod tests {
         assert_eq!((server.issued(), server.refused()), (1, 1));
         let dir = std::env::temp_dir().join(format!("meshwork-oci-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let config = server.registry_config(&dir).expect("config");
-        assert!(
-            config.starts_with(&format!("auth:\n  token:\n    realm: {}\n", server.realm())),
-            "{config}"
-        );
-        assert!(
-            config.contains("    issuer: meshwork-test-token-server\n"),
-            "{config}"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("token-root.pem")).expect("bundle"),
-            server.cert_pem()
-        );
+        match server.registry_auth(&dir).expect("auth") {
+            RegistryAuth::Token {
+                realm,
+                service,
+                issuer,
+                rootcertbundle,
+            } => {
+                assert_eq!(
+                    (realm, service.as_str(), issuer.as_str()),
+                    (server.realm(), SERVICE, ISSUER)
+                );
+                assert_eq!(
+                    std::fs::read_to_string(rootcertbundle).expect("bundle"),
+                    server.cert_pem()
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

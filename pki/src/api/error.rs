@@ -6,7 +6,7 @@ use std::error::Error as StdError;
 use rustls::{AlertDescription, CertificateError};
 use tonic::Code;
 
-/// Why [`request_certificate`](super::request_certificate) failed.
+/// Why [`request_certificate`](super::request_certificate) or [`fetch_module`](super::fetch_module) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CaClientError {
     /// The address is not an `https://HOST:PORT` URL.
@@ -96,6 +96,17 @@ pub enum CaClientError {
         code: Code,
         /// The explanation.
         message: String,
+    },
+    /// The control plane has no module with that digest.
+    #[error(
+        "the control plane at {address} has no module with SHA-256 {sha256}; it serves only the modules of the \
+         WasmPlugins it resolved (see its log for pull errors)"
+    )]
+    NoModule {
+        /// The control plane's address.
+        address: String,
+        /// The digest asked for.
+        sha256: String,
     },
     /// The CA answered with something that is not a usable certificate chain.
     #[error("the CA's answer is not usable: {0}")]

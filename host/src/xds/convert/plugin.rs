@@ -101,15 +101,19 @@ fn code(code: Option<&AsyncDataSource>) -> Result<(String, Option<String>), Conv
                 .as_ref()
                 .map(|u| u.uri.as_str())
                 .unwrap_or_default();
-            if !(uri.starts_with(builtin::SCHEME) || uri.starts_with("file://")) {
+            let sha = (!remote.sha256.is_empty()).then(|| remote.sha256.clone());
+            if crate::xds::modules::is_remote(uri) {
+                crate::xds::modules::served_digest(uri, sha.as_deref())
+                    .map_err(|e| ConvertError::new(format!("{field}.remote"), e))?;
+            } else if !(uri.starts_with(builtin::SCHEME) || uri.starts_with("file://")) {
                 return Err(ConvertError::new(
                     format!("{field}.remote.http_uri.uri"),
                     format!(
-                        "`{uri}`: fetching modules is not supported by meshwork yet; use builtin://NAME or file://PATH"
+                        "`{uri}`: not a module meshwork can load; use builtin://NAME, file://PATH, or an https:// URL \
+                         of the meshwork control plane's module cache (the control plane resolves oci:// URLs)"
                     ),
                 ));
             }
-            let sha = (!remote.sha256.is_empty()).then(|| remote.sha256.clone());
             Ok((uri.to_string(), sha))
         }
         None => Err(ConvertError::new(
@@ -451,7 +455,11 @@ mod tests {
             ),
             (
                 wasm_resource("p", "https://example.com/f.wasm", None, &[]),
-                "typed_config.config.vm_config.code.remote.http_uri.uri: `https://example.com/f.wasm`: fetching modules is not supported",
+                "typed_config.config.vm_config.code.remote: only modules the meshwork control plane serves can be fetched",
+            ),
+            (
+                wasm_resource("p", "oci://registry/f:1", None, &[]),
+                "typed_config.config.vm_config.code.remote.http_uri.uri: `oci://registry/f:1`: not a module meshwork can load",
             ),
             (
                 wasm_resource("p", "builtin://fault", None, &[(MODE_KEY, "loud")]),

@@ -161,7 +161,7 @@ impl Issuer {
             .collect();
         let claims = json!({
             "iss": ISSUER, "sub": self.username, "aud": SERVICE,
-            "exp": now + LIFETIME, "nbf": now, "iat": now, "jti": crate::sign::hex(&jti), "access": access,
+            "exp": now + LIFETIME, "nbf": now, "iat": now, "jti": crate::digest::hex(&jti), "access": access,
         });
         let input = format!(
             "{}.{}",

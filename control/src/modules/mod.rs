@@ -1,0 +1,17 @@
+//! WASM modules from OCI registries: the control plane resolves each WasmPlugin's `oci://` URL (pulling once,
+//! checking the digest it is pinned to and the signature it must carry), keeps the module in a content-addressed
+//! cache on disk, and points the plugin's ECDS resource at its own copy, which proxies fetch from the CA's TLS port
+//! and check by SHA-256. Registry credentials never leave the control plane.
+
+pub mod serve;
+pub mod store;
+
+pub use store::{ModuleStore, Resolved};
+pub mod resolve;
+pub mod table;
+
+pub use resolve::{PullError, Registry, Wanted};
+pub use table::{ModuleStatus, Modules};
+
+#[cfg(test)]
+mod tests;

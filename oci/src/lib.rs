@@ -12,7 +12,8 @@
 //! - [`Format`]: the four layouts modules are published in (Istio's compat image, solo's, the CNCF one,
 //!   wasm-to-oci's); [`PushFormat`]: the two `push` writes.
 //! - [`OciError`]: every failure, with what to do about it.
-//! - [`sign`]: cosign-compatible key-pair signatures ([`SigningKey`], [`VerifyingKey`]).
+//! - [`sign`]: cosign-compatible key-pair signatures ([`SigningKey`], [`VerifyingKey`]); [`Client::sign`] and
+//!   [`Client::verify`] store and check them under cosign's `sha256-HEX.sig` tags.
 //! - [`docker_config`]: credentials from a Docker `config.json` and its credential helpers.
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,7 @@ mod reference;
 mod scheme;
 mod session;
 pub mod sign;
+mod signature;
 mod targz;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -54,3 +56,4 @@ pub use pull::Pulled;
 pub use push::Pushed;
 pub use reference::Reference;
 pub use sign::{SignError, SigningKey, VerifyingKey};
+pub use signature::{Signed, Verified};

@@ -6,5 +6,7 @@ mod failures;
 mod formats;
 mod interop;
 mod roundtrip;
+mod signing;
 mod support;
 mod tls;
+mod token_auth;

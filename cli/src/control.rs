@@ -10,6 +10,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use meshwork_control::{
     ca::{self, CaFiles, CaOptions, SpiffeId, TtlPolicy, parse_duration},
     kube,
+    modules::{ModuleOptions, RegistryOptions, options::default_cache_dir},
     run::{ControlPlane, Options},
     source::Polling,
 };
@@ -35,8 +36,13 @@ pub struct Args {
     /// Where to serve xDS. Sidecars connect with `meshwork proxy --xds ADDR --node NAME.NAMESPACE`.
     #[arg(long, default_value = "127.0.0.1:15010")]
     xds_address: SocketAddr,
+    /// Where to serve the admin API: /status (what `meshwork control status` shows), /metrics (Prometheus), /ready.
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin_address: SocketAddr,
     #[command(flatten)]
     ca: CaArgs,
+    #[command(flatten)]
+    modules: ModuleArgs,
 }
 
 /// Subcommands of `meshwork control`.
@@ -46,6 +52,9 @@ enum Command {
     /// `authorization: Bearer TOKEN`). Signed with the token key of the CA directory: use the control plane's
     /// --ca-dir.
     Token(TokenArgs),
+    /// Show what a running control plane serves: the mesh version, rejected configuration, xDS streams, and each
+    /// plugin module — the digest it serves and why a module asked for is not served. Reads --admin-address.
+    Status(crate::control_status::StatusArgs),
 }
 
 /// Arguments of `meshwork control token`.
@@ -132,6 +141,40 @@ impl CaArgs {
     }
 }
 
+/// Where the control plane pulls and keeps WASM modules (`meshwork control`, `meshwork up`).
+#[derive(clap::Args)]
+pub struct ModuleArgs {
+    /// Where modules of `oci://` WasmPlugins are cached, by digest; a restart serves the cached ones without the
+    /// registry (except imagePullPolicy Always) [default: $XDG_CACHE_HOME/meshwork/control-modules, else
+    /// ~/.cache/meshwork/control-modules].
+    #[arg(long, value_name = "DIR")]
+    module_cache: Option<PathBuf>,
+    /// A Docker config.json with registry credentials, for WasmPlugins without imagePullSecret [default:
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json, if present].
+    #[arg(long, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
+    /// Pull secrets: WasmPlugin imagePullSecret NAME in namespace NS is the Docker config.json DIR/NS/NAME.json.
+    #[arg(long, value_name = "DIR")]
+    pull_secrets: Option<PathBuf>,
+    /// A registry (HOST or HOST:PORT) to reach over plain HTTP; loopback registries always may be. Repeat for more.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+}
+
+impl ModuleArgs {
+    /// The module options from the flags.
+    pub fn options(self) -> ModuleOptions {
+        ModuleOptions {
+            cache: self.module_cache.or_else(default_cache_dir),
+            registry: RegistryOptions {
+                docker_config: self.registry_config,
+                pull_secrets: self.pull_secrets,
+                insecure: self.insecure_registries,
+            },
+        }
+    }
+}
+
 /// `dir`, else the default CA directory.
 fn ca_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     dir.or_else(ca::default_ca_dir).ok_or_else(|| {
@@ -154,6 +197,7 @@ fn start(args: Args) -> anyhow::Result<ControlPlane> {
         return Ok(ControlPlane::start_kube(
             args.xds_address,
             &args.ca.options()?,
+            args.modules.options(),
             options,
         )?);
     }
@@ -166,6 +210,7 @@ fn start(args: Args) -> anyhow::Result<ControlPlane> {
         sidecars: Default::default(),
         polling: Polling::default(),
         ca: args.ca.options()?,
+        modules: args.modules.options(),
     })?)
 }
 
@@ -182,9 +227,12 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 
 /// Serves until SIGINT/SIGTERM (or prints a token for `meshwork control token`).
 pub fn run(mut args: Args) -> anyhow::Result<()> {
-    if let Some(Command::Token(token_args)) = args.command.take() {
-        return token(token_args);
+    match args.command.take() {
+        Some(Command::Token(token_args)) => return token(token_args),
+        Some(Command::Status(status_args)) => return crate::control_status::run(status_args),
+        None => {}
     }
+    let admin_address = args.admin_address;
     let control = start(args)?;
     tracing::info!(xds = %control.xds_address(), "serving xDS; sidecars: meshwork proxy --xds {} --node NAME.NAMESPACE", control.xds_address());
     tracing::info!(ca = %control.ca_address(), "serving the mesh CA and ADS over TLS; proxies trust its roots and present a token from `meshwork control token`");
@@ -192,6 +240,17 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut status = control.status_changes();
+    let admin = rt.block_on(tokio::net::TcpListener::bind(admin_address)).map_err(|e| {
+        anyhow::anyhow!("cannot serve the admin API on {admin_address}: {e}; choose another with --admin-address")
+    })?;
+    let reported = meshwork_control::admin::Reported {
+        status: control.status_changes(),
+        stats: control.stats().clone(),
+        modules: control.modules().clone(),
+    };
+    let (stop_admin, stopped) = tokio::sync::watch::channel(false);
+    rt.spawn(meshwork_control::admin::serve(reported, admin, stopped));
+    tracing::info!(admin = %admin_address, "serving the admin API: /status (meshwork control status), /metrics");
     rt.block_on(async move {
         let terminated = crate::signal::terminated();
         tokio::pin!(terminated);
@@ -214,6 +273,7 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
                 }
             }
         }
+        stop_admin.send_replace(true);
         control.stop();
         anyhow::Ok(())
     })

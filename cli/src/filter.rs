@@ -67,6 +67,62 @@ enum Cmd {
         #[arg(long)]
         response: Option<u16>,
     },
+    /// Push a compiled filter to an OCI registry as REGISTRY/REPOSITORY:TAG; prints the manifest digest (what a
+    /// WasmPlugin's `sha256` or `@sha256:` pins) and the module's sha256. Istio's format by default, so the artifact
+    /// works in Istio and Envoy Gateway too.
+    Push {
+        /// The module.
+        file: PathBuf,
+        /// Where to push it: REGISTRY/REPOSITORY:TAG (an oci:// prefix is fine).
+        reference: String,
+        /// The artifact format: `istio` (an OCI image whose one tar.gz layer holds plugin.wasm) or `cncf` (the
+        /// CNCF Wasm OCI artifact: an application/wasm layer, read by wkg, containerd and wasmCloud).
+        #[arg(long, default_value = "istio", value_parser = ["istio", "cncf"])]
+        format: String,
+        #[command(flatten)]
+        registry: crate::filter_oci::RegistryArgs,
+    },
+    /// Pull a filter from an OCI registry (Istio's format, the CNCF Wasm artifact, the solo.io and wasm-to-oci
+    /// formats), checking every digest; prints the manifest digest and the module's sha256.
+    Pull {
+        /// What to pull: REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+        reference: String,
+        /// Where to write the module.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        registry: crate::filter_oci::RegistryArgs,
+    },
+    /// Sign a pushed filter with a private key: a cosign-compatible signature of its manifest digest, stored in the
+    /// same repository under the tag sha256-DIGEST.sig (`cosign verify --key` accepts it).
+    Sign {
+        /// The filter: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST.
+        reference: String,
+        /// The private key (PEM PKCS#8, from `meshwork filter keygen`, or an unencrypted EC key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        registry: crate::filter_oci::RegistryArgs,
+    },
+    /// Check that a pushed filter carries a valid signature by one of the given public keys (cosign.pub format).
+    Verify {
+        /// The filter: REGISTRY/REPOSITORY:TAG or @sha256:DIGEST.
+        reference: String,
+        /// A public key (PEM); repeat to accept any of several.
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Vec<PathBuf>,
+        #[command(flatten)]
+        registry: crate::filter_oci::RegistryArgs,
+    },
+    /// Make a signing key pair: PREFIX.key (private, owner-only) and PREFIX.pub (public, as cosign.pub).
+    Keygen {
+        /// Path and name of the two files, without extension.
+        #[arg(long, default_value = "meshwork")]
+        prefix: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs `meshwork filter ...`.
@@ -91,7 +147,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             headers,
             response,
         } => test(&file, &config, &request, &headers, response),
+        Cmd::Push {
+            file,
+            reference,
+            format,
+            registry,
+        } => print(block_on(crate::filter_oci::push(
+            &file,
+            &reference,
+            format == "cncf",
+            &registry,
+        ))?),
+        Cmd::Pull {
+            reference,
+            output,
+            registry,
+        } => print(block_on(crate::filter_oci::pull(
+            &reference, &output, &registry,
+        ))?),
+        Cmd::Sign {
+            reference,
+            key,
+            registry,
+        } => print(block_on(crate::filter_oci::sign(
+            &reference, &key, &registry,
+        ))?),
+        Cmd::Verify {
+            reference,
+            key,
+            registry,
+        } => print(block_on(crate::filter_oci::verify(
+            &reference, &key, &registry,
+        ))?),
+        Cmd::Keygen { prefix, force } => print(crate::filter_oci::keygen(&prefix, force)?),
     }
+}
+
+/// Runs a registry operation on a small runtime of its own.
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn print(text: String) -> anyhow::Result<()> {
+    #[expect(clippy::print_stdout, reason = "the CLI's own output")]
+    {
+        print!("{text}");
+    }
+    Ok(())
 }
 
 fn build(dir: &Path, target: &str) -> anyhow::Result<()> {

@@ -21,6 +21,7 @@
     )
 )]
 
+pub mod admin;
 pub mod ads;
 pub mod ca;
 pub mod istio;

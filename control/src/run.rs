@@ -11,6 +11,7 @@ use crate::mesh::Mesh;
 use crate::{
     ads::{AdsServer, stats::Stats},
     ca::{Ca, CaError, CaOptions, listener::SecurePort},
+    modules::{ModuleOptions, ModuleStore, Modules, oci::OciRegistry},
     source::{self, Polling, Status},
     translate::Sidecars,
     views::{MeshViews, Security},
@@ -21,6 +22,9 @@ use crate::{
 /// dropped and reset a second later (1,000 clients connecting at once lost half of them). The kernel caps it at
 /// `net.core.somaxconn` (4096 by default).
 const ACCEPT_BACKLOG: i32 = 4096;
+
+/// How long a starting control plane waits for its plugins' modules before it serves.
+const FIRST_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long stopping waits for clients to close their connections.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -38,6 +42,8 @@ pub struct Options {
     pub polling: Polling,
     /// The mesh CA and its TLS port ([`CaOptions::default`]: a root in memory, a free loopback port).
     pub ca: CaOptions,
+    /// Where `oci://` modules are cached and how registries are reached.
+    pub modules: ModuleOptions,
 }
 
 /// Why the control plane did not start.
@@ -74,6 +80,9 @@ pub enum StartError {
     /// The CA cannot be loaded or set up.
     #[error("the mesh CA: {0}")]
     Ca(#[from] CaError),
+    /// The module cache or the registry client cannot be set up.
+    #[error("the module cache: {0}")]
+    Modules(String),
     /// The thread or runtime could not be started.
     #[error("cannot start the control plane: {0}")]
     Runtime(std::io::Error),
@@ -89,6 +98,7 @@ pub struct ControlPlane {
     ca_address: SocketAddr,
     ca: Arc<Ca>,
     views: Arc<MeshViews>,
+    modules: Arc<Modules>,
     status: watch::Receiver<Status>,
     stats: Arc<Stats>,
     stop: watch::Sender<bool>,
@@ -107,7 +117,8 @@ impl ControlPlane {
     /// Loads the directory (failing with every error if it does not load) and the CA, binds the xDS and CA ports
     /// and starts serving.
     pub fn start(options: Options) -> Result<ControlPlane, StartError> {
-        let port = SecurePort::new(&options.ca)?;
+        let modules = start_modules(&options.modules)?;
+        let port = SecurePort::new(&options.ca)?.with_modules(modules.store().clone());
         let mut loader = source::DirLoader::default();
         let (mesh, count) = loader
             .load(&options.dir)
@@ -120,6 +131,7 @@ impl ControlPlane {
             options.sidecars,
             security(&port, &options.ca),
         ));
+        views.set_modules(modules.clone());
         let initial = Status {
             version: 1,
             resources: count,
@@ -130,6 +142,7 @@ impl ControlPlane {
             options.xds_address,
             port,
             views,
+            modules,
             initial,
             move |views, status, stop| async move {
                 tokio::spawn(source::watch_dir(dir, views, polling, status, stop, loader));
@@ -147,18 +160,22 @@ impl ControlPlane {
     pub fn start_kube(
         xds_address: SocketAddr,
         ca: &CaOptions,
+        modules: ModuleOptions,
         options: crate::kube::Options,
     ) -> Result<ControlPlane, StartError> {
-        let port = SecurePort::new(ca)?;
+        let modules = start_modules(&modules)?;
+        let port = SecurePort::new(ca)?.with_modules(modules.store().clone());
         let views = Arc::new(MeshViews::with_security(
             Mesh::default(),
             Sidecars::default(),
             security(&port, ca),
         ));
+        views.set_modules(modules.clone());
         launch(
             xds_address,
             port,
             views,
+            modules,
             Status::default(),
             move |views, status, stop| async move {
                 crate::kube::start(options, views, status, stop)
@@ -186,6 +203,11 @@ impl ControlPlane {
     /// The views (to register sidecars, read the mesh).
     pub fn views(&self) -> &Arc<MeshViews> {
         &self.views
+    }
+
+    /// The plugins' modules: what each resolved to, and why not.
+    pub fn modules(&self) -> &Arc<Modules> {
+        &self.modules
     }
 
     /// What the configuration source last did.
@@ -216,6 +238,49 @@ impl ControlPlane {
     }
 }
 
+/// The module cache and the registry client.
+fn start_modules(options: &ModuleOptions) -> Result<Arc<Modules>, StartError> {
+    let dir = options.cache.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "meshwork-control-modules-{}-{}",
+            std::process::id(),
+            NEXT_CACHE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ))
+    });
+    let store = ModuleStore::open(&dir).map_err(|e| {
+        StartError::Modules(format!(
+            "cannot create {}: {e}; check --module-cache",
+            dir.display()
+        ))
+    })?;
+    let registry = OciRegistry::new(options.registry.clone())
+        .map_err(|e| StartError::Modules(format!("the registry client: {e}")))?;
+    Ok(Modules::new(Arc::new(store), Arc::new(registry)))
+}
+
+/// Numbers the temporary caches of control planes started in one process.
+static NEXT_CACHE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Rebuilds the views each time a module resolution changes what they serve.
+async fn follow_modules(
+    modules: Arc<Modules>,
+    views: Arc<MeshViews>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut changes = modules.changes();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                views.refresh_modules();
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Starts the control plane's thread and runtime: `source` starts the configuration source (returning once the
 /// first mesh is in `views`), then the xDS and CA ports are bound and served until stopped. Returns once serving,
 /// or with the first error.
@@ -223,6 +288,7 @@ fn launch<F, Fut>(
     xds_address: SocketAddr,
     port: SecurePort,
     views: Arc<MeshViews>,
+    modules: Arc<Modules>,
     initial: Status,
     source: F,
 ) -> Result<ControlPlane, StartError>
@@ -240,6 +306,7 @@ where
     let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
     let thread = {
         let views = views.clone();
+        let modules = modules.clone();
         std::thread::Builder::new()
             .name("meshwork-xds".into())
             .spawn(move || {
@@ -251,8 +318,15 @@ where
                     Err(e) => return drop(ready_tx.send(Err(StartError::Runtime(e)))),
                 };
                 rt.block_on(async move {
-                    if let Err(e) = source(views, status_tx, stop_rx.clone()).await {
+                    if let Err(e) = source(views.clone(), status_tx, stop_rx.clone()).await {
                         return drop(ready_tx.send(Err(e)));
+                    }
+                    tokio::spawn(modules.clone().run(stop_rx.clone()));
+                    tokio::spawn(follow_modules(modules.clone(), views, stop_rx.clone()));
+                    // The first config served has the modules in it (or their failStrategy), unless a registry
+                    // takes too long; then plugins join as their modules resolve.
+                    if tokio::time::timeout(FIRST_RESOLUTION, modules.first_attempts()).await.is_err() {
+                        tracing::warn!("modules still resolving after {FIRST_RESOLUTION:?}; serving without them for now");
                     }
                     let listeners = bind_both(xds_address, ca_address);
                     let (listener, ca_listener, bound) = match listeners {
@@ -307,6 +381,7 @@ where
         ca_address,
         ca,
         views,
+        modules,
         status,
         stats,
         stop,

@@ -64,6 +64,7 @@ fn start(root: &Path, ca: CaOptions, mesh: Option<PathBuf>) -> ControlPlane {
         sidecars: Default::default(),
         polling: Polling::default(),
         ca,
+        modules: Default::default(),
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -88,7 +88,13 @@ fn options(api: &ApiServer, namespace: Option<&str>, sync_timeout: Duration) -> 
 
 fn start(api: &ApiServer, namespace: Option<&str>) -> ControlPlane {
     let options = options(api, namespace, support::HUNG);
-    ControlPlane::start_kube("127.0.0.1:0".parse().unwrap(), &Default::default(), options).unwrap()
+    ControlPlane::start_kube(
+        "127.0.0.1:0".parse().unwrap(),
+        &Default::default(),
+        Default::default(),
+        options,
+    )
+    .unwrap()
 }
 
 /// The weights of the first route of `reviews`.
@@ -278,10 +284,14 @@ async fn a_kind_the_cluster_refuses_fails_the_start_with_the_reason() {
          \"pods\" in API group \"\" at the cluster scope",
     );
     let options = options(&api, None, Duration::from_millis(1500));
-    let err =
-        ControlPlane::start_kube("127.0.0.1:0".parse().unwrap(), &Default::default(), options)
-            .err()
-            .expect("the Pods are never listed");
+    let err = ControlPlane::start_kube(
+        "127.0.0.1:0".parse().unwrap(),
+        &Default::default(),
+        Default::default(),
+        options,
+    )
+    .err()
+    .expect("the Pods are never listed");
     let msg = err.to_string();
     assert!(
         msg.starts_with("the Kubernetes API did not list every kind within 1.5s: Pod: ")

@@ -63,6 +63,7 @@ fn start(dir: &std::path::Path) -> ControlPlane {
             settle: Duration::from_millis(20),
         },
         ca: Default::default(),
+        modules: Default::default(),
     })
     .unwrap()
 }

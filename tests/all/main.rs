@@ -15,6 +15,7 @@ mod grpc;
 mod http;
 mod mesh;
 mod mesh_mtls;
+mod oci_mesh;
 mod policy_authz;
 mod policy_chain;
 mod policy_circuit_breaker;

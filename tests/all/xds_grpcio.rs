@@ -306,6 +306,7 @@ async fn grpcio_client_follows_the_virtual_service_split_live() {
             settle: Duration::from_millis(20),
         },
         ca: Default::default(),
+        modules: Default::default(),
     })
     .unwrap();
     let bootstrap_path = std::env::temp_dir().join(format!(

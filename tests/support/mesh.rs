@@ -161,7 +161,8 @@ impl TestMesh {
         let xds = control.xds_address();
         let mut started = BTreeMap::new();
         for ((name, app, served), s) in apps.into_iter().zip(&sidecars) {
-            let sidecar = start_sidecar(xds, s.0, s.1, agent(&control, name));
+            let cache = dir.with_extension("proxy-modules");
+            let sidecar = start_sidecar(xds, s.0, s.1, agent(&control, name), cache);
             started.insert(
                 name.to_string(),
                 MeshWorkload {
@@ -247,6 +248,8 @@ impl TestMesh {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(&self.ca_dir);
+        let _ = std::fs::remove_dir_all(self.dir.with_extension("modules"));
+        let _ = std::fs::remove_dir_all(self.dir.with_extension("proxy-modules"));
     }
 }
 
@@ -391,11 +394,22 @@ fn start_control_plane(
         sidecars: sidecars.clone(),
         polling: options.polling,
         ca,
+        // Kept beside the directory, so that a restarted control plane finds the modules it pulled.
+        modules: meshwork_control::modules::ModuleOptions {
+            cache: Some(dir.with_extension("modules")),
+            ..Default::default()
+        },
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn start_sidecar(xds: SocketAddr, node: &str, at: &Sidecar, agent: AgentOptions) -> TestProxy {
+fn start_sidecar(
+    xds: SocketAddr,
+    node: &str,
+    at: &Sidecar,
+    agent: AgentOptions,
+    module_cache: PathBuf,
+) -> TestProxy {
     TestProxy::start_xds_with(meshwork_host::xds::XdsOptions {
         server: xds.to_string(),
         node: node.to_string(),
@@ -405,7 +419,7 @@ fn start_sidecar(xds: SocketAddr, node: &str, at: &Sidecar, agent: AgentOptions)
         workers: Some(1),
         drain_timeout: Duration::from_secs(1),
         agent: Some(agent),
-        module_cache: None,
+        module_cache: Some(module_cache),
     })
     .with_addr(at.outbound)
 }

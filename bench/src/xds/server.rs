@@ -31,6 +31,7 @@ pub fn serve(dir: PathBuf, poll: Duration, settle: Duration) -> anyhow::Result<(
         },
         // The simulated fleet has no certificate agents: a plaintext mesh, as before the CA.
         ca: Default::default(),
+        modules: Default::default(),
     })?;
     say(&format!("ready {}", cp.xds_address()))?;
     let mut status = cp.status_changes();

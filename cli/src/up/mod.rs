@@ -44,6 +44,8 @@ pub struct Args {
     /// lifetime (--workload-cert-ttl sets the lifetime, e.g. 1m to watch rotations).
     #[command(flatten)]
     ca: crate::control::CaArgs,
+    #[command(flatten)]
+    modules: crate::control::ModuleArgs,
 }
 
 /// The certificate agent of `workload`'s sidecar.
@@ -113,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sidecars,
         polling: Polling::default(),
         ca: args.ca.options()?,
+        modules: args.modules.options(),
     })?;
     if args.demo_upstreams {
         start_demo_apps(&mesh, &plan)?;

@@ -7,9 +7,12 @@ pub mod serve;
 pub mod store;
 
 pub use store::{ModuleStore, Resolved};
+pub mod oci;
+pub mod options;
 pub mod resolve;
 pub mod table;
 
+pub use options::{ModuleOptions, RegistryOptions};
 pub use resolve::{PullError, Registry, Wanted};
 pub use table::{ModuleStatus, Modules};
 

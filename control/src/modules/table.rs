@@ -155,6 +155,17 @@ impl Modules {
         Some(out)
     }
 
+    /// Waits until every plugin's module had its first attempt (resolved or failed), so that a starting control
+    /// plane serves its first config with the modules in it.
+    pub async fn first_attempts(&self) {
+        let mut changes = self.changes();
+        while self.lock().values().any(|e| !e.attempted) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Every plugin's module, by plugin name.
     pub fn status(&self) -> Vec<ModuleStatus> {
         self.lock()

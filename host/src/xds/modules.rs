@@ -223,8 +223,8 @@ mod tests {
         let yaml = format!(
             "listeners:\n- name: l\n  address: 127.0.0.1:0\n  filters:\n  - name: a\n    url: https://cp{MODULES_PATH}{hex}\n    sha256: {hex}\n  - name: b\n    url: https://cp{MODULES_PATH}{hex}\n    sha256: {hex}\n  virtual_hosts: []\nclusters: []\n"
         );
-        let config: Config = serde_yaml::from_str(&yaml).unwrap();
-        let local = modules.localize(config.clone()).await.unwrap();
+        let config: Config = serde_yaml::from_str(&yaml).expect("the test config parses");
+        let local = modules.localize(config.clone()).await.expect("fetched");
         let want = format!("file://{}/sha256/{hex}.wasm", dir.display());
         assert_eq!(local.listeners[0].filters[0].url.as_deref(), Some(&*want));
         assert_eq!(local.listeners[0].filters[1].url.as_deref(), Some(&*want));
@@ -232,8 +232,8 @@ mod tests {
         assert_eq!(source.1.load(std::sync::atomic::Ordering::SeqCst), 2);
         let offline = Modules::new(dir.clone(), None);
         assert!(offline.localize(config.clone()).await.is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
-        let err = offline.localize(config).await.unwrap_err();
+        std::fs::remove_dir_all(&dir).expect("the cache is removed");
+        let err = offline.localize(config).await.expect_err("nothing cached");
         assert!(
             err.contains("plugin `a`") && err.contains("no control plane"),
             "{err}"

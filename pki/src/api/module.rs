@@ -43,6 +43,9 @@ pub async fn fetch_module(
             None => CaClientError::from_transport(address, e),
         }
     };
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .map_err(|e| transport(&e))?;
     let response = channel.call(request).await.map_err(|e| transport(&e))?;
     let status = response.status();
     let body = Limited::new(response.into_body(), max_bytes)

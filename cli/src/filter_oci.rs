@@ -159,10 +159,7 @@ pub async fn pull(reference: &str, out: &Path, registry: &RegistryArgs) -> anyho
     let reference: Reference = reference.parse()?;
     let (client, auth) = (registry.client()?, registry.auth(&reference)?);
     let bar = Bar::new();
-    let pulled = client
-        .pull(&reference, &auth, &bar)
-        .await
-        .map_err(|e| oci_error(e, &reference))?;
+    let pulled = client.pull(&reference, &auth, &bar).await?;
     bar.done();
     let tmp = out.with_extension("partial");
     std::fs::write(&tmp, &pulled.wasm).with_context(|| format!("writing {}", tmp.display()))?;
@@ -191,11 +188,7 @@ pub async fn sign(reference: &str, key: &Path, registry: &RegistryArgs) -> anyho
         "already signed with this key"
     };
     Ok(format!(
-        "{what}: {reference}
-manifest digest  {}
-signature        {} ({})
-key              {}
-",
+        "{what}: {reference}\nmanifest digest  {}\nsignature        {} ({})\nkey              {}\n",
         signed.manifest_digest,
         signed.signature,
         signed.signature_digest,
@@ -224,10 +217,7 @@ pub async fn verify(
         .verify(&reference, &digest, &verifying, &auth)
         .await?;
     Ok(format!(
-        "verified: {reference}
-manifest digest  {}
-signed by        {} ({})
-",
+        "verified: {reference}\nmanifest digest  {}\nsigned by        {} ({})\n",
         verified.manifest_digest,
         keys[verified.key_index].display(),
         verified.key_fingerprint,
@@ -249,10 +239,7 @@ pub fn keygen(prefix: &Path, force: bool) -> anyhow::Result<String> {
     std::fs::write(&public, key.verifying_key().to_pem())
         .with_context(|| format!("writing {}", public.display()))?;
     Ok(format!(
-        "private key  {} (keep it secret)
-public key   {} (give it to verifiers: WasmPlugin verificationKey)
-fingerprint  {}
-",
+        "private key  {} (keep it secret)\npublic key   {} (give it to verifiers: WasmPlugin verificationKey)\nfingerprint  {}\n",
         private.display(),
         public.display(),
         key.verifying_key().fingerprint()
@@ -270,10 +257,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(bytes)?;
     Ok(())
-}
-
-fn oci_error(e: meshwork_oci::OciError, reference: &Reference) -> anyhow::Error {
-    anyhow::Error::new(e).context(format!("pulling {reference}"))
 }
 
 /// A progress bar on standard error when it is a terminal; silent otherwise.

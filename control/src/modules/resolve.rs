@@ -31,7 +31,12 @@ pub struct Wanted {
 impl Wanted {
     /// What `plugin` wants, if its module is an `oci://` URL.
     pub fn of(plugin: &Plugin) -> Option<Wanted> {
-        let rest = plugin.url.strip_prefix("oci://")?;
+        // Without a scheme the URL is an OCI reference, as in Istio.
+        let rest = match plugin.url.strip_prefix("oci://") {
+            Some(rest) => rest,
+            None if !plugin.url.contains("://") && !plugin.url.is_empty() => &plugin.url,
+            None => return None,
+        };
         let url_digest = rest.split_once('@').map(|(_, d)| d.to_string());
         let pin = match plugin.sha256.as_deref() {
             Some(s) if s.starts_with("sha256:") => Some(s.to_ascii_lowercase()),

@@ -364,4 +364,7 @@ fn wanted_table() {
         );
     }
     assert!(Wanted::of(&plugin("builtin://router")).is_none());
+    assert!(Wanted::of(&plugin("file:///x.wasm")).is_none());
+    let bare = Wanted::of(&plugin("r/x:1")).expect("a URL without scheme is an OCI reference");
+    assert_eq!((bare.url.as_str(), bare.always), ("r/x:1", false));
 }

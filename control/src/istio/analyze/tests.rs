@@ -319,7 +319,34 @@ fn value_errors() {
             &[(
                 E,
                 "spec.url",
-                "`s3://` is not a module source: use oci://, file://, http://, https:// or builtin://",
+                "`s3://` is not a module source: use oci://, file:// or builtin://",
+            )],
+        ),
+        (
+            "url: builtin://router",
+            "url: https://example.com/f.wasm",
+            &[(
+                E,
+                "spec.url",
+                "`https://` modules are not fetched by meshwork's control plane: push the module to a registry (`meshwork filter push`) and use oci://, or use file://",
+            )],
+        ),
+        (
+            "url: builtin://router",
+            "url: builtin://router\n  imagePullSecret: regcred",
+            &[(
+                W,
+                "spec.imagePullSecret",
+                "applies only to oci:// modules; it is ignored for this url",
+            )],
+        ),
+        (
+            "url: builtin://router",
+            "url: oci://r/f:1\n  verificationKey: not a key",
+            &[(
+                E,
+                "spec.verificationKey",
+                "cannot read the public key: no `PUBLIC KEY` PEM block found (cosign.pub has one)",
             )],
         ),
         (

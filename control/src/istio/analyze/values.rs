@@ -227,16 +227,42 @@ pub fn authorization_policy(out: &mut Out<'_>, ap: &Located<AuthorizationPolicy>
 pub fn wasm_plugin(out: &mut Out<'_>, wp: &Located<WasmPlugin>) {
     let url = &wp.spec.url;
     match url.split_once("://") {
-        Some((scheme, _)) if ["oci", "file", "http", "https", "builtin"].contains(&scheme) => {}
+        Some((scheme, _)) if ["oci", "file", "builtin"].contains(&scheme) => {}
+        Some((scheme @ ("http" | "https"), _)) => out.error(
+            p("spec.url"),
+            format!(
+                "`{scheme}://` modules are not fetched by meshwork's control plane: push the module to a registry \
+                 (`meshwork filter push`) and use oci://, or use file://"
+            ),
+        ),
         Some((scheme, _)) => out.error(
             p("spec.url"),
-            format!("`{scheme}://` is not a module source: use oci://, file://, http://, https:// or builtin://"),
+            format!("`{scheme}://` is not a module source: use oci://, file:// or builtin://"),
         ),
         None if url.is_empty() => out.error(p("spec.url"), "the url is required: where the module comes from"),
         None => out.warning(
             p("spec.url"),
             format!("`{url}` has no scheme, so it is read as an OCI image (oci://{url}); write the scheme"),
         ),
+    }
+    let oci = url.starts_with("oci://") || !url.contains("://");
+    if let Some(key) = &wp.spec.verification_key {
+        if let Err(e) = meshwork_oci::VerifyingKey::from_pem(key) {
+            out.error(p("spec.verificationKey"), format!("{e}"));
+        }
+    }
+    let pull_fields = [
+        ("spec.imagePullPolicy", wp.spec.image_pull_policy.is_some()),
+        ("spec.imagePullSecret", wp.spec.image_pull_secret.is_some()),
+        ("spec.verificationKey", wp.spec.verification_key.is_some()),
+    ];
+    for (field, given) in pull_fields {
+        if given && !oci {
+            out.warning(
+                p(field),
+                "applies only to oci:// modules; it is ignored for this url",
+            );
+        }
     }
     if let Some(sha) = &wp.spec.sha256
         && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))

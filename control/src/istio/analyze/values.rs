@@ -246,10 +246,10 @@ pub fn wasm_plugin(out: &mut Out<'_>, wp: &Located<WasmPlugin>) {
         ),
     }
     let oci = url.starts_with("oci://") || !url.contains("://");
-    if let Some(key) = &wp.spec.verification_key {
-        if let Err(e) = meshwork_oci::VerifyingKey::from_pem(key) {
-            out.error(p("spec.verificationKey"), format!("{e}"));
-        }
+    if let Some(key) = &wp.spec.verification_key
+        && let Err(e) = meshwork_oci::VerifyingKey::from_pem(key)
+    {
+        out.error(p("spec.verificationKey"), format!("{e}"));
     }
     let pull_fields = [
         ("spec.imagePullPolicy", wp.spec.image_pull_policy.is_some()),

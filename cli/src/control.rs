@@ -225,6 +225,27 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the control plane's admin API (`/status`, `/metrics`, `/ready`) on `address` from `rt`, until the returned
+/// sender says stop.
+pub fn serve_admin(
+    rt: &tokio::runtime::Runtime,
+    control: &ControlPlane,
+    address: SocketAddr,
+) -> anyhow::Result<tokio::sync::watch::Sender<bool>> {
+    let admin = rt.block_on(tokio::net::TcpListener::bind(address)).map_err(|e| {
+        anyhow::anyhow!("cannot serve the control plane's admin API on {address}: {e}; choose another with --admin-address")
+    })?;
+    let reported = meshwork_control::admin::Reported {
+        status: control.status_changes(),
+        stats: control.stats().clone(),
+        modules: control.modules().clone(),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    rt.spawn(meshwork_control::admin::serve(reported, admin, stopped));
+    tracing::info!(admin = %address, "serving the control plane's admin API: /status (meshwork control status), /metrics");
+    Ok(stop)
+}
+
 /// Serves until SIGINT/SIGTERM (or prints a token for `meshwork control token`).
 pub fn run(mut args: Args) -> anyhow::Result<()> {
     match args.command.take() {
@@ -240,17 +261,7 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut status = control.status_changes();
-    let admin = rt.block_on(tokio::net::TcpListener::bind(admin_address)).map_err(|e| {
-        anyhow::anyhow!("cannot serve the admin API on {admin_address}: {e}; choose another with --admin-address")
-    })?;
-    let reported = meshwork_control::admin::Reported {
-        status: control.status_changes(),
-        stats: control.stats().clone(),
-        modules: control.modules().clone(),
-    };
-    let (stop_admin, stopped) = tokio::sync::watch::channel(false);
-    rt.spawn(meshwork_control::admin::serve(reported, admin, stopped));
-    tracing::info!(admin = %admin_address, "serving the admin API: /status (meshwork control status), /metrics");
+    let stop_admin = serve_admin(&rt, &control, admin_address)?;
     rt.block_on(async move {
         let terminated = crate::signal::terminated();
         tokio::pin!(terminated);

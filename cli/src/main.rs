@@ -26,7 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "meshwork", version, about, long_about = None, propagate_version = true)]
 struct Cli {
-    /// Log format: `text` or `json`. Levels come from `RUST_LOG` (default `info`).
+    /// Log format: `text` or `json`. Levels come from `RUST_LOG` (default `info` for up, proxy and control, `warn` for the other commands).
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
     #[command(subcommand)]
@@ -43,13 +43,19 @@ enum Command {
     Control(control::Args),
     /// Check the Istio YAML the control plane reads: `meshwork config validate DIR`.
     Config(config_cmd::Args),
-    /// Create a WASM filter crate, build one, or run a request through one.
+    /// Create a WASM filter crate, build one, run a request through one; push, pull, sign and verify filters in OCI
+    /// registries.
     Filter(filter::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    // Servers log what they do; one-shot commands print their result and log only problems.
+    let level = match cli.command {
+        Command::Up(_) | Command::Proxy(_) | Command::Control(_) => "info",
+        Command::Config(_) | Command::Filter(_) => "warn",
+    };
+    init_tracing(&cli.log_format, level);
     builtin::register();
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args),
@@ -70,9 +76,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

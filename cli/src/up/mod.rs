@@ -46,6 +46,9 @@ pub struct Args {
     ca: crate::control::CaArgs,
     #[command(flatten)]
     modules: crate::control::ModuleArgs,
+    /// Where the control plane serves its admin API: /status (`meshwork control status --admin ADDR`), /metrics.
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    admin_address: SocketAddr,
 }
 
 /// The certificate agent of `workload`'s sidecar.
@@ -144,10 +147,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )]
     {
         println!(
-            "meshwork up: control plane (xDS) on {}, mesh CA on {} (trust domain {})",
+            "meshwork up: control plane (xDS) on {}, mesh CA on {} (trust domain {}), status: meshwork control status --admin {}",
             control.xds_address(),
             control.ca_address(),
-            control.ca().trust_domain()
+            control.ca().trust_domain(),
+            args.admin_address
         );
         print!("{}", plan::table(&plan));
         let (host, outbound) = example_call(&mesh, &plan);
@@ -165,11 +169,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let stop_admin = crate::control::serve_admin(&rt, &control, args.admin_address)?;
     rt.block_on(async move {
         crate::signal::terminated().await?;
         for r in running {
             r.shutdown().await;
         }
+        stop_admin.send_replace(true);
         control.stop();
         anyhow::Ok(())
     })

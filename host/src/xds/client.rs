@@ -58,6 +58,8 @@ pub struct Client {
     state: State,
     applied: Option<Config>,
     modules: super::modules::Modules,
+    /// When the module cache was last swept.
+    swept: Option<std::time::Instant>,
 }
 
 impl Client {
@@ -71,6 +73,7 @@ impl Client {
             state: State::default(),
             applied: None,
             modules: super::modules::Modules::new(default_module_cache(), None),
+            swept: None,
         }
     }
 
@@ -166,6 +169,24 @@ impl Client {
         Ok(())
     }
 
+    /// At most hourly, drops cached modules the running `config` does not use.
+    fn sweep_modules(&mut self, config: &Config) {
+        if self
+            .swept
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(3600))
+        {
+            return;
+        }
+        self.swept = Some(std::time::Instant::now());
+        let gone = self.modules.sweep(config);
+        if gone > 0 {
+            tracing::info!(
+                modules = gone,
+                "unused modules left the proxy's module cache"
+            );
+        }
+    }
+
     /// Shows what is held in `/config_dump` (before a config built from it applies, so a test that sees the traffic
     /// change also sees the versions).
     fn publish_versions(&self) {
@@ -211,6 +232,7 @@ impl Client {
                     match apply(proxy, config.clone()).await {
                         Ok(version) => {
                             tracing::info!(version, nonce = %resp.nonce, "xDS config applied");
+                            self.sweep_modules(&config);
                             self.applied = Some(config);
                             self.status.applied(version);
                         }

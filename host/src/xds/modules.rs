@@ -21,6 +21,8 @@ use crate::{config::Config, tls::agent::CertificateSource};
 const MAX_MODULE_BYTES: usize = 256 << 20;
 /// Pauses before the second and third attempt of a failed fetch that may succeed later.
 const RETRY: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(1500)];
+/// Cached modules no plugin of the running config uses leave the cache when unused this long.
+const EVICT_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Where remote modules come from and are kept.
 #[derive(Clone)]
@@ -62,10 +64,48 @@ impl Modules {
         Ok(config)
     }
 
+    /// Deletes cached modules that `config` (the config now running) does not use and that were last fetched or used
+    /// more than a day ago; a module in use is never deleted. Returns how many went.
+    pub fn sweep(&self, config: &Config) -> usize {
+        let in_use: std::collections::HashSet<&str> = config
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                let routes = l
+                    .virtual_hosts
+                    .iter()
+                    .flat_map(|v| &v.routes)
+                    .flat_map(|r| &r.filters);
+                l.filters.iter().chain(routes)
+            })
+            .filter_map(|p| p.sha256.as_deref())
+            .collect();
+        let Ok(entries) = std::fs::read_dir(self.dir.join("sha256")) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut gone = 0;
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name();
+            let Some(sha) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
+                continue;
+            };
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > EVICT_AFTER);
+            if old && !in_use.contains(sha) && std::fs::remove_file(e.path()).is_ok() {
+                gone += 1;
+            }
+        }
+        gone
+    }
+
     /// The cached file of module `sha`, fetching it first if it is not cached (or damaged).
     async fn ensure(&self, sha: &str) -> Result<PathBuf, String> {
         let path = self.dir.join("sha256").join(format!("{sha}.wasm"));
         if intact(&path, sha).await {
+            touch(&path);
             return Ok(path);
         }
         let Some(source) = &self.source else {
@@ -125,6 +165,13 @@ pub fn served_digest(url: &str, sha256: Option<&str>) -> Result<String, String> 
             "sha256 {s} is not the digest the URL names ({hex})"
         )),
         None => Err("a remote module needs its sha256".into()),
+    }
+}
+
+/// Marks a cached module as used now (its modification time), so that the sweep keeps it.
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
 }
 
@@ -231,6 +278,20 @@ mod tests {
         // One retried fetch for both plugins; a second config is served from the cache, even with no source.
         assert_eq!(source.1.load(std::sync::atomic::Ordering::SeqCst), 2);
         let offline = Modules::new(dir.clone(), None);
+        let running = offline.localize(config.clone()).await.expect("cached");
+        // The sweep keeps the module in use, however old, and drops an old one no plugin uses.
+        let unused = dir.join("sha256").join(format!("{}.wasm", "cd".repeat(32)));
+        std::fs::write(&unused, b"old").expect("written");
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for f in [&unused, &dir.join("sha256").join(format!("{hex}.wasm"))] {
+            let file = std::fs::File::options()
+                .append(true)
+                .open(f)
+                .expect("opens");
+            file.set_modified(long_ago).expect("set");
+        }
+        assert_eq!(offline.sweep(&running), 1);
+        assert!(!unused.exists());
         assert!(offline.localize(config.clone()).await.is_ok());
         std::fs::remove_dir_all(&dir).expect("the cache is removed");
         let err = offline.localize(config).await.expect_err("nothing cached");

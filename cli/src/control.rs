@@ -154,6 +154,8 @@ pub struct ModuleArgs {
     #[arg(long, value_name = "FILE")]
     registry_config: Option<PathBuf>,
     /// Pull secrets: WasmPlugin imagePullSecret NAME in namespace NS is the Docker config.json DIR/NS/NAME.json.
+    /// With --kube, imagePullSecret names the Secret NAME in namespace NS (type kubernetes.io/dockerconfigjson or
+    /// kubernetes.io/dockercfg); given with --kube, these files win and the cluster's Secrets are not read.
     #[arg(long, value_name = "DIR")]
     pull_secrets: Option<PathBuf>,
     /// A registry (HOST or HOST:PORT) to reach over plain HTTP; loopback registries always may be. Repeat for more.

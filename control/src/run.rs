@@ -11,7 +11,7 @@ use crate::mesh::Mesh;
 use crate::{
     ads::{AdsServer, stats::Stats},
     ca::{Ca, CaError, CaOptions, listener::SecurePort},
-    modules::{ModuleOptions, ModuleStore, Modules, oci::OciRegistry},
+    modules::{ModuleOptions, ModuleStore, Modules, PullSecrets, SecretFiles, oci::OciRegistry},
     source::{self, Polling, Status},
     translate::Sidecars,
     views::{MeshViews, Security},
@@ -117,7 +117,8 @@ impl ControlPlane {
     /// Loads the directory (failing with every error if it does not load) and the CA, binds the xDS and CA ports
     /// and starts serving.
     pub fn start(options: Options) -> Result<ControlPlane, StartError> {
-        let modules = start_modules(&options.modules)?;
+        let secrets = SecretFiles::new(options.modules.registry.pull_secrets.clone());
+        let modules = start_modules(&options.modules, Arc::new(secrets))?;
         let port = SecurePort::new(&options.ca)?.with_modules(modules.store().clone());
         let mut loader = source::DirLoader::default();
         let (mesh, count) = loader
@@ -155,7 +156,8 @@ impl ControlPlane {
     /// (one source of truth: a directory can be `kubectl apply`-ed into the cluster). Returns once every kind has
     /// been listed and the first mesh is being served, so that the xDS port opens only with the cluster's
     /// configuration behind it; fails if the cluster cannot be reached or does not list every kind in time. The CA
-    /// is set up per `ca`, as with [`ControlPlane::start`].
+    /// is set up per `ca`, as with [`ControlPlane::start`]. Pull secrets are the cluster's Secrets, read with the same
+    /// client, unless `modules` names a directory of them.
     #[cfg(feature = "kube")]
     pub fn start_kube(
         xds_address: SocketAddr,
@@ -163,7 +165,17 @@ impl ControlPlane {
         modules: ModuleOptions,
         options: crate::kube::Options,
     ) -> Result<ControlPlane, StartError> {
-        let modules = start_modules(&modules)?;
+        let client = crate::kube::SharedClient::new(options.connect.clone());
+        let secrets: Arc<dyn PullSecrets> = match &modules.registry.pull_secrets {
+            Some(dir) => {
+                tracing::info!(dir = %dir.display(), "pull secrets are read from files, not from the cluster's Secrets");
+                Arc::new(SecretFiles::new(Some(dir.clone())))
+            }
+            None => Arc::new(crate::modules::secrets::kube::KubeSecrets::new(
+                client.clone(),
+            )),
+        };
+        let modules = start_modules(&modules, secrets)?;
         let port = SecurePort::new(ca)?.with_modules(modules.store().clone());
         let views = Arc::new(MeshViews::with_security(
             Mesh::default(),
@@ -178,7 +190,7 @@ impl ControlPlane {
             modules,
             Status::default(),
             move |views, status, stop| async move {
-                crate::kube::start(options, views, status, stop)
+                crate::kube::start(&client, options, views, status, stop)
                     .await
                     .map_err(StartError::Kube)
             },
@@ -238,8 +250,11 @@ impl ControlPlane {
     }
 }
 
-/// The module cache and the registry client.
-fn start_modules(options: &ModuleOptions) -> Result<Arc<Modules>, StartError> {
+/// The module cache and the registry client, with pull secrets from `secrets`.
+fn start_modules(
+    options: &ModuleOptions,
+    secrets: Arc<dyn PullSecrets>,
+) -> Result<Arc<Modules>, StartError> {
     let dir = options.cache.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "meshwork-control-modules-{}-{}",
@@ -253,7 +268,7 @@ fn start_modules(options: &ModuleOptions) -> Result<Arc<Modules>, StartError> {
             dir.display()
         ))
     })?;
-    let registry = OciRegistry::new(options.registry.clone())
+    let registry = OciRegistry::new(options.registry.clone(), secrets)
         .map_err(|e| StartError::Modules(format!("the registry client: {e}")))?;
     Ok(Modules::new(Arc::new(store), Arc::new(registry)))
 }

@@ -3,7 +3,7 @@
 //! broken), a DestinationRule, an AuthorizationPolicy, and the Service, EndpointSlice and Pods of a two-version
 //! `reviews`), then a watch event that changes the VirtualService's weights. Checked: the mesh, the proxyless xDS
 //! view, the status, and what was asked of the API server. Also here (one test binary, one link): the manifests of
-//! deploy/kubernetes/ (`deploy`).
+//! deploy/kubernetes/ (`deploy`), and WasmPlugin pull secrets read from the cluster's Secrets (`secrets`).
 
 #![allow(
     clippy::unwrap_used,
@@ -27,6 +27,8 @@ mod support;
 mod api_server;
 #[path = "kube/deploy.rs"]
 mod deploy;
+#[path = "kube/secrets.rs"]
+mod secrets;
 
 use std::{sync::Arc, time::Duration};
 

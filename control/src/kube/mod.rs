@@ -6,7 +6,8 @@
 //!   naming `KIND NAMESPACE/NAME` and the field);
 //! - [`registry`]: Services, EndpointSlices and Pods into the mesh's services, endpoints and workloads;
 //! - [`state`]: what the watchers have seen, and the mesh it makes;
-//! - the watchers themselves, debounced (100 ms quiet, 1 s at most) and applied with [`MeshViews::set_mesh`].
+//! - the watchers themselves, debounced (100 ms quiet, 1 s at most) and applied with [`MeshViews::set_mesh`];
+//! - [`SharedClient`]: the one client, which the pull secrets (`crate::modules::secrets::kube`) read Secrets with.
 //!
 //! An object that does not convert is logged (with its namespace, name and field), listed in the source status as
 //! rejected, and left out; the rest of the mesh keeps working. docs/istio.md ("From Kubernetes") has the details.
@@ -98,24 +99,57 @@ pub enum Error {
     },
 }
 
-/// Connects, starts the watchers on the current runtime and waits until every kind has been listed and the first
-/// mesh applied to `views` (version 1 on `status`), or fails after `sync_timeout`. The watchers keep applying
-/// changes until `stop` turns true.
+/// The one Kubernetes client of a control plane, made per its [`Connect`] on first use and shared by the watchers and
+/// the pull secrets ([`crate::modules::secrets::kube`]). It is made on the runtime that first asks for it (kube's
+/// client runs a worker task there): the control plane's own. A failed attempt is made again at the next use.
+#[derive(Clone)]
+pub struct SharedClient {
+    connect: Connect,
+    client: Arc<tokio::sync::OnceCell<::kube::Client>>,
+}
+
+impl SharedClient {
+    /// A client to be made per `connect`.
+    pub fn new(connect: Connect) -> Self {
+        SharedClient {
+            connect,
+            client: Arc::default(),
+        }
+    }
+
+    /// The client, made now if it was not yet.
+    pub async fn get(&self) -> Result<::kube::Client, Error> {
+        self.client
+            .get_or_try_init(|| connect(&self.connect))
+            .await
+            .cloned()
+    }
+}
+
+/// Makes the client `connect` says: the one place clients are made.
+async fn connect(connect: &Connect) -> Result<::kube::Client, Error> {
+    match connect {
+        Connect::Infer => {
+            let config = ::kube::Config::infer()
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?;
+            ::kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
+        }
+        Connect::With(make) => Ok(make()),
+    }
+}
+
+/// Connects with `client` (made per `options.connect`, see [`SharedClient`]), starts the watchers on the current
+/// runtime and waits until every kind has been listed and the first mesh applied to `views` (version 1 on `status`),
+/// or fails after `sync_timeout`. The watchers keep applying changes until `stop` turns true.
 pub async fn start(
+    client: &SharedClient,
     options: Options,
     views: Arc<MeshViews>,
     status: channel::Sender<Status>,
     stop: channel::Receiver<bool>,
 ) -> Result<(), Error> {
-    let client = match options.connect {
-        Connect::Infer => {
-            let config = ::kube::Config::infer()
-                .await
-                .map_err(|e| Error::Config(e.to_string()))?;
-            ::kube::Client::try_from(config).map_err(|e| Error::Client(e.to_string()))?
-        }
-        Connect::With(make) => make(),
-    };
+    let client = client.get().await?;
     let (waiting_tx, waiting) = channel::channel(Vec::new());
     let mut served = status.subscribe();
     tokio::spawn(watch::run(

@@ -10,10 +10,12 @@ pub use store::{ModuleStore, Resolved};
 pub mod oci;
 pub mod options;
 pub mod resolve;
+pub mod secrets;
 pub mod table;
 
 pub use options::{ModuleOptions, RegistryOptions};
 pub use resolve::{PullError, Registry, Wanted};
+pub use secrets::{PullSecrets, SecretFiles};
 pub use table::{ModuleStatus, Modules};
 
 #[cfg(test)]

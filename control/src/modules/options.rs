@@ -18,7 +18,8 @@ pub struct RegistryOptions {
     /// A Docker `config.json` with credentials for any plugin without a pull secret (`None`: the user's own,
     /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, if present).
     pub docker_config: Option<PathBuf>,
-    /// Pull secrets: `DIR/NAMESPACE/NAME.json`, each a Docker `config.json`.
+    /// Pull secrets: `DIR/NAMESPACE/NAME.json`, each a Docker `config.json`. With the Kubernetes source these
+    /// files, when given, are used instead of the cluster's Secrets.
     pub pull_secrets: Option<PathBuf>,
     /// Registries (`HOST` or `HOST:PORT`) reachable over plain HTTP besides loopback.
     pub insecure: Vec<String>,

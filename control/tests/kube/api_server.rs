@@ -1,5 +1,5 @@
 //! A Kubernetes API server as a tower service, for kube's real client: list requests get recorded responses (JSON
-//! fixtures), a watch request gets the events the test sends (one JSON object per line, as the API server streams
+//! fixtures), so do gets of single objects (a Secret), a watch request gets the events the test sends (one JSON object per line, as the API server streams
 //! them), and a path with no fixture gets the API server's `404 NotFound` status, which is what a kind whose
 //! CustomResourceDefinition is not installed answers.
 
@@ -54,6 +54,11 @@ impl ApiServer {
         self.lock()
             .lists
             .insert(path.into(), Bytes::from(json.to_owned()));
+    }
+
+    /// Gets of the object at `path` (`/api/v1/namespaces/NS/secrets/NAME`) answer `json`.
+    pub fn object(&self, path: &str, json: &str) {
+        self.list(path, json);
     }
 
     /// Requests at `path` are refused with `code` (e.g. 403 for a missing RBAC rule).

@@ -1,6 +1,7 @@
 //! The manifests in deploy/kubernetes/: every document parses and has what the API server requires, the CRDs are the
 //! ones the watchers ask for (group, kind, plural, every accepted apiVersion served, one stored), the ClusterRole
-//! lets the control plane read exactly what it watches, and the Deployment, Service and bindings fit together.
+//! lets the control plane read exactly what it watches (and get Secrets, the pull secrets), and the Deployment,
+//! Service and bindings fit together.
 
 use std::{collections::BTreeSet, path::PathBuf};
 
@@ -163,13 +164,22 @@ fn crds_are_the_kinds_the_watchers_ask_for() {
 }
 
 #[test]
-fn the_cluster_role_reads_what_is_watched_and_nothing_more() {
+fn the_cluster_role_reads_what_is_watched_and_pull_secrets_and_nothing_more() {
     let all = manifests();
     let role = one(&all, "ClusterRole");
     let mut granted = BTreeSet::new();
+    let mut secrets = 0;
     for rule in role["rules"].as_sequence().unwrap() {
         let mut verbs = strings(&rule["verbs"]);
         verbs.sort();
+        // Pull secrets are read one by one, by name: `get` alone, in a rule of their own.
+        if strings(&rule["resources"]).contains(&"secrets") {
+            assert_eq!(strings(&rule["apiGroups"]), [""], "{rule:?}");
+            assert_eq!(strings(&rule["resources"]), ["secrets"], "{rule:?}");
+            assert_eq!(verbs, ["get"], "secrets: get only: {rule:?}");
+            secrets += 1;
+            continue;
+        }
         assert_eq!(verbs, ["get", "list", "watch"], "read-only: {rule:?}");
         for group in strings(&rule["apiGroups"]) {
             for resource in strings(&rule["resources"]) {
@@ -177,6 +187,7 @@ fn the_cluster_role_reads_what_is_watched_and_nothing_more() {
             }
         }
     }
+    assert_eq!(secrets, 1, "one rule for pull secrets");
     let mut watched: BTreeSet<String> = Kind::ALL
         .iter()
         .map(|k| {

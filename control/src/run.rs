@@ -119,7 +119,7 @@ impl ControlPlane {
     pub fn start(options: Options) -> Result<ControlPlane, StartError> {
         let secrets = SecretFiles::new(options.modules.registry.pull_secrets.clone());
         let modules = start_modules(&options.modules, Arc::new(secrets))?;
-        let port = SecurePort::new(&options.ca)?.with_modules(modules.store().clone());
+        let port = SecurePort::new(&options.ca)?.with_modules(modules.clone());
         let mut loader = source::DirLoader::default();
         let (mesh, count) = loader
             .load(&options.dir)
@@ -176,7 +176,7 @@ impl ControlPlane {
             )),
         };
         let modules = start_modules(&modules, secrets)?;
-        let port = SecurePort::new(ca)?.with_modules(modules.store().clone());
+        let port = SecurePort::new(ca)?.with_modules(modules.clone());
         let views = Arc::new(MeshViews::with_security(
             Mesh::default(),
             Sidecars::default(),

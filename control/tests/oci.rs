@@ -172,10 +172,18 @@ async fn private_signed_modules_are_pulled_verified_cached_and_served_only_to_th
         matches!(refused, Err(CaClientError::Denied { .. })),
         "{refused:?}"
     );
+    // A digest no plugin of the caller's namespace serves is refused, though the identity is the mesh's.
     let missing = fetch_module(&endpoint, &token, &"0".repeat(64), 1 << 20).await;
     assert!(
-        matches!(missing, Err(CaClientError::NoModule { .. })),
+        matches!(missing, Err(CaClientError::Denied { .. })),
         "{missing:?}"
+    );
+    let stranger = SpiffeId::new(cp.ca().trust_domain(), "other", "reviews");
+    let stranger = CaAuth::Token(cp.ca().mint_token(&stranger, Duration::from_secs(60)));
+    let refused = fetch_module(&endpoint, &stranger, &served.wasm_sha256, 1 << 20).await;
+    assert!(
+        matches!(refused, Err(CaClientError::Denied { .. })),
+        "{refused:?}"
     );
     let capped = fetch_module(&endpoint, &token, &served.wasm_sha256, 4).await;
     assert!(

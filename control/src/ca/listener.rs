@@ -21,7 +21,7 @@ use tonic::{
     codegen::{Service, http},
 };
 
-use crate::modules::ModuleStore;
+use crate::modules::Modules;
 
 use super::{
     Ca, CaError, CaOptions,
@@ -46,7 +46,7 @@ pub struct SecurePort {
     cert: Arc<ServerCert>,
     cert_not_after: SystemTime,
     config: Arc<ServerConfig>,
-    modules: Option<Arc<ModuleStore>>,
+    modules: Option<Arc<Modules>>,
 }
 
 impl SecurePort {
@@ -67,9 +67,9 @@ impl SecurePort {
         })
     }
 
-    /// Serves the modules of `store` too (see [`crate::modules::serve`]).
-    pub fn with_modules(mut self, store: Arc<ModuleStore>) -> Self {
-        self.modules = Some(store);
+    /// Serves the modules `modules` resolved too (see [`crate::modules::serve`]).
+    pub fn with_modules(mut self, modules: Arc<Modules>) -> Self {
+        self.modules = Some(modules);
         self
     }
 

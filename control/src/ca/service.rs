@@ -16,7 +16,7 @@ use tonic::{
 };
 
 use super::{Ca, Credential, Issued, Refusal};
-use crate::modules::ModuleStore;
+use crate::modules::Modules;
 
 /// Handles one request: the identity from `authorization` or the client certificate, then the signature.
 pub fn create_certificate(
@@ -86,13 +86,13 @@ fn rfc3339(t: SystemTime) -> String {
 #[derive(Clone, Debug)]
 pub struct WithCa<S> {
     method: CreateCertificate,
-    modules: Option<Arc<ModuleStore>>,
+    modules: Option<Arc<Modules>>,
     inner: S,
 }
 
 impl<S> WithCa<S> {
     /// `inner` with the CA's method beside it, and the modules of `modules` if given.
-    pub fn new(ca: Arc<Ca>, modules: Option<Arc<ModuleStore>>, inner: S) -> Self {
+    pub fn new(ca: Arc<Ca>, modules: Option<Arc<Modules>>, inner: S) -> Self {
         WithCa {
             method: CreateCertificate(ca),
             modules,
@@ -115,12 +115,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if let Some(store) = &self.modules
+        if let Some(modules) = &self.modules
             && crate::modules::serve::is_module_path(request.uri().path())
         {
-            let (ca, store) = (self.method.0.clone(), store.clone());
+            let (ca, modules) = (self.method.0.clone(), modules.clone());
             return Box::pin(async move {
-                Ok(crate::modules::serve::serve(&ca, &store, request).await)
+                Ok(crate::modules::serve::serve(&ca, &modules, request).await)
             });
         }
         if request.uri().path() != CREATE_CERTIFICATE {

@@ -1,7 +1,8 @@
 //! Serves cached modules to proxies: `GET /meshwork.modules.v1/sha256/HEX` on the CA's TLS port, for callers that
 //! prove a mesh identity the way `CreateCertificate` callers do (their workload certificate as the TLS client
-//! certificate, or a bootstrap token). Registry credentials stay in the control plane: proxies only ever see the
-//! modules, addressed by content.
+//! certificate, or a bootstrap token), and only the modules that plugins of the caller's namespace (or of the root
+//! namespace) serve. Registry credentials stay in the control plane: proxies only ever see the modules, addressed by
+//! content.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use meshwork_pki::api::MODULES_PATH;
 use tonic::{body::Body, codegen::http};
 
-use super::store::{ModuleStore, is_sha256_hex};
+use super::{Modules, store::is_sha256_hex};
 use crate::ca::{Ca, Refusal};
 
 /// Whether `path` is a module request.
@@ -20,7 +21,7 @@ pub fn is_module_path(path: &str) -> bool {
 /// Answers one module request.
 pub async fn serve(
     ca: &Ca,
-    store: &Arc<ModuleStore>,
+    modules: &Arc<Modules>,
     request: http::Request<Body>,
 ) -> http::Response<Body> {
     let path = request.uri().path().to_owned();
@@ -58,7 +59,17 @@ pub async fn serve(
             return text(status, &refusal.to_string());
         }
     };
-    let store = store.clone();
+    if !modules.may_fetch(hex, &id.namespace) {
+        tracing::warn!(identity = %id, sha256 = hex, "refused a module no plugin of the caller's namespace serves");
+        return text(
+            http::StatusCode::FORBIDDEN,
+            &format!(
+                "{id} may not fetch module {hex}: no WasmPlugin of namespace {} (or of the root namespace) serves it",
+                id.namespace
+            ),
+        );
+    }
+    let store = modules.store().clone();
     let owned = hex.to_owned();
     let read = tokio::task::spawn_blocking(move || store.read(&owned)).await;
     match read {

@@ -75,6 +75,15 @@ pub struct ModuleStats {
     pub failures: BTreeMap<&'static str, u64>,
 }
 
+impl std::fmt::Debug for Modules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Modules")
+            .field("cache", &self.store.dir())
+            .field("plugins", &self.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The plugins' modules.
 pub struct Modules {
     store: Arc<ModuleStore>,
@@ -164,6 +173,17 @@ impl Modules {
                 return;
             }
         }
+    }
+
+    /// Whether a workload of `namespace` may fetch module `sha256`: a plugin of its namespace, or of the root
+    /// namespace (which applies mesh-wide), serves it. A mesh identity does not open every cached module: a private
+    /// module of one namespace is not another namespace's to read.
+    pub fn may_fetch(&self, sha256: &str, namespace: &str) -> bool {
+        self.lock().values().any(|e| {
+            (e.wanted.namespace == namespace
+                || e.wanted.namespace == crate::translate::ROOT_NAMESPACE)
+                && e.serving.as_ref().is_some_and(|r| r.wasm_sha256 == sha256)
+        })
     }
 
     /// Every plugin's module, by plugin name.

@@ -152,6 +152,20 @@ async fn a_tag_bump_serves_the_old_module_until_the_new_one_resolves() {
     let out = s.modules.rewrite(&m1).unwrap();
     assert_eq!(out.plugins[0].url, served_url(&sha(V1)));
     assert_eq!(out.plugins[0].sha256.as_deref(), Some(&*sha(V1)));
+    // Only its namespace may fetch it; a root-namespace plugin's module is everyone's.
+    assert!(s.modules.may_fetch(&sha(V1), "default"));
+    assert!(!s.modules.may_fetch(&sha(V1), "other"));
+    assert!(!s.modules.may_fetch(&sha(V2), "default"));
+    let mut root = plugin("oci://r/limits:1");
+    root.namespace = crate::translate::ROOT_NAMESPACE.into();
+    root.name = "istio-system.limits".into();
+    let both = Mesh {
+        plugins: vec![plugin("oci://r/limits:1"), root],
+        ..Default::default()
+    };
+    s.modules.rewrite(&both);
+    settle(Duration::from_millis(10)).await;
+    assert!(s.modules.may_fetch(&sha(V1), "other"));
     // v2 is not pushed yet: v1 keeps serving, the status says why, and it is retried with backoff.
     let m2 = mesh(plugin("oci://r/limits:2"));
     assert_eq!(

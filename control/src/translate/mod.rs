@@ -37,8 +37,8 @@ use envoy_types::pb::{
 };
 pub use tls::Mtls;
 pub use view::{
-    Outbound, OutboundKey, outbound, outbound_clusters, proxyless, proxyless_routes, sidecar,
-    sidecar_own,
+    Outbound, OutboundKey, ROOT_NAMESPACE, outbound, outbound_clusters, proxyless,
+    proxyless_routes, sidecar, sidecar_own,
 };
 
 /// A sidecar's listener addresses.

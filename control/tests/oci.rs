@@ -222,3 +222,96 @@ async fn private_signed_modules_are_pulled_verified_cached_and_served_only_to_th
         .unwrap();
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Serves `wasm` at `/filters/f.wasm` and a redirect to it at `/latest.wasm`, over plain HTTP on loopback.
+async fn module_server(wasm: Vec<u8>) -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::{Response, service::service_fn};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let wasm = wasm.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let wasm = wasm.clone();
+                    async move {
+                        let resp = match req.uri().path() {
+                            "/filters/f.wasm" => Response::new(Full::new(bytes::Bytes::from(wasm))),
+                            "/latest.wasm" => Response::builder()
+                                .status(302)
+                                .header("location", "/filters/f.wasm")
+                                .body(Full::new(bytes::Bytes::new()))
+                                .unwrap(),
+                            _ => Response::builder()
+                                .status(404)
+                                .body(Full::new(bytes::Bytes::new()))
+                                .unwrap(),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_modules_are_downloaded_following_redirects_and_pinned_by_their_digest() {
+    let wasm = module("http");
+    let sha = hex(&sha2::Sha256::digest(&wasm));
+    let addr = module_server(wasm).await;
+    let root = temp("http");
+    let mesh = root.join("mesh");
+    std::fs::create_dir_all(&mesh).unwrap();
+    let yaml = [
+        wasm_plugin(
+            "pinned",
+            &format!("http://{addr}/latest.wasm"),
+            &format!("  sha256: {sha}\n"),
+        ),
+        wasm_plugin(
+            "wrong",
+            &format!("http://{addr}/filters/f.wasm"),
+            &format!("  sha256: {}\n", "0".repeat(64)),
+        ),
+        wasm_plugin("missing", &format!("http://{addr}/nothing.wasm"), ""),
+    ]
+    .concat();
+    std::fs::write(mesh.join("plugins.yaml"), yaml).unwrap();
+    let cp = ControlPlane::start(Options {
+        dir: mesh,
+        xds_address: "127.0.0.1:0".parse().unwrap(),
+        sidecars: Default::default(),
+        polling: Polling::default(),
+        ca: Default::default(),
+        modules: ModuleOptions {
+            cache: Some(root.join("cache")),
+            ..Default::default()
+        },
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let status = cp.modules().status();
+    let of = |name: &str| {
+        status
+            .iter()
+            .find(|m| m.plugin == format!("default.{name}"))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of("pinned").serving.map(|r| r.wasm_sha256), Some(sha));
+    assert_eq!(of("wrong").error.map(|e| e.reason), Some("digest_mismatch"));
+    assert_eq!(of("missing").error.map(|e| e.reason), Some("not_found"));
+    tokio::task::spawn_blocking(move || cp.stop())
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -25,6 +25,7 @@ mod client;
 mod dial;
 mod digest;
 pub mod docker_config;
+mod download;
 mod error;
 mod fetch;
 mod format;

@@ -1,7 +1,8 @@
 //! WASM modules from OCI registries: the control plane resolves each WasmPlugin's `oci://` URL (pulling once,
 //! checking the digest it is pinned to and the signature it must carry), keeps the module in a content-addressed
 //! cache on disk, and points the plugin's ECDS resource at its own copy, which proxies fetch from the CA's TLS port
-//! and check by SHA-256. Registry credentials never leave the control plane.
+//! and check by SHA-256. Registry credentials never leave the control plane. Istio's `http(s)://` module URLs are
+//! downloaded the same way, pinned by the module's own SHA-256.
 
 pub mod serve;
 pub mod store;

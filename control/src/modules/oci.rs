@@ -108,6 +108,15 @@ impl Registry for OciRegistry {
         })
     }
 
+    fn download<'a>(&'a self, wanted: &'a Wanted) -> Pending<'a, Vec<u8>> {
+        Box::pin(async move {
+            self.client
+                .download(&wanted.url, &NoProgress)
+                .await
+                .map_err(pull_error)
+        })
+    }
+
     fn verify<'a>(&'a self, wanted: &'a Wanted, digest: &'a str) -> Pending<'a, String> {
         Box::pin(async move {
             let pem = wanted.key.as_deref().unwrap_or_default();
@@ -169,6 +178,7 @@ mod tests {
     fn wanted(url: &str, namespace: &str, secret: Option<&str>) -> Wanted {
         Wanted {
             url: url.into(),
+            http: false,
             pin: None,
             always: false,
             namespace: namespace.into(),

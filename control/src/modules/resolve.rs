@@ -1,4 +1,4 @@
-//! Resolving one plugin's `oci://` module: what is wanted ([`Wanted`], from the WasmPlugin), the registry operations
+//! Resolving one plugin's `oci://` (or `http(s)://`) module: what is wanted ([`Wanted`], from the WasmPlugin), the registry operations
 //! it takes ([`Registry`], implemented over `meshwork-oci` in [`super::oci`] and by fakes in tests), and the steps
 //! ([`resolve`]): the cache when the pull policy allows it, else the registry — the manifest digest checked against
 //! the pin, the signature against the verification key — then the module into the cache.
@@ -14,9 +14,12 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, PullError>> + Se
 /// What a plugin asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wanted {
-    /// `oci://REGISTRY/REPO[:TAG][@sha256:HEX]`.
+    /// `oci://REGISTRY/REPO[:TAG][@sha256:HEX]`, or an `http(s)://` URL of the module itself.
     pub url: String,
-    /// The manifest digest it must have (`sha256:HEX`): WasmPlugin `sha256`, or the URL's own digest.
+    /// Whether `url` is a plain `http(s)://` URL (the module itself) rather than an OCI reference.
+    pub http: bool,
+    /// What it must have: for OCI the manifest digest (`sha256:HEX`: WasmPlugin `sha256`, or the URL's own digest);
+    /// for `http(s)://` the module's SHA-256 (HEX), as in Istio.
     pub pin: Option<String>,
     /// Whether the registry is asked again when the plugin changes (`Always`), or a cached resolution stands.
     pub always: bool,
@@ -29,36 +32,53 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// What `plugin` wants, if its module is an `oci://` URL.
+    /// What `plugin` wants, if its module is an `oci://` (or scheme-less) reference or an `http(s)://` URL.
     pub fn of(plugin: &Plugin) -> Option<Wanted> {
+        let url = plugin.url.as_str();
+        let http = url.starts_with("http://") || url.starts_with("https://");
         // Without a scheme the URL is an OCI reference, as in Istio.
-        let rest = match plugin.url.strip_prefix("oci://") {
+        let rest = match url.strip_prefix("oci://") {
             Some(rest) => rest,
-            None if !plugin.url.contains("://") && !plugin.url.is_empty() => &plugin.url,
+            None if http => url,
+            None if !url.contains("://") && !url.is_empty() => url,
             None => return None,
         };
-        let url_digest = rest.split_once('@').map(|(_, d)| d.to_string());
-        let pin = match plugin.sha256.as_deref() {
-            Some(s) if s.starts_with("sha256:") => Some(s.to_ascii_lowercase()),
-            Some(s) => Some(format!("sha256:{}", s.to_ascii_lowercase())),
-            None => url_digest,
+        let sha = plugin.sha256.as_deref().map(|s| s.to_ascii_lowercase());
+        let pin = match sha {
+            Some(s) if http => Some(s.trim_start_matches("sha256:").to_string()),
+            Some(s) if s.starts_with("sha256:") => Some(s),
+            Some(s) => Some(format!("sha256:{s}")),
+            None if http => None,
+            None => rest.split_once('@').map(|(_, d)| d.to_string()),
         };
         let tag = rest.split('@').next().unwrap_or_default();
-        let latest =
-            !tag.rsplit('/').next().unwrap_or_default().contains(':') || tag.ends_with(":latest");
+        let latest = !http
+            && (!tag.rsplit('/').next().unwrap_or_default().contains(':')
+                || tag.ends_with(":latest"));
         let always = match plugin.pull.policy {
             PullPolicy::Always => true,
             PullPolicy::IfNotPresent => false,
-            PullPolicy::Unspecified => latest && pin.is_none(),
+            PullPolicy::Unspecified => latest,
         };
         Some(Wanted {
             url: plugin.url.clone(),
+            http,
             always: always && pin.is_none(),
             pin,
             namespace: plugin.namespace.clone(),
             secret: plugin.pull.secret.clone(),
             key: plugin.pull.verification_key.clone(),
         })
+    }
+
+    /// Whether `r`, a resolution of this URL, has what the pin and the key ask for (`fingerprint`: the key's).
+    pub fn accepts(&self, r: &Resolved, fingerprint: Option<&String>) -> bool {
+        let pinned = match &self.pin {
+            None => true,
+            Some(p) if self.http => *p == r.wasm_sha256,
+            Some(p) => *p == r.manifest_digest,
+        };
+        pinned && fingerprint.is_none_or(|f| r.signed_by.contains(f))
     }
 }
 
@@ -99,6 +119,8 @@ pub trait Registry: Send + Sync {
     fn digest<'a>(&'a self, wanted: &'a Wanted) -> Pending<'a, String>;
     /// Pulls the module.
     fn pull<'a>(&'a self, wanted: &'a Wanted) -> Pending<'a, Pulled>;
+    /// Downloads the module at an `http(s)://` URL.
+    fn download<'a>(&'a self, wanted: &'a Wanted) -> Pending<'a, Vec<u8>>;
     /// Checks that the manifest `digest` carries a signature verifying with `wanted.key`; returns the key's
     /// fingerprint.
     fn verify<'a>(&'a self, wanted: &'a Wanted, digest: &'a str) -> Pending<'a, String>;
@@ -114,20 +136,29 @@ pub async fn resolve(
     wanted: &Wanted,
     current: Option<&Resolved>,
 ) -> Result<(Resolved, bool), PullError> {
+    if wanted.http && wanted.key.is_some() {
+        return Err(PullError::new(
+            "unsigned",
+            format!(
+                "{}: verificationKey needs an oci:// module (signatures are stored beside OCI artifacts); push it with `meshwork filter push` and sign it",
+                wanted.url
+            ),
+        ));
+    }
     let fingerprint = wanted
         .key
         .as_deref()
         .map(|k| registry.fingerprint(k))
         .transpose()?;
-    let acceptable = |r: &Resolved| {
-        wanted.pin.as_ref().is_none_or(|p| *p == r.manifest_digest)
-            && fingerprint.as_ref().is_none_or(|f| r.signed_by.contains(f))
-    };
+    let acceptable = |r: &Resolved| wanted.accepts(r, fingerprint.as_ref());
     let cached = store.recall(&wanted.url).filter(|r| acceptable(r));
     if !wanted.always
         && let Some(r) = cached
     {
         return Ok((r, false));
+    }
+    if wanted.http {
+        return download(registry, store, wanted).await;
     }
     if wanted.always {
         let digest = registry.digest(wanted).await?;
@@ -157,12 +188,7 @@ pub async fn resolve(
         Some(_) => vec![registry.verify(wanted, &pulled.manifest_digest).await?],
         None => Vec::new(),
     };
-    let store2 = store.clone();
-    let wasm = pulled.wasm;
-    let hex = tokio::task::spawn_blocking(move || store2.put(&wasm))
-        .await
-        .map_err(|e| PullError::new("cache", format!("the cache write failed: {e}")))?
-        .map_err(|e| cache_error(store, &e))?;
+    let hex = store_module(store, pulled.wasm).await?;
     let resolved = Resolved {
         url: wanted.url.clone(),
         manifest_digest: pulled.manifest_digest,
@@ -174,6 +200,58 @@ pub async fn resolve(
         .remember(&resolved)
         .map_err(|e| cache_error(store, &e))?;
     Ok((resolved, true))
+}
+
+/// Downloads an `http(s)://` module, checks it against the pin and the wasm magic, and caches it.
+async fn download(
+    registry: &dyn Registry,
+    store: &Arc<ModuleStore>,
+    wanted: &Wanted,
+) -> Result<(Resolved, bool), PullError> {
+    let wasm = registry.download(wanted).await?;
+    if !wasm.starts_with(b"\0asm") {
+        return Err(PullError::new(
+            "bad_format",
+            format!(
+                "{} is not a WebAssembly module (no \\0asm header)",
+                wanted.url
+            ),
+        ));
+    }
+    let hex = {
+        use sha2::Digest;
+        meshwork_pki::api::hex(&sha2::Sha256::digest(&wasm))
+    };
+    if let Some(pin) = wanted.pin.as_ref().filter(|p| **p != hex) {
+        return Err(PullError::new(
+            "digest_mismatch",
+            format!(
+                "{} has SHA-256 {hex}, but the WasmPlugin pins {pin}; fix `sha256` or the URL",
+                wanted.url
+            ),
+        ));
+    }
+    store_module(store, wasm).await?;
+    let resolved = Resolved {
+        url: wanted.url.clone(),
+        manifest_digest: String::new(),
+        wasm_sha256: hex,
+        format: "http".into(),
+        signed_by: Vec::new(),
+    };
+    store
+        .remember(&resolved)
+        .map_err(|e| cache_error(store, &e))?;
+    Ok((resolved, true))
+}
+
+/// Puts `wasm` into the cache off the runtime; returns its SHA-256.
+async fn store_module(store: &Arc<ModuleStore>, wasm: Vec<u8>) -> Result<String, PullError> {
+    let store2 = store.clone();
+    tokio::task::spawn_blocking(move || store2.put(&wasm))
+        .await
+        .map_err(|e| PullError::new("cache", format!("the cache write failed: {e}")))?
+        .map_err(|e| cache_error(store, &e))
 }
 
 fn cache_error(store: &ModuleStore, e: &std::io::Error) -> PullError {

@@ -304,17 +304,16 @@ impl Modules {
 
     /// What the cache holds for `wanted`, when its pull policy lets the cache answer.
     fn cached(&self, wanted: &Wanted) -> Option<Resolved> {
-        if wanted.always {
+        if wanted.always || (wanted.http && wanted.key.is_some()) {
             return None;
         }
         let fingerprint = match &wanted.key {
             Some(k) => Some(self.registry.fingerprint(k).ok()?),
             None => None,
         };
-        self.store.recall(&wanted.url).filter(|r| {
-            wanted.pin.as_ref().is_none_or(|p| *p == r.manifest_digest)
-                && fingerprint.as_ref().is_none_or(|f| r.signed_by.contains(f))
-        })
+        self.store
+            .recall(&wanted.url)
+            .filter(|r| wanted.accepts(r, fingerprint.as_ref()))
     }
 
     fn count(&self, result: &Result<(Resolved, bool), PullError>) {

@@ -58,6 +58,10 @@ impl Registry for FakeRegistry {
             })
         })
     }
+    fn download<'a>(&'a self, w: &'a Wanted) -> Pending<'a, Vec<u8>> {
+        *self.pulls.lock().unwrap() += 1;
+        Box::pin(async move { self.find(&w.url).map(|(_, wasm)| wasm) })
+    }
     fn verify<'a>(&'a self, w: &'a Wanted, digest: &'a str) -> Pending<'a, String> {
         Box::pin(async move {
             let ok = w.key.as_deref() == Some("good")
@@ -324,6 +328,37 @@ async fn always_asks_for_the_digest_and_pulls_only_when_it_moved() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+#[tokio::test(start_paused = true)]
+async fn http_modules_are_pinned_by_their_own_digest() {
+    let s = setup(None, Arc::default());
+    let url = "https://modules.example/limits.wasm";
+    s.registry.publish(url, "", V1);
+    let mut p = plugin(url);
+    p.sha256 = Some(sha(V2));
+    s.modules.rewrite(&mesh(p.clone()));
+    settle(Duration::from_millis(10)).await;
+    assert_eq!(
+        s.modules.status()[0].error.as_ref().map(|e| e.reason),
+        Some("digest_mismatch")
+    );
+    p.sha256 = Some(sha(V1).to_ascii_uppercase());
+    s.modules.rewrite(&mesh(p.clone()));
+    settle(Duration::from_millis(10)).await;
+    assert_eq!(
+        s.modules.rewrite(&mesh(p.clone())).unwrap().plugins[0].url,
+        served_url(&sha(V1))
+    );
+    // A signature cannot be asked of an http module.
+    p.pull.verification_key = Some("good".into());
+    s.modules.rewrite(&mesh(p));
+    settle(Duration::from_millis(10)).await;
+    assert_eq!(
+        s.modules.status()[0].error.as_ref().map(|e| e.reason),
+        Some("unsigned")
+    );
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
 #[test]
 fn wanted_table() {
     let cases: &[(&str, Option<&str>, PullPolicy, Option<&str>, bool)] = &[
@@ -379,6 +414,16 @@ fn wanted_table() {
     }
     assert!(Wanted::of(&plugin("builtin://router")).is_none());
     assert!(Wanted::of(&plugin("file:///x.wasm")).is_none());
+    let mut http = plugin("https://example.com/f.wasm");
+    http.sha256 = Some("ABC".into());
+    let w = Wanted::of(&http).expect("http modules are fetched");
+    assert_eq!(
+        (w.http, w.pin.as_deref(), w.always),
+        (true, Some("abc"), false)
+    );
+    http.sha256 = None;
+    http.pull.policy = PullPolicy::Always;
+    assert!(Wanted::of(&http).expect("fetched").always);
     let bare = Wanted::of(&plugin("r/x:1")).expect("a URL without scheme is an OCI reference");
     assert_eq!((bare.url.as_str(), bare.always), ("r/x:1", false));
 }

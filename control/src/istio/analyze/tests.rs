@@ -319,17 +319,29 @@ fn value_errors() {
             &[(
                 E,
                 "spec.url",
-                "`s3://` is not a module source: use oci://, file:// or builtin://",
+                "`s3://` is not a module source: use oci://, file://, http://, https:// or builtin://",
             )],
         ),
         (
             "url: builtin://router",
-            "url: https://example.com/f.wasm",
-            &[(
-                E,
-                "spec.url",
-                "`https://` modules are not fetched by meshwork's control plane: push the module to a registry (`meshwork filter push`) and use oci://, or use file://",
-            )],
+            "url: https://example.com/f.wasm\n  verificationKey: x\n  imagePullSecret: s",
+            &[
+                (
+                    E,
+                    "spec.verificationKey",
+                    "signatures are checked on oci:// modules only (they are stored beside the OCI artifact): push the module with `meshwork filter push`, sign it, and use its oci:// URL",
+                ),
+                (
+                    E,
+                    "spec.verificationKey",
+                    "cannot read the public key: no `PUBLIC KEY` PEM block found (cosign.pub has one)",
+                ),
+                (
+                    W,
+                    "spec.imagePullSecret",
+                    "does not apply to this url's scheme; it is ignored",
+                ),
+            ],
         ),
         (
             "url: builtin://router",
@@ -337,7 +349,7 @@ fn value_errors() {
             &[(
                 W,
                 "spec.imagePullSecret",
-                "applies only to oci:// modules; it is ignored for this url",
+                "does not apply to this url's scheme; it is ignored",
             )],
         ),
         (

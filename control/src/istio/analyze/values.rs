@@ -227,17 +227,10 @@ pub fn authorization_policy(out: &mut Out<'_>, ap: &Located<AuthorizationPolicy>
 pub fn wasm_plugin(out: &mut Out<'_>, wp: &Located<WasmPlugin>) {
     let url = &wp.spec.url;
     match url.split_once("://") {
-        Some((scheme, _)) if ["oci", "file", "builtin"].contains(&scheme) => {}
-        Some((scheme @ ("http" | "https"), _)) => out.error(
-            p("spec.url"),
-            format!(
-                "`{scheme}://` modules are not fetched by meshwork's control plane: push the module to a registry \
-                 (`meshwork filter push`) and use oci://, or use file://"
-            ),
-        ),
+        Some((scheme, _)) if ["oci", "file", "http", "https", "builtin"].contains(&scheme) => {}
         Some((scheme, _)) => out.error(
             p("spec.url"),
-            format!("`{scheme}://` is not a module source: use oci://, file:// or builtin://"),
+            format!("`{scheme}://` is not a module source: use oci://, file://, http://, https:// or builtin://"),
         ),
         None if url.is_empty() => out.error(p("spec.url"), "the url is required: where the module comes from"),
         None => out.warning(
@@ -246,21 +239,38 @@ pub fn wasm_plugin(out: &mut Out<'_>, wp: &Located<WasmPlugin>) {
         ),
     }
     let oci = url.starts_with("oci://") || !url.contains("://");
+    let fetched = oci || url.starts_with("http://") || url.starts_with("https://");
+    if wp.spec.verification_key.is_some() && !oci && fetched {
+        out.error(
+            p("spec.verificationKey"),
+            "signatures are checked on oci:// modules only (they are stored beside the OCI artifact): push the module \
+             with `meshwork filter push`, sign it, and use its oci:// URL",
+        );
+    }
     if let Some(key) = &wp.spec.verification_key
         && let Err(e) = meshwork_oci::VerifyingKey::from_pem(key)
     {
         out.error(p("spec.verificationKey"), format!("{e}"));
     }
     let pull_fields = [
-        ("spec.imagePullPolicy", wp.spec.image_pull_policy.is_some()),
-        ("spec.imagePullSecret", wp.spec.image_pull_secret.is_some()),
-        ("spec.verificationKey", wp.spec.verification_key.is_some()),
+        (
+            "spec.imagePullPolicy",
+            wp.spec.image_pull_policy.is_some() && !fetched,
+        ),
+        (
+            "spec.imagePullSecret",
+            wp.spec.image_pull_secret.is_some() && !oci,
+        ),
+        (
+            "spec.verificationKey",
+            wp.spec.verification_key.is_some() && !fetched,
+        ),
     ];
-    for (field, given) in pull_fields {
-        if given && !oci {
+    for (field, ignored) in pull_fields {
+        if ignored {
             out.warning(
                 p(field),
-                "applies only to oci:// modules; it is ignored for this url",
+                "does not apply to this url's scheme; it is ignored",
             );
         }
     }

@@ -74,17 +74,18 @@ fn handle(proxy: &Proxy, xds: Option<&XdsStatus>, req: Request<Incoming>) -> Res
         }
         (&Method::GET, "/config_dump") => config_dump(proxy, xds),
         (&Method::GET, "/stats") => text(StatusCode::OK, stats(proxy)),
+        (&Method::GET, "/stats/prometheus") => prometheus(proxy, xds),
         (&Method::POST, "/quitquitquit") => {
             proxy.drain();
             text(StatusCode::OK, "OK, draining\n".into())
         }
-        (_, "/ready" | "/config_dump" | "/stats" | "/quitquitquit") => text(
+        (_, "/ready" | "/config_dump" | "/stats" | "/stats/prometheus" | "/quitquitquit") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "use GET (POST for /quitquitquit)\n".into(),
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "admin endpoints: GET /ready, GET /config_dump, GET /stats, POST /quitquitquit\n"
+            "admin endpoints: GET /ready, GET /config_dump, GET /stats, GET /stats/prometheus, POST /quitquitquit\n"
                 .into(),
         ),
     }
@@ -156,6 +157,20 @@ fn stats(proxy: &Proxy) -> String {
         }
     }
     out
+}
+
+/// The Prometheus text exposition: the Istio request metrics, then the proxy's own under `meshwork_`.
+fn prometheus(proxy: &Proxy, xds: Option<&XdsStatus>) -> Response<Full<Bytes>> {
+    let shared = proxy.shared();
+    let mut out = String::new();
+    crate::telemetry::metrics::render(&shared.metrics.collect(), &mut out);
+    crate::telemetry::internals::render(proxy, xds, &mut out);
+    let mut resp = Response::new(Full::new(Bytes::from(out)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -26,6 +26,7 @@ pub mod proxy;
 mod rt;
 pub mod server;
 pub mod stats;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod wasm;

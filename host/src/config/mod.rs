@@ -7,6 +7,7 @@ pub mod duration;
 mod locate;
 pub mod plugin;
 pub mod schema;
+pub mod telemetry;
 pub mod tls;
 
 use std::{fmt, path::Path};

@@ -82,8 +82,15 @@ pub struct Listener {
     /// WASM plugins every route of this listener runs, ordered by `phase` then `priority`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<WasmPlugin>,
+    /// Which side of a call this listener reports and the workload behind it (the labels of the request metrics).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub telemetry: Box<super::telemetry::ListenerTelemetry>,
     /// Virtual hosts, chosen by the request's `Host`/`:authority`.
     pub virtual_hosts: Vec<VirtualHost>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// A virtual host: a set of domains and the routes that apply to them.
@@ -262,6 +269,7 @@ impl Listener {
             http2_max_concurrent_streams: default_max_streams(),
             tls: None,
             filters: Vec::new(),
+            telemetry: Default::default(),
             virtual_hosts: Vec::new(),
         }
     }

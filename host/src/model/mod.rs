@@ -67,6 +67,8 @@ pub struct Listener {
     pub routes: RouteTable,
     /// TLS, when the listener has it.
     pub tls: Option<Arc<ServerTls>>,
+    /// Which side of a call it reports, and the local workload.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// An upstream cluster.
@@ -182,6 +184,7 @@ impl Snapshot {
                 h2_max_streams: l.http2_max_concurrent_streams.max(1),
                 routes,
                 tls,
+                telemetry: Arc::new(crate::telemetry::Telemetry::new(&l.telemetry)),
             }));
         }
         statics::install(&secrets, static_secrets);

@@ -24,6 +24,7 @@ use crate::{
     model::{Action, Route, Snapshot},
     server::worker::WorkerCtx,
     stats::Counter,
+    telemetry::Record,
     wasm::{
         chain::{Chain, Outcome},
         stream::{Dir, ResponseHead},
@@ -45,6 +46,7 @@ pub(super) async fn attempts(
     parts: http::request::Parts,
     body: Incoming,
     request_ends: bool,
+    record: &Rc<Record>,
 ) -> Result<(http::response::Parts, RespBody, bool), Outcome> {
     // A plugin may have set this request's timeout (`meshwork.set_timeout`); with retries it bounds them all.
     let timeout = chain
@@ -60,7 +62,7 @@ pub(super) async fn attempts(
         .as_ref()
         .map(|r| (r.buffer_limit, r.replayable.clone()));
     chain.stream().borrow_mut().deadline = deadline;
-    let mut send = Send::new(parts, body, request_ends, route, chain, retry);
+    let mut send = Send::new(parts, body, request_ends, route, chain, retry, record);
     let mut avoid = None;
     loop {
         let attempt = Attempt {
@@ -97,6 +99,7 @@ pub(super) async fn attempts(
                 _ => {
                     tracing::debug!(error = %e, flag = e.flag(), attempt = chain.stream().borrow().attempts, "local reply");
                     count_error(w, &e);
+                    record.flag(e.flag());
                     chain.stream().borrow_mut().code_details = Some(e.code_details());
                     local_reply(e.status(), &e.client_message())
                 }
@@ -161,6 +164,7 @@ enum BodySource {
         ends: bool,
         idle: Option<std::time::Duration>,
         chain: Rc<Chain>,
+        record: Option<Rc<Record>>,
     },
     /// Retriable: every attempt replays the tape (the chain sits under it).
     Tape(Rc<std::cell::RefCell<super::replay::Tape>>),
@@ -174,12 +178,14 @@ impl Send {
         route: &Route,
         chain: &Rc<Chain>,
         retry: Option<(usize, Rc<std::cell::Cell<bool>>)>,
+        record: &Rc<Record>,
     ) -> Self {
         let body = match retry {
             Some((limit, replayable)) if !headers::is_upgrade(&parts.headers) => {
                 let live = match request_ends {
                     true => ReqBody::empty(),
-                    false => ReqBody::stream(body, route.idle_timeout).filtered(chain.clone()),
+                    false => ReqBody::counted(body, route.idle_timeout, Some(record.clone()))
+                        .filtered(chain.clone()),
                 };
                 BodySource::Tape(super::replay::Tape::new(live, limit, replayable))
             }
@@ -188,6 +194,7 @@ impl Send {
                 ends: request_ends,
                 idle: route.idle_timeout,
                 chain: chain.clone(),
+                record: Some(record.clone()),
             },
         };
         Send {
@@ -244,6 +251,7 @@ async fn upstream(
             ends,
             idle,
             chain,
+            record,
         } => {
             let Some(incoming) = body.take() else {
                 // Not retriable, so never asked twice: `meshwork.retry` is refused for such requests.
@@ -261,7 +269,7 @@ async fn upstream(
             }
             match ends {
                 true => ReqBody::empty(),
-                false => ReqBody::stream(incoming, *idle).filtered(chain.clone()),
+                false => ReqBody::counted(incoming, *idle, record.take()).filtered(chain.clone()),
             }
         }
     };

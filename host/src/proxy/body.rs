@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::{
+    telemetry::Record,
     upstream::InflightGuard,
     wasm::{body::BodyFilter, chain::Chain, stream::Dir},
 };
@@ -100,6 +101,7 @@ pin_project_lite::pin_project! {
         Stream {
             #[pin] inner: Incoming,
             idle: IdleTimer,
+            record: Option<Rc<Record>>,
         },
         /// A body the proxy holds whole (empty for upgrades and generated requests).
         Full {
@@ -128,6 +130,16 @@ impl ReqBody {
         ReqBody::Stream {
             inner,
             idle: IdleTimer::new(idle),
+            record: None,
+        }
+    }
+
+    /// The downstream client's body, its bytes counted in `record`.
+    pub fn counted(inner: Incoming, idle: Option<Duration>, record: Option<Rc<Record>>) -> Self {
+        ReqBody::Stream {
+            inner,
+            idle: IdleTimer::new(idle),
+            record,
         }
     }
 
@@ -166,7 +178,19 @@ impl Body for ReqBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.project() {
-            ReqProj::Stream { inner, idle } => poll_with_idle(inner, idle, cx),
+            ReqProj::Stream {
+                inner,
+                idle,
+                record,
+            } => {
+                let polled = poll_with_idle(inner, idle, cx);
+                if let (Poll::Ready(Some(Ok(frame))), Some(r)) = (&polled, record.as_deref())
+                    && let Some(data) = frame.data_ref()
+                {
+                    r.add_request_bytes(data.len());
+                }
+                polled
+            }
             ReqProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ReqProj::Channel { rx } => rx.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d)))),
             ReqProj::Filtered { inner, filter } => filter.poll_frame(inner.as_mut(), cx),

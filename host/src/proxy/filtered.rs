@@ -8,7 +8,7 @@
 //! A local reply from a plugin ends the request phase and is sent as is (response callbacks do not see it). A reset
 //! from a plugin resets the downstream stream.
 
-use std::time::SystemTime;
+use std::{rc::Rc, time::SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -19,6 +19,7 @@ use super::{ConnInfo, StreamReset, body::RespBody};
 use crate::{
     model::{Action, Route, Snapshot},
     server::worker::WorkerCtx,
+    telemetry::Record,
     wasm::{
         chain::{Chain, Outcome},
         stream::{Dir, HttpStream, LocalResponse, RequestHead, StreamInfo},
@@ -32,6 +33,7 @@ pub(super) async fn proxy(
     snapshot: &Snapshot,
     route: &Route,
     req: Request<Incoming>,
+    record: &Rc<Record>,
 ) -> Result<Response<RespBody>, StreamReset> {
     let (mut parts, body) = req.into_parts();
     let request_ends = body.is_end_stream();
@@ -89,6 +91,7 @@ pub(super) async fn proxy(
         None => cluster,
     };
     chain.stream().borrow_mut().info.cluster = cluster.clone();
+    record.state.borrow_mut().cluster = cluster.clone();
     // Phase: route action and upstream, then response headers; again for every retry a plugin asks for.
     let (mut parts, body, response_ends) = match super::attempts::attempts(
         w,
@@ -99,6 +102,7 @@ pub(super) async fn proxy(
         parts,
         body,
         request_ends,
+        record,
     )
     .await
     {
@@ -106,6 +110,7 @@ pub(super) async fn proxy(
         Err(Outcome::Local(l)) => return Ok(local_response(l)),
         Err(_) => return Err(StreamReset),
     };
+    record.state.borrow_mut().upstream = chain.stream().borrow().info.upstream;
     if let Some(r) = &chain.stream().borrow().response {
         parts.status = r.status;
         parts.headers = r.headers.clone();

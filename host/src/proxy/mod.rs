@@ -26,6 +26,7 @@ use crate::{
     model::{Action, Cluster, Route, UpstreamProtocol},
     server::worker::WorkerCtx,
     stats::Counter,
+    telemetry::{Record, Tracked},
     upstream::{InflightGuard, PoolSettings, Proto},
 };
 
@@ -56,24 +57,55 @@ pub fn next_connection_id() -> u64 {
 pub struct StreamReset;
 
 /// Handles one request; every failure becomes a local reply, so this errors only when a plugin resets the stream.
+/// The response body carries the request's telemetry record, finished when the body ends.
 pub async fn handle(
     w: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<RespBody>, StreamReset> {
+) -> Result<Response<Tracked>, StreamReset> {
     let stats = &w.shared.stats;
     stats.inc(Counter::DownstreamRqTotal);
-    let resp = match proxy(&w, &conn, req).await {
+    let record = Record::start(w.clone(), conn.clone(), &req);
+    let mut resp = match proxy(&w, &conn, req, &record).await {
         Ok(resp) => resp,
-        Err(Stop::Reset) => return Err(StreamReset),
+        Err(Stop::Reset) => {
+            record.flag("LR");
+            record.finish();
+            return Err(StreamReset);
+        }
         Err(Stop::Error(e)) => {
             tracing::debug!(peer = %conn.peer, listener = %conn.listener, error = %e, flag = e.flag(), "local reply");
             count_error(&w, &e);
+            record.flag(e.flag());
             local_reply(e.status(), &e.client_message())
         }
     };
     stats.response(resp.status().as_u16());
-    Ok(resp)
+    respond(&w, &record, &mut resp);
+    Ok(resp.map(|body| Tracked::new(body, record)))
+}
+
+/// Response headers on their way out: the record learns the status, the upstream and the gRPC status of a
+/// trailers-only reply, and metadata exchange takes or adds its headers.
+fn respond(w: &WorkerCtx, record: &Record, resp: &mut Response<RespBody>) {
+    let mut s = record.state.borrow_mut();
+    s.status = resp.status().as_u16();
+    if let Some(addr) = resp.body().upstream_addr() {
+        s.upstream = Some(addr);
+    }
+    if record.grpc
+        && let Some(code) = resp
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    {
+        s.grpc_status = Some(code);
+    }
+    if let Some(t) = &s.telemetry
+        && let Some(peer) = w.telemetry.peers.on_response(t, resp.headers_mut())
+    {
+        s.peer = Some(peer);
+    }
 }
 
 /// Why [`proxy`] produced no response of its own.
@@ -92,6 +124,7 @@ async fn proxy(
     w: &WorkerCtx,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
+    record: &Rc<Record>,
 ) -> Result<Response<RespBody>, Stop> {
     headers::forward_client_cert(req.headers_mut(), conn.tls.as_deref());
     // Phase: request headers → route. The snapshot taken here serves the whole request, even if config changes.
@@ -99,14 +132,23 @@ async fn proxy(
     let listener = snapshot
         .listener(&conn.listener)
         .ok_or_else(|| ProxyError::ListenerGone(conn.listener.clone()))?;
+    {
+        let mut s = record.state.borrow_mut();
+        s.peer = w
+            .telemetry
+            .peers
+            .on_request(&listener.telemetry, req.headers_mut());
+        s.telemetry = Some(listener.telemetry.clone());
+    }
     let authority = authority(&req).unwrap_or("");
     let route = listener
         .routes
         .select(authority, req.method(), req.uri().path(), req.headers())
         .ok_or(ProxyError::NoRoute)?;
+    record.state.borrow_mut().route = Some(route.name.clone());
     if !route.filters.is_empty() {
         // Boxed: the filtered path's state would otherwise enlarge every request's future.
-        return Box::pin(filtered::proxy(w, conn, &snapshot, route, req))
+        return Box::pin(filtered::proxy(w, conn, &snapshot, route, req, record))
             .await
             .map_err(|StreamReset| Stop::Reset);
     }
@@ -116,6 +158,7 @@ async fn proxy(
             .cluster(fastrand::u32(..))
             .ok_or(ProxyError::NoRoute)?,
     };
+    record.state.borrow_mut().cluster = Some(cluster_name.clone());
     let cluster = snapshot
         .clusters
         .get(cluster_name)
@@ -127,7 +170,7 @@ async fn proxy(
     }
     // Phase: upstream.
     let (parts, body) = req.into_parts();
-    let body = ReqBody::stream(body, route.idle_timeout);
+    let body = ReqBody::counted(body, route.idle_timeout, Some(record.clone()));
     Ok(forward(
         w,
         cluster,

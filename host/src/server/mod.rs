@@ -35,6 +35,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Counters.
     pub stats: Stats,
+    /// The Istio-standard request metrics.
+    pub metrics: Arc<crate::telemetry::metrics::Registry>,
     /// `true` once a graceful drain started.
     pub drain: watch::Sender<bool>,
     /// `true` once the drain deadline passed.
@@ -111,6 +113,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             stats: Stats::new(workers),
+            metrics: crate::telemetry::metrics::Registry::new(workers),
             drain: watch::channel(false).0,
             force: watch::channel(false).0,
             workers_running: AtomicUsize::new(workers),

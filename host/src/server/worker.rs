@@ -35,6 +35,8 @@ pub struct WorkerCtx {
     pub upstreams: Upstreams,
     /// This worker's WASM VMs.
     pub wasm: Registry,
+    /// This worker's telemetry sinks.
+    pub telemetry: crate::telemetry::Worker,
     #[expect(
         clippy::redundant_allocation,
         reason = "the Rc is the point: cloning it per request is a plain increment, while cloning the shared Arc would \
@@ -97,6 +99,7 @@ async fn run(id: usize, shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
         shared: shared.clone(),
         upstreams: Upstreams::default(),
         wasm: Registry::default(),
+        telemetry: crate::telemetry::Worker::new(id, &shared),
         cached,
     });
     w.wasm.bind(Rc::downgrade(&w));

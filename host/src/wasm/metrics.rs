@@ -8,7 +8,7 @@ use std::sync::{
 };
 
 /// Metric kinds, as the ABI numbers them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// Only goes up.
     Counter,
@@ -36,6 +36,10 @@ const BUCKETS: usize = 64;
 pub struct Metric {
     /// `plugin.name`.
     pub name: String,
+    /// The plugin that defined it.
+    pub plugin: String,
+    /// The name the plugin gave it.
+    pub short: String,
     /// Kind.
     pub kind: Kind,
     value: AtomicI64,
@@ -65,6 +69,8 @@ pub fn define(plugin: &str, kind: Kind, name: &str) -> usize {
     // so recording takes no lock.
     all.push(Box::leak(Box::new(Metric {
         name: full,
+        plugin: plugin.to_string(),
+        short: name.to_string(),
         kind,
         value: AtomicI64::new(0),
         count: AtomicU64::new(0),
@@ -128,6 +134,16 @@ impl Metric {
     /// A histogram's observation count.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// A histogram's buckets: `(upper bound, count)`, bucket `i` holding values below `2^i` (the last is
+    /// unbounded); empty for counters and gauges.
+    pub fn buckets(&self) -> impl Iterator<Item = (Option<u64>, u64)> + '_ {
+        let last = self.buckets.len().saturating_sub(1);
+        self.buckets.iter().enumerate().map(move |(i, b)| {
+            let bound = (i < last).then(|| 1u64 << i);
+            (bound, b.load(Ordering::Relaxed))
+        })
     }
 }
 

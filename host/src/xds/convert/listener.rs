@@ -106,6 +106,7 @@ pub fn listener(l: &Listener) -> Result<Option<XdsListener>, ConvertError> {
     };
     let s = &mut out.listener;
     s.tls = tls;
+    *s.telemetry = super::telemetry::listener_telemetry(l)?;
     if let Some(d) = idle_timeout(hcm.common_http_protocol_options.as_ref(), &hfield)? {
         s.idle_timeout = d;
     }

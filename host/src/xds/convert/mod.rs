@@ -5,7 +5,8 @@
 //! holding a WASM filter), [`tls`] (TLS contexts and SDS secrets); [`resource`] picks the conversion by type URL. Each conversion either returns the host's types or a [`ConvertError`] naming the field inside the resource and why it
 //! cannot be used. Whatever would change what a request gets and the host cannot do is refused, never ignored: a
 //! client that silently drops a rewrite or a redirect serves traffic the control plane did not ask for. Fields that
-//! only tune Envoy (stats prefixes, access logs, tracing) are ignored. `docs/xds.md` lists what is read.
+//! only tune Envoy (stats prefixes) are ignored; [`telemetry`] reads a listener's direction and workload identity.
+//! `docs/xds.md` lists what is read.
 
 pub mod action;
 pub mod cluster;
@@ -14,6 +15,7 @@ pub mod matcher;
 pub mod plugin;
 pub mod resource;
 pub mod route;
+pub mod telemetry;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,0 +1,45 @@
+//! A listener's telemetry identity, compiled once per config: the reporter side, the local workload, its SPIFFE
+//! principal and the metadata-exchange headers it sends, ready to clone into requests.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::config::telemetry::{Direction, ListenerTelemetry, Workload};
+
+/// What a listener knows about itself for telemetry.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// Which side of the call the listener sees.
+    pub direction: Direction,
+    /// The local workload, when known.
+    pub workload: Option<Arc<Workload>>,
+    /// The local workload's SPIFFE principal, when known.
+    pub principal: Option<Arc<str>>,
+    /// The metadata-exchange headers (`x-envoy-peer-metadata-id`, `x-envoy-peer-metadata`) of the local workload.
+    pub exchange: Option<(HeaderValue, HeaderValue)>,
+}
+
+impl Telemetry {
+    /// Compiles the config's settings.
+    pub fn new(config: &ListenerTelemetry) -> Self {
+        let workload = config.workload.clone().map(Arc::new);
+        Telemetry {
+            direction: config.direction,
+            principal: workload.as_ref().and_then(|w| w.principal()).map(Arc::from),
+            exchange: match config.direction {
+                Direction::Unspecified => None,
+                _ => workload.as_deref().and_then(super::peer::encode),
+            },
+            workload,
+        }
+    }
+
+    /// Istio's `reporter` label: `destination` for inbound listeners, `source` otherwise.
+    pub fn reporter(&self) -> &'static str {
+        match self.direction {
+            Direction::Inbound => "destination",
+            Direction::Outbound | Direction::Unspecified => "source",
+        }
+    }
+}

@@ -155,6 +155,17 @@ impl ProxyError {
             ProxyError::ListenerGone(_) => "listener_removed",
         }
     }
+
+    /// Why the upstream connection failed, for `%UPSTREAM_TRANSPORT_FAILURE_REASON%`; `None` for other errors.
+    pub fn transport_failure(&self) -> Option<String> {
+        match self {
+            ProxyError::Connect { source, .. } => Some(format!("connect: {source}")),
+            ProxyError::ConnectTimeout(_) => Some("connect: timed out".into()),
+            ProxyError::Tls { source, .. } => Some(format!("TLS: {source}")),
+            ProxyError::Handshake { .. } => Some("HTTP handshake failed".into()),
+            _ => None,
+        }
+    }
 }
 
 /// Whether an upstream error is an HTTP/2 `REFUSED_STREAM` reset (the endpoint did not process the request, so it is

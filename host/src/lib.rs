@@ -91,21 +91,22 @@ pub(crate) fn start_with(
         })?;
     let admin_addr = admin.local_addr().map_err(ApplyError::Worker)?;
     let (control_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let control = {
-        let proxy = proxy.clone();
-        std::thread::Builder::new()
-            .name("meshwork-control".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        return tracing::error!(error = %e, "cannot start the control runtime");
-                    }
-                };
-                rt.block_on(async move {
+    let control =
+        {
+            let proxy = proxy.clone();
+            std::thread::Builder::new()
+                .name("meshwork-control".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            return tracing::error!(error = %e, "cannot start the control runtime");
+                        }
+                    };
+                    rt.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(admin) {
                         Ok(l) => l,
                         Err(e) => {
@@ -121,6 +122,7 @@ pub(crate) fn start_with(
                             stop_rx.clone(),
                         ));
                     }
+                    tokio::spawn(telemetry::access_log::writer::reopen_on_sigusr1(stop_rx.clone()));
                     if let Some(agent) = options.agent {
                         let secrets = proxy.shared().snapshot.load().secrets.clone();
                         tokio::spawn(tls::agent::run(secrets, agent, stop_rx.clone()));
@@ -131,9 +133,9 @@ pub(crate) fn start_with(
                     });
                     admin::serve(proxy, listener, stop_rx, status).await;
                 });
-            })
-            .map_err(ApplyError::Worker)?
-    };
+                })
+                .map_err(ApplyError::Worker)?
+        };
     tracing::info!(admin = %admin_addr, configured = %admin_address, "admin API listening");
     Ok(Running {
         proxy,

@@ -49,6 +49,7 @@ counters! {
     NoHealthyUpstream => "upstream_cx_none_healthy",
     ConfigReloadOk => "config_reload_ok",
     ConfigReloadRejected => "config_reload_rejected",
+    AccessLogDropped => "access_log_dropped",
 }
 
 const N: usize = Counter::ALL.len();

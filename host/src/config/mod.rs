@@ -3,6 +3,7 @@
 //! [`load`] reads a file, [`parse`] parses text; both return a [`crate::model::Snapshot`]-ready [`schema::Config`] only
 //! when it is valid, and otherwise a [`ConfigError`] that names the file, line and field and says what was expected.
 
+pub mod access_log;
 pub mod duration;
 mod locate;
 pub mod plugin;

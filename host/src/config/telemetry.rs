@@ -11,6 +11,7 @@
 //!     workload_name: reviews-v1
 //!     service_account: bookinfo-reviews
 //!     labels: {app: reviews, version: v1}
+//!   access_log: [{path: /dev/stdout, format: json}]   # see config::access_log
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,6 +28,9 @@ pub struct ListenerTelemetry {
     /// The workload this proxy serves; absent: its labels read `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// Where this listener's access logs go and their formats; none: no access log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_log: Vec<super::access_log::AccessLog>,
 }
 
 /// The side of a call a listener sees, as Envoy's `traffic_direction` names it.

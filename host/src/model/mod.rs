@@ -44,6 +44,9 @@ pub struct Snapshot {
     pub plugins: Vec<Arc<crate::wasm::PluginDef>>,
     /// Certificates and trust bundles by name; the same store for every snapshot of a proxy.
     pub secrets: Arc<Secrets>,
+    /// The access log destinations in use; the same registry for every snapshot of a proxy, so a reload keeps the
+    /// writers of the paths it keeps.
+    pub log_sinks: Arc<crate::telemetry::access_log::Sinks>,
 }
 
 /// A downstream listener.
@@ -111,6 +114,7 @@ impl Snapshot {
     pub fn build(config: Config, version: u64, prev: Option<&Snapshot>) -> Result<Self, Invalid> {
         let admin = socket_addr(&config.admin.address, "admin.address")?;
         let secrets = prev.map_or_else(Default::default, |p| p.secrets.clone());
+        let log_sinks = prev.map_or_else(Default::default, |p| p.log_sinks.clone());
         let static_secrets = statics::prepare(&config.secrets)?;
         let mut clusters: HashMap<Arc<str>, Arc<Cluster>> = HashMap::new();
         for (i, c) in config.clusters.iter().enumerate() {
@@ -184,7 +188,14 @@ impl Snapshot {
                 h2_max_streams: l.http2_max_concurrent_streams.max(1),
                 routes,
                 tls,
-                telemetry: Arc::new(crate::telemetry::Telemetry::new(&l.telemetry)),
+                telemetry: Arc::new(crate::telemetry::Telemetry {
+                    access_log: crate::telemetry::access_log::AccessLogs::build(
+                        &l.telemetry.access_log,
+                        &log_sinks,
+                        &format!("{field}.telemetry.access_log"),
+                    )?,
+                    ..crate::telemetry::Telemetry::new(&l.telemetry)
+                }),
             }));
         }
         statics::install(&secrets, static_secrets);
@@ -197,6 +208,7 @@ impl Snapshot {
             clusters,
             plugins: loader.into_plugins(),
             secrets,
+            log_sinks,
             config,
         })
     }

@@ -99,7 +99,7 @@ pub(super) async fn attempts(
                 _ => {
                     tracing::debug!(error = %e, flag = e.flag(), attempt = chain.stream().borrow().attempts, "local reply");
                     count_error(w, &e);
-                    record.flag(e.flag());
+                    record.failed(&e);
                     chain.stream().borrow_mut().code_details = Some(e.code_details());
                     local_reply(e.status(), &e.client_message())
                 }

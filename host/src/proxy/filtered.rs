@@ -19,7 +19,7 @@ use super::{ConnInfo, StreamReset, body::RespBody};
 use crate::{
     model::{Action, Route, Snapshot},
     server::worker::WorkerCtx,
-    telemetry::Record,
+    telemetry::{Record, access_log::Verdict},
     wasm::{
         chain::{Chain, Outcome},
         stream::{Dir, HttpStream, LocalResponse, RequestHead, StreamInfo},
@@ -65,17 +65,17 @@ pub(super) async fn proxy(
         version: parts.version,
         headers: std::mem::take(&mut parts.headers),
     };
-    let chain = match Chain::start(&route.filters, HttpStream::new(head, info), |d| {
-        w.wasm.get(d)
-    }) {
+    let mut stream = HttpStream::new(head, info);
+    stream.record = Some(record.clone());
+    let chain = match Chain::start(&route.filters, stream, |d| w.wasm.get(d)) {
         Ok(chain) => chain,
-        Err((_chain, local)) => return Ok(local_response(local)),
+        Err((_chain, local)) => return Ok(local_response(local, record)),
     };
     // Phase: request headers. A plugin may pause them; the route's idle timeout bounds the wait.
     match paused_at_most(route, chain.headers(Dir::Request, request_ends)).await {
         // (`meshwork.retry` is refused outside response headers, so no retry is asked here.)
         Outcome::Continue | Outcome::Retry(_) => {}
-        Outcome::Local(l) => return Ok(local_response(l)),
+        Outcome::Local(l) => return Ok(local_response(l, record)),
         Outcome::Reset => return Err(StreamReset),
     }
     {
@@ -107,7 +107,7 @@ pub(super) async fn proxy(
     .await
     {
         Ok(resp) => resp,
-        Err(Outcome::Local(l)) => return Ok(local_response(l)),
+        Err(Outcome::Local(l)) => return Ok(local_response(l, record)),
         Err(_) => return Err(StreamReset),
     };
     record.state.borrow_mut().upstream = chain.stream().borrow().info.upstream;
@@ -142,9 +142,21 @@ pub(super) async fn paused_at_most(route: &Route, phase: impl Future<Output = Ou
     }
 }
 
-/// A plugin's local reply as a response. A gRPC reply (`send_grpc_response`) is HTTP 200 with `grpc-status` and
-/// `grpc-message`; any other reply keeps its HTTP status.
-fn local_response(l: LocalResponse) -> Response<RespBody> {
+/// A plugin's local reply as a response, noted in the record for the access log. A gRPC reply (`send_grpc_response`)
+/// is HTTP 200 with `grpc-status` and `grpc-message`; any other reply keeps its HTTP status.
+fn local_response(l: LocalResponse, record: &Record) -> Response<RespBody> {
+    if !l.plugin.is_empty() {
+        record.decide(l.plugin.clone(), Verdict::LocalReply(l.status.as_u16()));
+    }
+    record
+        .state
+        .borrow_mut()
+        .details
+        .get_or_insert(if l.plugin.is_empty() {
+            "plugin_pause_timeout"
+        } else {
+            "wasm_local_reply"
+        });
     let mut resp = match l.grpc_status {
         Some(code) => {
             let mut r = Response::new(RespBody::full(Bytes::new()));

@@ -26,7 +26,7 @@ use crate::{
     model::{Action, Cluster, Route, UpstreamProtocol},
     server::worker::WorkerCtx,
     stats::Counter,
-    telemetry::{Record, Tracked},
+    telemetry::{Record, Tracked, request_id},
     upstream::{InflightGuard, PoolSettings, Proto},
 };
 
@@ -61,11 +61,17 @@ pub struct StreamReset;
 pub async fn handle(
     w: Rc<WorkerCtx>,
     conn: Rc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Tracked>, StreamReset> {
     let stats = &w.shared.stats;
     stats.inc(Counter::DownstreamRqTotal);
-    let record = Record::start(w.clone(), conn.clone(), &req);
+    let (request_id, incoming) = request_id::of(req.headers());
+    let record = Record::start(w.clone(), conn.clone(), &req, request_id);
+    if !incoming {
+        // Envoy's `generate_request_id`: the upstream (and the plugins) see the id the access log shows.
+        req.headers_mut()
+            .insert(request_id::X_REQUEST_ID, record.request_id.clone());
+    }
     let mut resp = match proxy(&w, &conn, req, &record).await {
         Ok(resp) => resp,
         Err(Stop::Reset) => {
@@ -76,22 +82,33 @@ pub async fn handle(
         Err(Stop::Error(e)) => {
             tracing::debug!(peer = %conn.peer, listener = %conn.listener, error = %e, flag = e.flag(), "local reply");
             count_error(&w, &e);
-            record.flag(e.flag());
+            record.failed(&e);
             local_reply(e.status(), &e.client_message())
         }
     };
     stats.response(resp.status().as_u16());
     respond(&w, &record, &mut resp);
-    Ok(resp.map(|body| Tracked::new(body, record)))
+    let length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    Ok(resp.map(|body| Tracked::new(body, record, length)))
 }
 
-/// Response headers on their way out: the record learns the status, the upstream and the gRPC status of a
-/// trailers-only reply, and metadata exchange takes or adds its headers.
+/// Response headers on their way out: the record learns the status, the upstream (and how long it took) and the
+/// gRPC status of a trailers-only reply, the access logs capture the headers they read, and metadata exchange takes
+/// or adds its headers.
 fn respond(w: &WorkerCtx, record: &Record, resp: &mut Response<RespBody>) {
     let mut s = record.state.borrow_mut();
     s.status = resp.status().as_u16();
     if let Some(addr) = resp.body().upstream_addr() {
         s.upstream = Some(addr);
+    }
+    if s.upstream.is_some() && s.details.is_none() {
+        s.upstream_time = Some(record.elapsed());
+    }
+    if let Some(logs) = s.telemetry.as_ref().and_then(|t| t.access_log.as_ref()) {
+        s.log_response_headers = logs.capture_response(resp.headers());
     }
     if record.grpc
         && let Some(code) = resp
@@ -138,6 +155,9 @@ async fn proxy(
             .telemetry
             .peers
             .on_request(&listener.telemetry, req.headers_mut());
+        if let Some(logs) = &listener.telemetry.access_log {
+            s.log_request_headers = logs.capture_request(req.headers());
+        }
         s.telemetry = Some(listener.telemetry.clone());
     }
     let authority = authority(&req).unwrap_or("");

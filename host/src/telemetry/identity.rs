@@ -18,6 +18,8 @@ pub struct Telemetry {
     pub principal: Option<Arc<str>>,
     /// The metadata-exchange headers (`x-envoy-peer-metadata-id`, `x-envoy-peer-metadata`) of the local workload.
     pub exchange: Option<(HeaderValue, HeaderValue)>,
+    /// The listener's access logs, if it has any (set by the model, which shares their writers across configs).
+    pub access_log: Option<Arc<super::access_log::AccessLogs>>,
 }
 
 impl Telemetry {
@@ -32,6 +34,7 @@ impl Telemetry {
                 _ => workload.as_deref().and_then(super::peer::encode),
             },
             workload,
+            access_log: None,
         }
     }
 

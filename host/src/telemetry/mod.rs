@@ -1,6 +1,7 @@
 //! Telemetry without application changes: every request leaves a [`record::Record`] that the proxy fills as the request
 //! moves through its phases and finishes when the response body ends (or the stream dies). Finishing hands the record
-//! to the sinks: the Istio-standard request [`metrics`] (per worker, merged on scrape).
+//! to the sinks: the Istio-standard request [`metrics`] (per worker, merged on scrape) and the listener's
+//! [`access_log`]s.
 //!
 //! ```text
 //! handle ─► Record::start ─► phases fill route, cluster, upstream, peer, status, flags
@@ -11,11 +12,13 @@
 //! [`peer`] exchanges workload metadata with the proxy at the other end, as Istio's metadata exchange does, so both
 //! sides can label a request with source and destination workloads.
 
+pub mod access_log;
 pub mod identity;
 pub mod internals;
 pub mod metrics;
 pub mod peer;
 pub mod record;
+pub mod request_id;
 pub mod tracked;
 
 use std::{sync::Arc, time::Duration};
@@ -45,5 +48,6 @@ impl Worker {
     /// Hands a finished request to every sink.
     pub fn finish(&self, r: &Record, elapsed: Duration) {
         self.metrics.record(self.id, r, elapsed);
+        access_log::finish(r, elapsed);
     }
 }

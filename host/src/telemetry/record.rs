@@ -12,10 +12,15 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use http::{HeaderValue, Method, Request, Uri, Version, header};
+use http::{HeaderName, HeaderValue, Method, Request, Uri, Version, header};
 
-use super::identity::Telemetry;
-use crate::{config::telemetry::Workload, proxy::ConnInfo, server::worker::WorkerCtx};
+use super::{
+    access_log::{Decision, Verdict, push_decision},
+    identity::Telemetry,
+};
+use crate::{
+    config::telemetry::Workload, error::ProxyError, proxy::ConnInfo, server::worker::WorkerCtx,
+};
 
 /// What is known about one request.
 pub struct Record {
@@ -36,6 +41,10 @@ pub struct Record {
     pub version: Version,
     /// The request carries `content-type: application/grpc…`.
     pub grpc: bool,
+    /// `x-request-id`: the client's, or one generated for the request.
+    pub request_id: HeaderValue,
+    /// The request header block's approximate size (the start of `request_bytes`).
+    pub head_bytes: u64,
     /// The rest, filled as the request moves.
     pub state: RefCell<State>,
     /// Request bytes: the header block's approximate size, then every body byte streamed upstream.
@@ -64,11 +73,28 @@ pub struct State {
     pub grpc_status: Option<u32>,
     /// The workload at the other end of the call, from metadata exchange.
     pub peer: Option<Arc<Workload>>,
+    /// Why the proxy answered itself (Envoy's response code details); `None` when an upstream answered.
+    pub details: Option<&'static str>,
+    /// Why the upstream connection failed, when it did.
+    pub transport_failure: Option<Box<str>>,
+    /// From the start to the upstream's response headers, when an upstream answered.
+    pub upstream_time: Option<Duration>,
+    /// What the WASM plugins decided (empty, unallocated, when none decided anything).
+    pub decisions: Vec<Decision>,
+    /// The request headers the listener's access logs read (empty without access logs).
+    pub log_request_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The response headers the listener's access logs read (empty without access logs).
+    pub log_response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Record {
-    /// A record for `req`, arriving now on `conn`.
-    pub fn start<B>(worker: Rc<WorkerCtx>, conn: Rc<ConnInfo>, req: &Request<B>) -> Rc<Self> {
+    /// A record for `req`, arriving now on `conn`, with its `x-request-id` (see [`super::request_id::of`]).
+    pub fn start<B>(
+        worker: Rc<WorkerCtx>,
+        conn: Rc<ConnInfo>,
+        req: &Request<B>,
+        request_id: HeaderValue,
+    ) -> Rc<Self> {
         let headers = req.headers();
         let authority = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -94,6 +120,8 @@ impl Record {
             authority,
             version: req.version(),
             grpc,
+            request_id,
+            head_bytes: head as u64,
             state: RefCell::new(State::default()),
             request_bytes: Cell::new(head as u64),
             response_bytes: Cell::new(0),
@@ -118,6 +146,29 @@ impl Record {
     pub fn flag(&self, flag: &'static str) {
         let mut s = self.state.borrow_mut();
         s.flags.get_or_insert(flag);
+    }
+
+    /// Notes why the proxy answered `e` itself: the response flag, the code details and a transport failure.
+    pub fn failed(&self, e: &ProxyError) {
+        self.flag(e.flag());
+        let mut s = self.state.borrow_mut();
+        s.details.get_or_insert(e.code_details());
+        if let Some(reason) = e.transport_failure() {
+            s.transport_failure = Some(reason.into());
+        }
+    }
+
+    /// Notes what a plugin decided about the request.
+    pub fn decide(&self, plugin: Arc<str>, verdict: Verdict) {
+        push_decision(
+            &mut self.state.borrow_mut().decisions,
+            Decision { plugin, verdict },
+        );
+    }
+
+    /// Request body bytes received so far (without the header block).
+    pub fn body_bytes_received(&self) -> u64 {
+        self.request_bytes.get().saturating_sub(self.head_bytes)
     }
 
     /// The request's path and query.
@@ -149,8 +200,29 @@ impl Record {
         self.finished.get()
     }
 
+    /// `HTTP/1.1`, `HTTP/2`..., as Envoy's `%PROTOCOL%` says.
+    pub fn protocol_name(&self) -> &'static str {
+        match self.version {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        }
+    }
+
     /// How long the request has run.
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .field("request_id", &self.request_id)
+            .finish_non_exhaustive()
     }
 }

@@ -20,6 +20,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: RespBody,
         record: Rc<Record>,
+        // The response's `content-length`, when it has one.
+        length: Option<u64>,
     }
 
     impl PinnedDrop for Tracked {
@@ -34,13 +36,17 @@ pin_project_lite::pin_project! {
 }
 
 impl Tracked {
-    /// `inner`, finishing `record` at its end.
-    pub fn new(inner: RespBody, record: Rc<Record>) -> Self {
+    /// `inner`, finishing `record` at its end; `length` is the response's `content-length`, if any.
+    pub fn new(inner: RespBody, record: Rc<Record>, length: Option<u64>) -> Self {
         if inner.is_end_stream() {
             // Nothing will be polled (hyper sends the head alone): the request is complete now.
             record.finish();
         }
-        Tracked { inner, record }
+        Tracked {
+            inner,
+            record,
+            length,
+        }
     }
 }
 
@@ -52,8 +58,8 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -64,6 +70,14 @@ impl Body for Tracked {
                         .and_then(|v| v.to_str().ok()?.parse().ok())
                 {
                     this.record.state.borrow_mut().grpc_status = Some(code);
+                }
+                // hyper stops polling a body that says it ended, or once it wrote `content-length` bytes, and drops
+                // it: the request is complete now, not cut short.
+                let sent_all = this
+                    .length
+                    .is_some_and(|n| this.record.response_bytes.get() >= n);
+                if sent_all || this.inner.is_end_stream() {
+                    this.record.finish();
                 }
             }
             Poll::Ready(Some(Err(e))) => {

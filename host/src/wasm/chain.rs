@@ -4,7 +4,7 @@
 //! callback that returns `Pause` holds the phase until the plugin resumes it (from a callout response or a tick), sends
 //! a local reply, or resets the stream. Each plugin has its own body buffer, so a plugin that buffers a body hands the
 //! next one the whole thing. Shadow plugins run on a private copy of the stream: what they would have done is counted
-//! and logged, never applied. Failures apply the plugin's policy. Dropping the chain ends every context (`on_log`,
+//! and logged (and noted in the request's record for the access log), never applied. Failures apply the plugin's policy. Dropping the chain ends every context (`on_log`,
 //! `on_done`, `on_delete`).
 
 use std::{
@@ -24,7 +24,7 @@ use super::{
     stream::{Dir, HttpStream, LocalResponse, StreamRef},
     vm::{Action, Phase, Vm},
 };
-use crate::config::plugin::Mode;
+use crate::{config::plugin::Mode, telemetry::access_log::Verdict};
 
 /// How a phase ended.
 #[derive(Debug)]
@@ -439,17 +439,21 @@ impl Chain {
         match vm.on_stream(phase, ctx, size, eos) {
             Ok(action) => {
                 let mut copy = own.borrow_mut();
+                let real = self.stream.borrow();
                 if let Some(local) = copy.local.take() {
+                    real.decide(&def.name, Verdict::ShadowLocalReply(local.status.as_u16()));
                     PluginStats::inc(&def.stats.shadow_local_replies);
                     tracing::info!(plugin = %def.name, status = local.status.as_u16(), phase = phase.callback(),
                         "wasm shadow: plugin would have sent a local reply");
                 }
                 if action == Action::Pause {
+                    real.decide(&def.name, Verdict::ShadowPause);
                     PluginStats::inc(&def.stats.shadow_pauses);
                     tracing::info!(plugin = %def.name, phase = phase.callback(), "wasm shadow: plugin would have paused");
                     copy.resume(dir);
                 }
                 if fingerprint(&copy, dir) != before {
+                    real.decide(&def.name, Verdict::ShadowMutation);
                     PluginStats::inc(&def.stats.shadow_mutations);
                     tracing::info!(plugin = %def.name, phase = phase.callback(),
                         "wasm shadow: plugin would have changed the stream");

@@ -129,6 +129,9 @@ pub struct HttpStream {
     pub admission: Option<crate::upstream::admit::Active>,
     /// The wait for such a place (the task waiting, or the queue place itself), ended if the stream ends first.
     pub admission_wait: Option<Held>,
+    /// The request's telemetry record, where the chain notes what plugins decided (absent in the harness and in a
+    /// shadow plugin's copy).
+    pub record: Option<Rc<crate::telemetry::Record>>,
     paused: [bool; 2],
     wakers: [Option<Waker>; 2],
 }
@@ -156,8 +159,16 @@ impl HttpStream {
             deadline: None,
             admission: None,
             admission_wait: None,
+            record: None,
             paused: [false; 2],
             wakers: [None, None],
+        }
+    }
+
+    /// Notes what `plugin` decided in the request's record, if the stream has one.
+    pub fn decide(&self, plugin: &Arc<str>, verdict: crate::telemetry::access_log::Verdict) {
+        if let Some(r) = &self.record {
+            r.decide(plugin.clone(), verdict);
         }
     }
 

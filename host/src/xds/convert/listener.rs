@@ -107,6 +107,8 @@ pub fn listener(l: &Listener) -> Result<Option<XdsListener>, ConvertError> {
     let s = &mut out.listener;
     s.tls = tls;
     *s.telemetry = super::telemetry::listener_telemetry(l)?;
+    s.telemetry.access_log =
+        super::access_log::access_logs(&hcm.access_log, &format!("{hfield}.access_log"))?;
     if let Some(d) = idle_timeout(hcm.common_http_protocol_options.as_ref(), &hfield)? {
         s.idle_timeout = d;
     }

@@ -5,9 +5,11 @@
 //! holding a WASM filter), [`tls`] (TLS contexts and SDS secrets); [`resource`] picks the conversion by type URL. Each conversion either returns the host's types or a [`ConvertError`] naming the field inside the resource and why it
 //! cannot be used. Whatever would change what a request gets and the host cannot do is refused, never ignored: a
 //! client that silently drops a rewrite or a redirect serves traffic the control plane did not ask for. Fields that
-//! only tune Envoy (stats prefixes) are ignored; [`telemetry`] reads a listener's direction and workload identity.
+//! only tune Envoy (stats prefixes) are ignored; [`telemetry`] reads a listener's direction and workload identity,
+//! [`access_log`] its HttpConnectionManager's access loggers.
 //! `docs/xds.md` lists what is read.
 
+pub mod access_log;
 pub mod action;
 pub mod cluster;
 pub mod listener;

@@ -350,8 +350,8 @@ async fn a_fifo_nobody_reads_never_blocks_requests() {
         }
     }
     let dropped = tp.stat("access_log_dropped").await;
-    // The queue holds 4,096 lines, the writer's batch 512 and the pipe plus the writer's buffer 128 KiB (about 200
-    // lines of 700 bytes): of 9,600 lines, about 4,800 cannot have gone anywhere.
+    // The queue holds 4,096 lines, the pipe plus the writer's buffer 128 KiB (about 200 lines of 700 bytes): of 9,600
+    // lines, about 5,300 cannot have gone anywhere.
     assert!(dropped > 3000, "dropped {dropped}");
     let (_, prom) = tp.admin_get("/stats/prometheus").await;
     assert!(

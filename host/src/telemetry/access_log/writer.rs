@@ -1,8 +1,9 @@
 //! Where access log lines go: one writer thread per destination (stdout, stderr or a file), fed by a bounded queue.
 //!
 //! Workers format a line and `try_send` it; a full queue drops the line and the worker counts it
-//! (`access_log_dropped`), so a slow disk or a stuck pipe never blocks a request. The writer thread batches whatever
-//! is queued into a `BufWriter` and flushes once the queue is empty. A file is opened for append; it is reopened when
+//! (`access_log_dropped`), so a slow disk or a stuck pipe never blocks a request. The writer thread wakes every
+//! [`FLUSH_EVERY`] (or early, when the queue is half full), writes whatever is queued through a `BufWriter` and
+//! flushes: a request never pays for waking the writer or for a `write(2)` of its own. A file is opened for append; it is reopened when
 //! `SIGUSR1` arrives ([`reopen_all`]) or when the path stops naming the open file (logrotate moved it away), checked
 //! once a second. FIFOs are opened non-blocking, so a FIFO without a reader does not hang the writer: it retries each
 //! second and counts the lines it could not write.
@@ -18,16 +19,18 @@ use std::{
     os::unix::fs::{MetadataExt, OpenOptionsExt},
     sync::{
         Arc, Mutex, OnceLock, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        mpsc::{self, SyncSender, TryRecvError, TrySendError},
     },
     time::{Duration, Instant},
 };
 
 /// Lines queued per destination before new ones are dropped.
 pub const QUEUE_LINES: usize = 4096;
-/// Lines written per batch before a flush.
-const BATCH_LINES: usize = 512;
+/// How often the writer thread writes what is queued.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Queued lines at which a worker wakes the writer early.
+const WAKE_AT: usize = QUEUE_LINES / 2;
 /// How often the writer checks whether the file was moved, and retries a file it could not open.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -76,6 +79,7 @@ impl Sinks {
         let sink = Arc::new(Sink {
             path: path.into(),
             queue: OnceLock::new(),
+            queued: Arc::new(AtomicUsize::new(0)),
             lost: Arc::new(AtomicU64::new(0)),
             closed: Arc::new(AtomicBool::new(false)),
         });
@@ -88,7 +92,10 @@ impl Sinks {
 #[derive(Debug)]
 pub struct Sink {
     path: Arc<str>,
-    queue: OnceLock<SyncSender<String>>,
+    /// The queue and the writer thread (absent if it could not start).
+    queue: OnceLock<(SyncSender<String>, Option<std::thread::Thread>)>,
+    /// Lines in the queue.
+    queued: Arc<AtomicUsize>,
     /// Lines the writer thread could not write (no file, a write error), not yet counted by a worker.
     lost: Arc<AtomicU64>,
     /// Set when the sink goes away, so a writer waiting on a full pipe gives up.
@@ -103,9 +110,16 @@ impl Sink {
 
     /// Queues `line` without waiting; `false` if the queue is full (or the writer is gone) and the line is dropped.
     pub fn send(&self, line: String) -> bool {
-        let queue = self.queue.get_or_init(|| self.start());
+        let (queue, writer) = self.queue.get_or_init(|| self.start());
         match queue.try_send(line) {
-            Ok(()) => true,
+            Ok(()) => {
+                if self.queued.fetch_add(1, Ordering::Relaxed) + 1 == WAKE_AT
+                    && let Some(w) = writer
+                {
+                    w.unpark();
+                }
+                true
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
     }
@@ -118,10 +132,11 @@ impl Sink {
         self.lost.swap(0, Ordering::Relaxed)
     }
 
-    fn start(&self) -> SyncSender<String> {
+    fn start(&self) -> (SyncSender<String>, Option<std::thread::Thread>) {
         let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
         let writer = Writer {
             path: self.path.clone(),
+            queued: self.queued.clone(),
             lost: self.lost.clone(),
             closed: self.closed.clone(),
             out: None,
@@ -132,23 +147,30 @@ impl Sink {
         let spawned = std::thread::Builder::new()
             .name("meshwork-access-log".into())
             .spawn(move || writer.run(rx));
-        if let Err(e) = spawned {
-            // The receiver is gone with the closure: every line counts as dropped.
-            tracing::error!(path = %self.path, error = %e, "cannot start the access log writer");
+        match spawned {
+            Ok(handle) => (tx, Some(handle.thread().clone())),
+            Err(e) => {
+                // The receiver is gone with the closure: every line counts as dropped.
+                tracing::error!(path = %self.path, error = %e, "cannot start the access log writer");
+                (tx, None)
+            }
         }
-        tx
     }
 }
 
 impl Drop for Sink {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Relaxed);
+        if let Some((_, Some(writer))) = self.queue.get() {
+            writer.unpark();
+        }
     }
 }
 
 /// The writer thread's state.
 struct Writer {
     path: Arc<str>,
+    queued: Arc<AtomicUsize>,
     lost: Arc<AtomicU64>,
     closed: Arc<AtomicBool>,
     out: Option<BufWriter<Target>>,
@@ -162,23 +184,28 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<String>) {
         self.open();
         loop {
-            let first = match rx.recv_timeout(CHECK_EVERY) {
-                Ok(line) => Some(line),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
+            std::thread::park_timeout(FLUSH_EVERY);
             self.maybe_reopen();
-            let Some(first) = first else { continue };
-            let mut batch = 1;
-            let mut failed = self.write(&first);
-            while batch < BATCH_LINES
-                && let Ok(line) = rx.try_recv()
-            {
-                batch += 1;
-                failed |= self.write(&line);
+            let (mut batch, mut failed, mut ended) = (0, false, false);
+            loop {
+                match rx.try_recv() {
+                    Ok(line) => {
+                        batch += 1;
+                        failed |= self.write(&line);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        ended = true;
+                        break;
+                    }
+                }
             }
-            if failed || self.flush().is_err() {
+            self.queued.fetch_sub(batch, Ordering::Relaxed);
+            if batch > 0 && (failed || self.flush().is_err()) {
                 self.lose(batch as u64);
+            }
+            if ended {
+                break;
             }
         }
         if let Some(out) = self.out.as_mut() {

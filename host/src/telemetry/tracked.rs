@@ -1,6 +1,6 @@
 //! The response body as the client receives it, with its request's [`Record`]: counts the bytes, reads a gRPC status
-//! from the trailers and finishes the record when the body ends, fails or is dropped unfinished (the client went away:
-//! Envoy's `DC` flag).
+//! from the trailers and finishes the record when the body ends (its last frame, or its end of stream), fails or is
+//! dropped unfinished (the client went away: Envoy's `DC` flag).
 
 use std::{
     pin::Pin,
@@ -26,7 +26,11 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let record = &this.record;
             if !record.is_finished() {
-                record.flag("DC");
+                // A body dropped at its end is complete (hyper stops polling once `is_end_stream` says so); one dropped
+                // before is a client that went away.
+                if !this.inner.is_end_stream() {
+                    record.flag("DC");
+                }
                 record.finish();
             }
         }
@@ -52,8 +56,8 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -64,6 +68,11 @@ impl Body for Tracked {
                         .and_then(|v| v.to_str().ok()?.parse().ok())
                 {
                     this.record.state.borrow_mut().grpc_status = Some(code);
+                }
+                // hyper sends no further poll once the body says it is at its end (a known length reached, trailers
+                // sent): the response is complete now.
+                if this.inner.is_end_stream() {
+                    this.record.finish();
                 }
             }
             Poll::Ready(Some(Err(e))) => {

@@ -40,14 +40,14 @@ fn telemetry(direction: &str, app: &str) -> String {
 }
 
 /// The body of `GET /stats/prometheus`.
-async fn scrape(tp: &TestProxy) -> String {
+pub(crate) async fn scrape(tp: &TestProxy) -> String {
     let (status, text) = tp.admin_get("/stats/prometheus").await;
     assert_eq!(status, 200, "{text}");
     text
 }
 
 /// The sum of the samples of `name` whose labels include every pair of `labels`.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -71,7 +71,7 @@ const ISTIO_NAMING: &[&str] =
 
 /// Runs `promtool check metrics` on `text`; panics on a parse error, on any lint finding other than
 /// [`ISTIO_NAMING`], or when promtool is missing.
-async fn promtool_check(text: &str) {
+pub(crate) async fn promtool_check(text: &str) {
     use tokio::io::AsyncWriteExt as _;
     let child = tokio::process::Command::new("promtool")
         .args(["check", "metrics"])

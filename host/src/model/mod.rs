@@ -100,6 +100,8 @@ pub struct Cluster {
     pub admission: crate::upstream::admit::Admission,
     /// Retries in flight (all workers), for retry budgets.
     pub retries: AtomicU32,
+    /// Retries and ejections so far, carried over from the previous definition of a cluster with this name.
+    pub counters: Arc<crate::upstream::counters::ClusterCounters>,
     /// TLS to the endpoints, when the cluster has it.
     pub tls: Option<Arc<ClientTls>>,
     def: schema::Cluster,
@@ -126,7 +128,13 @@ impl Snapshot {
                 .filter(|old| old.def == *c);
             let cluster = match reused {
                 Some(old) => old.clone(),
-                None => Arc::new(Cluster::compile(c, &field, &secrets)?),
+                None => {
+                    let mut compiled = Cluster::compile(c, &field, &secrets)?;
+                    if let Some(old) = prev.and_then(|p| p.clusters.get(c.name.as_str())) {
+                        compiled.counters = old.counters.clone();
+                    }
+                    Arc::new(compiled)
+                }
             };
             clusters.insert(cluster.name.clone(), cluster);
         }
@@ -284,6 +292,7 @@ impl Cluster {
             health: crate::upstream::health::Health::new(c.endpoints.len()),
             admission: Default::default(),
             retries: AtomicU32::new(0),
+            counters: Arc::default(),
             def: c.clone(),
         })
     }

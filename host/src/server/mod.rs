@@ -37,6 +37,8 @@ pub struct Shared {
     pub stats: Stats,
     /// The Istio-standard request metrics.
     pub metrics: Arc<crate::telemetry::metrics::Registry>,
+    /// Upstream connections open per endpoint, over every worker's pools.
+    pub connections: Arc<crate::upstream::counters::OpenConnections>,
     /// `true` once a graceful drain started.
     pub drain: watch::Sender<bool>,
     /// `true` once the drain deadline passed.
@@ -114,6 +116,7 @@ impl Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             stats: Stats::new(workers),
             metrics: crate::telemetry::metrics::Registry::new(workers),
+            connections: Arc::default(),
             drain: watch::channel(false).0,
             force: watch::channel(false).0,
             workers_running: AtomicUsize::new(workers),
@@ -196,6 +199,7 @@ impl Proxy {
         }
         let binds = bind_new(&registry, &next, self.workers.len())?;
         let version = next.version;
+        crate::model::plugins::count_swaps(&prev.plugins, &next.plugins);
         self.shared.snapshot.store(Arc::new(next));
         let current = self.shared.snapshot.load_full();
         registry.retain(|name, r| {

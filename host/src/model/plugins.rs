@@ -225,6 +225,9 @@ fn unchanged(p: &PluginDef) -> bool {
 mod tests {
     use super::*;
 
+    /// Plugins as (name, version identity).
+    type Versions = &'static [(&'static str, usize)];
+
     #[test]
     fn swaps_table() {
         let list = |items: &[(&str, usize)]| -> Vec<(Arc<str>, usize)> {
@@ -233,7 +236,7 @@ mod tests {
         let names = |set: BTreeSet<Arc<str>>| -> Vec<String> {
             set.iter().map(|n| n.to_string()).collect()
         };
-        let cases: [(&[(&str, usize)], &[(&str, usize)], &[&str]); 6] = [
+        let cases: [(Versions, Versions, &[&str]); 6] = [
             // Unchanged.
             (&[("authz", 1)], &[("authz", 1)], &[]),
             // A new version of the module or config.

@@ -26,6 +26,7 @@ mod policy_router_e2e;
 mod reload;
 mod routing;
 mod shutdown;
+mod telemetry_tracing;
 mod tls;
 mod upgrade;
 mod wasm;

@@ -163,7 +163,7 @@ fn stats(proxy: &Proxy) -> String {
 fn prometheus(proxy: &Proxy, xds: Option<&XdsStatus>) -> Response<Full<Bytes>> {
     let shared = proxy.shared();
     let mut out = String::new();
-    crate::telemetry::metrics::render(&shared.metrics.collect(), &mut out);
+    shared.metrics.render(&mut out);
     crate::telemetry::internals::render(proxy, xds, &mut out);
     let mut resp = Response::new(Full::new(Bytes::from(out)));
     resp.headers_mut().insert(

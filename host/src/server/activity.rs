@@ -1,11 +1,11 @@
-//! An IO wrapper that notes when bytes move, for the downstream idle timeout.
+//! An IO wrapper that notes when bytes move, for the downstream idle timeout, and counts them for the TCP metrics.
 
 use std::{
     io,
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
 };
@@ -15,22 +15,44 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Whether bytes moved since the idle check last looked. Setting a flag on each read or write is a plain store, far
 /// cheaper than reading the clock per syscall; the idle check runs a few times per idle period and clears it.
 /// Upgraded connections may move between threads, so this is atomic; only one worker touches it, so it is uncontended.
+/// The byte counts are relaxed adds on the same uncontended line.
 #[derive(Debug, Default)]
-pub struct LastActive(AtomicBool);
+pub struct LastActive {
+    moved: AtomicBool,
+    received: AtomicU64,
+    sent: AtomicU64,
+}
 
 impl LastActive {
     /// A fresh flag.
     pub fn new() -> Arc<Self> {
-        Arc::new(LastActive(AtomicBool::new(true)))
+        Arc::new(LastActive {
+            moved: AtomicBool::new(true),
+            ..Default::default()
+        })
     }
 
-    fn touch(&self) {
-        self.0.store(true, Ordering::Relaxed);
+    fn received(&self, n: usize) {
+        self.moved.store(true, Ordering::Relaxed);
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn sent(&self, n: usize) {
+        self.moved.store(true, Ordering::Relaxed);
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Whether bytes moved since the last call; clears the flag.
     pub fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.moved.swap(false, Ordering::Relaxed)
+    }
+
+    /// Bytes `(received, sent)` so far, as the socket saw them (TLS records included).
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.sent.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -59,8 +81,9 @@ impl<T: AsyncRead> AsyncRead for Activity<T> {
         let this = self.project();
         let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.last.touch();
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.last.received(n);
         }
         r
     }
@@ -74,8 +97,10 @@ impl<T: AsyncWrite> AsyncWrite for Activity<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.inner.poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.last.touch();
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            this.last.sent(n);
         }
         r
     }
@@ -87,8 +112,10 @@ impl<T: AsyncWrite> AsyncWrite for Activity<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.last.touch();
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            this.last.sent(n);
         }
         r
     }

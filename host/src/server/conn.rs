@@ -265,7 +265,7 @@ async fn serve(
             let timeout = config.headers_timeout;
             match tls.detect(&stream, timeout, &info.listener).await {
                 Some(Detected::Tls) => {
-                    let io = Activity::new(stream, activity);
+                    let io = Activity::new(stream, activity.clone());
                     let Some((tls_stream, tls_info)) =
                         tls.handshake(io, timeout, &info.listener, info.peer).await
                     else {
@@ -273,22 +273,62 @@ async fn serve(
                         return finish(&w, slot, open);
                     };
                     w.shared.stats.inc(Counter::DownstreamCxTls);
-                    info.tls = Some(Arc::new(tls_info));
+                    let tls_info = Arc::new(tls_info);
+                    info.tls = Some(tls_info.clone());
+                    let tcp = TcpReport::open(&w, &config, Some(tls_info), activity);
                     serve_http(&w, &config, TokioIo::new(tls_stream), info, &open).await;
+                    tcp.close(&w);
                 }
                 Some(Detected::Plain) => {
+                    let tcp = TcpReport::open(&w, &config, None, activity.clone());
                     let io = TokioIo::new(Activity::new(stream, activity));
                     serve_http(&w, &config, io, info, &open).await;
+                    tcp.close(&w);
                 }
                 None => w.shared.stats.inc(Counter::DownstreamCxTlsFailed),
             }
         }
         _ => {
+            let tcp = TcpReport::open(&w, &config, None, activity.clone());
             let io = TokioIo::new(Activity::new(stream, activity));
             serve_http(&w, &config, io, info, &open).await;
+            tcp.close(&w);
         }
     }
     finish(&w, slot, open);
+}
+
+/// A serving connection's entry in the TCP metrics: opened now, closed with its byte counts.
+struct TcpReport {
+    telemetry: Arc<crate::telemetry::Telemetry>,
+    tls: Option<Arc<crate::tls::TlsInfo>>,
+    activity: Arc<LastActive>,
+}
+
+impl TcpReport {
+    fn open(
+        w: &WorkerCtx,
+        config: &Listener,
+        tls: Option<Arc<crate::tls::TlsInfo>>,
+        activity: Arc<LastActive>,
+    ) -> Self {
+        let telemetry = config.telemetry.clone();
+        w.shared.metrics.tcp.opened(w.id, &telemetry, tls.as_ref());
+        TcpReport {
+            telemetry,
+            tls,
+            activity,
+        }
+    }
+
+    fn close(self, w: &WorkerCtx) {
+        w.shared.metrics.tcp.closed(
+            w.id,
+            &self.telemetry,
+            self.tls.as_ref(),
+            self.activity.bytes(),
+        );
+    }
 }
 
 fn finish(w: &WorkerCtx, slot: Slot, open: Open) {

@@ -9,6 +9,7 @@
 
 mod labels;
 pub mod render;
+pub mod tcp;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -151,6 +152,8 @@ type Shard = HashMap<Key, Series, BuildHasherDefault<FxHasher>>;
 pub struct Registry {
     shards: Box<[Mutex<Shard>]>,
     merged: Mutex<BTreeMap<LabelSet, Series>>,
+    /// The TCP connection metrics.
+    pub tcp: tcp::Tcp,
 }
 
 impl Registry {
@@ -159,6 +162,7 @@ impl Registry {
         Arc::new(Registry {
             shards: (0..=workers).map(|_| Mutex::default()).collect(),
             merged: Mutex::default(),
+            tcp: tcp::Tcp::new(workers),
         })
     }
 
@@ -198,6 +202,12 @@ impl Registry {
         series
             .response_bytes
             .observe(&BYTES_BUCKETS, r.response_bytes.get() as f64);
+    }
+
+    /// Writes every Istio family: requests, then TCP.
+    pub fn render(&self, out: &mut String) {
+        render(&self.collect(), out);
+        tcp::render(&self.tcp.collect(), out);
     }
 
     /// Drains every shard into the merged series and returns a copy of them, by label set.

@@ -49,6 +49,8 @@ counters! {
     NoHealthyUpstream => "upstream_cx_none_healthy",
     ConfigReloadOk => "config_reload_ok",
     ConfigReloadRejected => "config_reload_rejected",
+    TracingSpansExported => "tracing_spans_exported",
+    TracingSpansDropped => "tracing_spans_dropped",
 }
 
 const N: usize = Counter::ALL.len();

@@ -11,6 +11,7 @@
 //!     workload_name: reviews-v1
 //!     service_account: bookinfo-reviews
 //!     labels: {app: reviews, version: v1}
+//!   tracing: {sampling: 1.0, otlp: {grpc: 127.0.0.1:4317}}   # see super::tracing
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,6 +28,9 @@ pub struct ListenerTelemetry {
     /// The workload this proxy serves; absent: its labels read `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// Distributed tracing; absent: off (incoming trace headers pass through untouched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<super::tracing::Tracing>,
 }
 
 /// The side of a call a listener sees, as Envoy's `traffic_direction` names it.

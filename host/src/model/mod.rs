@@ -192,7 +192,14 @@ impl Snapshot {
                 h2_max_streams: l.http2_max_concurrent_streams.max(1),
                 routes,
                 tls,
-                telemetry: Arc::new(crate::telemetry::Telemetry::new(&l.telemetry)),
+                telemetry: Arc::new(crate::telemetry::Telemetry {
+                    tracing: crate::telemetry::trace::Tracer::compile(
+                        &l.telemetry,
+                        &format!("{field}.telemetry.tracing"),
+                        &has_cluster,
+                    )?,
+                    ..crate::telemetry::Telemetry::new(&l.telemetry)
+                }),
             }));
         }
         statics::install(&secrets, static_secrets);

@@ -39,6 +39,8 @@ pub struct Shared {
     pub metrics: Arc<crate::telemetry::metrics::Registry>,
     /// Upstream connections open per endpoint, over every worker's pools.
     pub connections: Arc<crate::upstream::counters::OpenConnections>,
+    /// Finished spans on their way to the OTLP collectors.
+    pub spans: crate::telemetry::trace::export::Exporter,
     /// `true` once a graceful drain started.
     pub drain: watch::Sender<bool>,
     /// `true` once the drain deadline passed.
@@ -112,11 +114,12 @@ impl Proxy {
             .filter(|&n| n > 0)
             .or((snapshot.workers > 0).then_some(snapshot.workers))
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|weak| Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             stats: Stats::new(workers),
             metrics: crate::telemetry::metrics::Registry::new(workers),
             connections: Arc::default(),
+            spans: crate::telemetry::trace::export::Exporter::new(weak.clone()),
             drain: watch::channel(false).0,
             force: watch::channel(false).0,
             workers_running: AtomicUsize::new(workers),

@@ -18,6 +18,8 @@ pub struct Telemetry {
     pub principal: Option<Arc<str>>,
     /// The metadata-exchange headers (`x-envoy-peer-metadata-id`, `x-envoy-peer-metadata`) of the local workload.
     pub exchange: Option<(HeaderValue, HeaderValue)>,
+    /// Distributed tracing, when the listener has it.
+    pub tracing: Option<Arc<super::trace::Tracer>>,
 }
 
 impl Telemetry {
@@ -32,6 +34,7 @@ impl Telemetry {
                 _ => workload.as_deref().and_then(super::peer::encode),
             },
             workload,
+            tracing: None,
         }
     }
 

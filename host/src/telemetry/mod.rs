@@ -1,6 +1,7 @@
 //! Telemetry without application changes: every request leaves a [`record::Record`] that the proxy fills as the request
 //! moves through its phases and finishes when the response body ends (or the stream dies). Finishing hands the record
-//! to the sinks: the Istio-standard request [`metrics`] (per worker, merged on scrape).
+//! to the sinks: the Istio-standard request [`metrics`] (per worker, merged on scrape) and the request's [`trace`] span
+//! (queued for the OTLP exporter when the request was sampled).
 //!
 //! ```text
 //! handle ─► Record::start ─► phases fill route, cluster, upstream, peer, status, flags
@@ -16,6 +17,7 @@ pub mod internals;
 pub mod metrics;
 pub mod peer;
 pub mod record;
+pub mod trace;
 pub mod tracked;
 
 use std::{sync::Arc, time::Duration};
@@ -45,5 +47,12 @@ impl Worker {
     /// Hands a finished request to every sink.
     pub fn finish(&self, r: &Record, elapsed: Duration) {
         self.metrics.record(self.id, r, elapsed);
+        if let Some(active) = r.trace.take() {
+            let shared = &r.worker().shared;
+            shared.spans.push(
+                &shared.stats,
+                trace::span::Finished::new(active, r, elapsed),
+            );
+        }
     }
 }

@@ -131,6 +131,7 @@ mod tests {
         Telemetry::new(&ListenerTelemetry {
             direction,
             workload: Some(workload(name)),
+            tracing: None,
         })
     }
 

@@ -292,6 +292,7 @@ mod tests {
         Telemetry::new(&ListenerTelemetry {
             direction,
             workload: w,
+            tracing: None,
         })
     }
 

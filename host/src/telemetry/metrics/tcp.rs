@@ -203,6 +203,7 @@ mod tests {
                 namespace: "default".into(),
                 ..Default::default()
             }),
+            tracing: None,
         }));
         let mtls = Arc::new(TlsInfo {
             mtls: true,

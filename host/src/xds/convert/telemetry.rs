@@ -35,6 +35,7 @@ pub fn listener_telemetry(l: &Listener) -> Result<ListenerTelemetry, ConvertErro
     Ok(ListenerTelemetry {
         direction,
         workload,
+        tracing: None,
     })
 }
 

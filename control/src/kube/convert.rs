@@ -24,6 +24,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::PeerAuthentication => ("security.istio.io", "v1", "peerauthentications"),
         Kind::AuthorizationPolicy => ("security.istio.io", "v1", "authorizationpolicies"),
         Kind::WasmPlugin => ("extensions.istio.io", "v1alpha1", "wasmplugins"),
+        Kind::Telemetry => ("telemetry.istio.io", "v1", "telemetries"),
     };
     ApiResource {
         group: group.into(),

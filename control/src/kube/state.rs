@@ -298,6 +298,8 @@ impl State {
             peer_authentications: &refs(&loaded, |l| &l.peer_authentications),
             authorization_policies: &refs(&loaded, |l| &l.authorization_policies),
             wasm_plugins: &refs(&loaded, |l| &l.wasm_plugins),
+            telemetries: &refs(&loaded, |l| &l.telemetries),
+            mesh_config: None,
         })
     }
 }

@@ -77,6 +77,11 @@ fn publish(state: &State, views: &MeshViews, status: &watch::Sender<Status>) {
         let before = s.clone();
         s.version += u64::from(changed);
         s.resources = resources;
+        let new = rejected
+            .iter()
+            .filter(|r| !before.rejected.contains(r))
+            .count();
+        s.errors_total += new as u64;
         s.rejected = rejected;
         *s != before
     });

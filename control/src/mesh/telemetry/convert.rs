@@ -346,8 +346,10 @@ fn otlp(o: &wire::OpenTelemetryProvider) -> Otlp {
 impl From<&wire::MeshConfig> for Telemetry {
     /// The mesh config's telemetry; providers that do not convert are left out (the analysis names them).
     fn from(m: &wire::MeshConfig) -> Self {
-        let mut t = Telemetry::default();
-        t.enable_tracing = m.enable_tracing.unwrap_or(true);
+        let mut t = Telemetry {
+            enable_tracing: m.enable_tracing.unwrap_or(true),
+            ..Telemetry::default()
+        };
         if let Some(s) = m
             .default_config
             .as_ref()

@@ -203,7 +203,7 @@ fn defaults_without_telemetry() {
     );
     assert_eq!(
         got.access_logs,
-        [m.telemetry.envoy.clone()],
+        std::slice::from_ref(&m.telemetry.envoy),
         "accessLogFile logs mesh-wide"
     );
     // enableTracing: false turns off the default providers, not a Telemetry's.

@@ -31,6 +31,20 @@ pub struct Tracing {
     /// Attributes added to every span, as Envoy's literal `custom_tags`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_tags: BTreeMap<String, String>,
+    /// Attributes taken from a request header, as Envoy's `request_header` custom tags: tag → header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub header_tags: BTreeMap<String, HeaderTag>,
+}
+
+/// A span attribute from a request header.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderTag {
+    /// The header's name.
+    pub header: String,
+    /// The value when the request lacks the header; absent: no attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 fn full_sampling() -> f64 {

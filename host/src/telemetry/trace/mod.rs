@@ -43,6 +43,8 @@ pub struct Tracer {
     pub kind: SpanKind,
     /// Literal attributes added to every span.
     pub custom_tags: Box<[(String, String)]>,
+    /// Attributes from request headers: tag, header, default.
+    pub header_tags: Box<[(String, http::HeaderName, Option<String>)]>,
     /// The local workload as `name.namespace`, Envoy's `node_id` tag.
     pub node_id: Option<Box<str>>,
 }
@@ -62,6 +64,8 @@ pub struct Active {
     pub request_id: Option<HeaderValue>,
     /// `user-agent`, when the request had one.
     pub user_agent: Option<HeaderValue>,
+    /// The values of the tracer's header tags, in order (`None`: header absent and no default).
+    pub header_tags: Box<[Option<HeaderValue>]>,
 }
 
 impl Tracer {
@@ -107,6 +111,20 @@ impl Tracer {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            header_tags: t
+                .header_tags
+                .iter()
+                .map(|(tag, h)| {
+                    http::HeaderName::from_bytes(h.header.as_bytes())
+                        .map(|name| (tag.clone(), name, h.default.clone()))
+                        .map_err(|_| {
+                            Invalid::new(
+                                format!("{field}.tracing.header_tags.{tag}.header"),
+                                "not a valid header name",
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
             node_id: config
                 .workload
                 .as_ref()
@@ -146,6 +164,17 @@ impl Tracer {
             tracestate: headers.get(propagation::TRACESTATE).cloned(),
             request_id: headers.get("x-request-id").cloned(),
             user_agent: headers.get(header::USER_AGENT).cloned(),
+            header_tags: self
+                .header_tags
+                .iter()
+                .map(|(_, name, default)| {
+                    headers.get(name).cloned().or_else(|| {
+                        default
+                            .as_deref()
+                            .and_then(|d| HeaderValue::from_str(d).ok())
+                    })
+                })
+                .collect(),
         })
     }
 }
@@ -234,6 +263,7 @@ mod tests {
                 },
                 service_name: String::new(),
                 custom_tags: Default::default(),
+                header_tags: Default::default(),
             }),
             ..Default::default()
         };
@@ -367,6 +397,7 @@ mod tests {
                 otlp: Otlp::default(),
                 service_name: String::new(),
                 custom_tags: Default::default(),
+                header_tags: Default::default(),
             }),
             ..Default::default()
         };

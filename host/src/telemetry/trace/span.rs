@@ -111,6 +111,11 @@ impl Finished {
         for (k, v) in a.tracer.custom_tags.iter() {
             attrs.push(Kv::string(k, v));
         }
+        for ((k, _, _), v) in a.tracer.header_tags.iter().zip(a.header_tags.iter()) {
+            if let Some(v) = v.as_ref().and_then(|v| v.to_str().ok()) {
+                attrs.push(Kv::string(k, v));
+            }
+        }
         let start = nanos(self.start);
         proto::Span {
             trace_id: a.ctx.trace_id.to_vec(),

@@ -1,10 +1,11 @@
 //! The HttpConnectionManager's `tracing` field → a listener's `telemetry.tracing`.
 //!
-//! Read: `random_sampling` (default 100%, as Envoy's), `custom_tags` of the `literal` kind, and a `provider` whose
+//! Read: `random_sampling` (default 100%, as Envoy's), `custom_tags` (`literal`; `environment`, read
+//! when the listener arrives; `request_header`, read per sampled request), and a `provider` whose
 //! `typed_config` is `envoy.config.trace.v3.OpenTelemetryConfig` with either `grpc_service.envoy_grpc`
 //! (`cluster_name`, `authority`) or `http_service.http_uri` (`uri` and `cluster`), and `service_name`. The collector's
 //! address comes from the named cluster's endpoints at export time. Anything else that changes what is traced (another
-//! tracer, a Google gRPC client, a custom exporter or sampler, non-literal tags) is refused so the listener is NACKed.
+//! tracer, a Google gRPC client, a custom exporter or sampler, metadata or value tags) is refused so the listener is NACKed.
 //! `client_sampling`, `overall_sampling`, `verbose`, `max_path_tag_length` and `spawn_upstream_span` are not read.
 
 use std::collections::BTreeMap;
@@ -61,15 +62,40 @@ pub fn hcm_tracing(t: Option<&Tracing>, field: &str) -> Result<Option<Settings>,
     }
     let otlp = collector(&otel, &tfield)?;
     let mut custom_tags = BTreeMap::new();
+    let mut header_tags = BTreeMap::new();
     for (i, tag) in t.custom_tags.iter().enumerate() {
         match &tag.r#type {
             Some(custom_tag::Type::Literal(l)) => {
                 custom_tags.insert(tag.tag.clone(), l.value.clone());
             }
+            // The proxy's environment is read once, when the listener arrives, as Envoy reads it at startup.
+            Some(custom_tag::Type::Environment(e)) => {
+                let value = std::env::var(&e.name)
+                    .ok()
+                    .or_else(|| (!e.default_value.is_empty()).then(|| e.default_value.clone()));
+                if let Some(v) = value {
+                    custom_tags.insert(tag.tag.clone(), v);
+                }
+            }
+            Some(custom_tag::Type::RequestHeader(h)) => {
+                if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+                    return Err(ConvertError::new(
+                        format!("{field}.custom_tags[{i}].request_header.name"),
+                        "not a valid header name",
+                    ));
+                }
+                header_tags.insert(
+                    tag.tag.clone(),
+                    crate::config::tracing::HeaderTag {
+                        header: h.name.to_ascii_lowercase(),
+                        default: (!h.default_value.is_empty()).then(|| h.default_value.clone()),
+                    },
+                );
+            }
             _ => {
                 return Err(ConvertError::unsupported(
                     format!("{field}.custom_tags[{i}]"),
-                    "a custom tag other than `literal`",
+                    "a custom tag other than `literal`, `environment` or `request_header`",
                 ));
             }
         }
@@ -86,6 +112,7 @@ pub fn hcm_tracing(t: Option<&Tracing>, field: &str) -> Result<Option<Settings>,
         otlp,
         service_name: otel.service_name,
         custom_tags,
+        header_tags,
     }))
 }
 
@@ -268,10 +295,7 @@ mod tests {
     fn refusals_name_the_field() {
         let env_tag = CustomTag {
             tag: "pod".into(),
-            r#type: Some(custom_tag::Type::Environment(custom_tag::Environment {
-                name: "POD".into(),
-                default_value: String::new(),
-            })),
+            r#type: Some(custom_tag::Type::Metadata(Default::default())),
         };
         let google = OpenTelemetryConfig {
             grpc_service: Some(GrpcService {
@@ -316,9 +340,63 @@ mod tests {
                 "f.random_sampling.value".into(),
             ),
         ];
+        let bad_header = CustomTag {
+            tag: "h".into(),
+            r#type: Some(custom_tag::Type::RequestHeader(custom_tag::Header {
+                name: "bad header".into(),
+                default_value: String::new(),
+            })),
+        };
+        let cases = cases.into_iter().chain([(
+            tracing(pack(&grpc("o", "")), None, vec![bad_header]),
+            "f.custom_tags[0].request_header.name".to_string(),
+        )]);
         for (tr, field) in cases {
             let e = hcm_tracing(Some(&tr), "f").expect_err("refused");
             assert_eq!(e.field, field, "{}", e.message);
         }
+    }
+
+    #[test]
+    fn environment_and_header_tags_are_read() {
+        let env = |name: &str, default: &str| CustomTag {
+            tag: name.to_lowercase(),
+            r#type: Some(custom_tag::Type::Environment(custom_tag::Environment {
+                name: name.into(),
+                default_value: default.into(),
+            })),
+        };
+        let header = CustomTag {
+            tag: "tenant".into(),
+            r#type: Some(custom_tag::Type::RequestHeader(custom_tag::Header {
+                name: "X-Tenant".into(),
+                default_value: "none".into(),
+            })),
+        };
+        let tags = vec![
+            env("PATH", ""),
+            env("MESHWORK_SURELY_UNSET_VAR", "fallback"),
+            env("MESHWORK_SURELY_UNSET_VAR_2", ""),
+            header,
+        ];
+        let got = hcm_tracing(Some(&tracing(pack(&grpc("o", "")), None, tags)), "f")
+            .expect("valid")
+            .expect("tracing");
+        assert_eq!(
+            got.custom_tags.get("path").map(String::as_str),
+            std::env::var("PATH").ok().as_deref()
+        );
+        assert_eq!(
+            got.custom_tags
+                .get("meshwork_surely_unset_var")
+                .map(String::as_str),
+            Some("fallback")
+        );
+        assert!(!got.custom_tags.contains_key("meshwork_surely_unset_var_2"));
+        let h = &got.header_tags["tenant"];
+        assert_eq!(
+            (h.header.as_str(), h.default.as_deref()),
+            ("x-tenant", Some("none"))
+        );
     }
 }

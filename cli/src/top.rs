@@ -118,8 +118,9 @@ async fn sidecars(control: SocketAddr) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(admin_addresses(&doc))
 }
 
-/// The `admin_address` of every sidecar in a `/sidecars` document (a list, or an object with a `sidecars` list);
-/// sidecars without one (their proxy did not send `ADMIN_ADDRESS`) are left out.
+/// The admin address of every sidecar in a `/sidecars` document (`{"sidecars": [...]}` as the control plane serves it,
+/// or a bare list), from each entry's `admin` (or `admin_address`); sidecars without one (their proxy did not send
+/// `ADMIN_ADDRESS`) are left out.
 fn admin_addresses(doc: &serde_json::Value) -> Vec<SocketAddr> {
     let list = doc
         .as_array()
@@ -127,7 +128,13 @@ fn admin_addresses(doc: &serde_json::Value) -> Vec<SocketAddr> {
         .cloned()
         .unwrap_or_default();
     list.iter()
-        .filter_map(|s| s["admin_address"].as_str()?.parse().ok())
+        .filter_map(|s| {
+            s["admin"]
+                .as_str()
+                .or_else(|| s["admin_address"].as_str())?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
@@ -149,11 +156,15 @@ mod tests {
             (
                 json!({"sidecars": [
                     {"node": "a.default", "admin_address": "127.0.0.1:15000"},
-                    {"node": "b.default"},
+                    {"node": "b.default", "admin": null},
                     {"node": "c.default", "admin_address": "not an address"},
                     {"node": "d.default", "admin_address": "10.0.0.2:15000"},
                 ]}),
                 vec![a, b],
+            ),
+            (
+                json!({"sidecars": [{"node": "a.default", "admin": "127.0.0.1:15000"}]}),
+                vec![a],
             ),
             (json!({}), vec![]),
         ];

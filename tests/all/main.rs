@@ -28,6 +28,7 @@ mod routing;
 mod shutdown;
 mod telemetry_internals;
 mod telemetry_metrics;
+mod telemetry_prometheus;
 mod telemetry_tracing;
 mod tls;
 mod upgrade;

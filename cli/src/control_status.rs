@@ -3,10 +3,6 @@
 
 use std::{fmt::Write as _, net::SocketAddr};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 /// Arguments of `meshwork control status`.
@@ -25,7 +21,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = rt.block_on(get(args.admin, "/status"))?;
+    let body = rt.block_on(crate::admin_http::get(
+        args.admin,
+        "/status",
+        "the control plane's admin port (is `meshwork control` running, with this --admin-address?)",
+    ))?;
     let text = if args.json {
         body
     } else {
@@ -37,26 +37,6 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         print!("{text}");
     }
     Ok(())
-}
-
-async fn get(admin: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let stream = tokio::net::TcpStream::connect(admin).await.map_err(|e| {
-        anyhow::anyhow!("cannot reach the control plane's admin port at {admin}: {e}; is `meshwork control` running, with this --admin-address?")
-    })?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", admin.to_string())
-        .body(Empty::<Bytes>::new())?;
-    let resp = send.send_request(req).await?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    let body = String::from_utf8_lossy(&body).into_owned();
-    anyhow::ensure!(
-        status.is_success(),
-        "{admin}{path} answered {status}: {body}"
-    );
-    Ok(body)
 }
 
 /// The status as text: a summary line, rejections, then one block per plugin module. Pure, for the table test.

@@ -1,7 +1,9 @@
 //! `meshwork`: the one user-facing binary. Subcommands: `up` (a whole local mesh from a directory of Istio YAML),
 //! `proxy` (the data plane, from a file or from xDS), `control` (the control plane), `config` (check a directory of
-//! Istio YAML) and `filter` (create a filter crate, build one, run a request through one).
+//! Istio YAML), `filter` (create a filter crate, build one, run a request through one) and `top` (a live view of the
+//! mesh's traffic from its sidecars' metrics).
 
+mod admin_http;
 mod agent;
 mod builtin;
 mod config_cmd;
@@ -13,6 +15,7 @@ mod filter_new;
 mod filter_oci;
 mod proxy;
 mod signal;
+mod top;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +49,8 @@ enum Command {
     /// Create a WASM filter crate, build one, run a request through one; push, pull, sign and verify filters in OCI
     /// registries.
     Filter(filter::Args),
+    /// A live view of a running mesh from its sidecars' metrics: per service pair rps, error %, p50 and p99.
+    Top(top::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,7 +58,7 @@ fn main() -> std::process::ExitCode {
     // Servers log what they do; one-shot commands print their result and log only problems.
     let level = match cli.command {
         Command::Up(_) | Command::Proxy(_) | Command::Control(_) => "info",
-        Command::Config(_) | Command::Filter(_) => "warn",
+        Command::Config(_) | Command::Filter(_) | Command::Top(_) => "warn",
     };
     init_tracing(&cli.log_format, level);
     builtin::register();
@@ -62,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Filter(args) => filter::run(args),
         Command::Up(args) => up::run(args),
         Command::Control(args) => control::run(args),
+        Command::Top(args) => top::run(args),
         Command::Config(args) => return config_cmd::run(args),
     };
     match result {

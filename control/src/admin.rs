@@ -1,7 +1,8 @@
 //! The control plane's admin port (`meshwork control --admin-address`, 15014 as istiod's monitoring port):
 //! `/status` (JSON: the source's version and rejections, xDS streams, and every plugin module — what it serves and
-//! why not), `/metrics` (Prometheus text: xDS pushes and NACKs, OCI pulls, cache hits and failures by reason), and
-//! `/ready`. `meshwork control status` reads `/status`.
+//! why not), `/metrics` (Prometheus text: pushes and their duration, connected proxies, NACKs, configuration errors,
+//! OCI pulls, cache hits and failures by reason), `/sidecars` (JSON: the sidecars connected now and where they
+//! listen; `meshwork top` reads it) and `/ready`. `meshwork control status` reads `/status`.
 
 use std::{convert::Infallible, fmt::Write as _, sync::Arc};
 
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::{
-    ads::stats::Stats,
+    ads::{ProxyKind, histogram::HistogramSnapshot, stats::Stats},
     modules::{ModuleStatus, Modules},
     source::Status,
 };
@@ -71,10 +72,14 @@ fn handle(r: &Reported, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         (&Method::GET, "/metrics") => {
             reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(r))
         }
+        (&Method::GET, "/sidecars") => {
+            let body = serde_json::to_string_pretty(&sidecars_json(r)).unwrap_or_default();
+            reply(StatusCode::OK, "application/json", body + "\n")
+        }
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /status, /metrics or /ready\n".into(),
+            "not found; try /status, /metrics, /sidecars or /ready\n".into(),
         ),
     }
 }
@@ -90,6 +95,33 @@ pub fn status_json(r: &Reported) -> Value {
         "xds": {"connected_streams": stats.connected_streams, "nacks": stats.nacks_total()},
         "modules": r.modules.status().iter().map(module_json).collect::<Vec<_>>(),
     })
+}
+
+/// The `/sidecars` document: `{"sidecars": [...]}`, one entry per connected sidecar stream, by node id, with its
+/// workload, namespace, listener addresses and admin address (`null` when its node metadata does not say).
+pub fn sidecars_json(r: &Reported) -> Value {
+    let now = std::time::SystemTime::now();
+    let sidecars: Vec<Value> = r
+        .stats
+        .proxies()
+        .iter()
+        .filter(|p| p.kind == ProxyKind::Sidecar)
+        .map(|p| {
+            let (workload, namespace) = p.workload();
+            let meta = |key: &str| p.metadata.get(key).map_or(Value::Null, |v| json!(v));
+            json!({
+                "node": p.node,
+                "workload": workload,
+                "namespace": namespace,
+                "outbound": meta("OUTBOUND_ADDRESS"),
+                "inbound": meta("INBOUND_ADDRESS"),
+                "admin": meta("ADMIN_ADDRESS"),
+                "protocol": p.protocol,
+                "connected_seconds": now.duration_since(p.since).map_or(0, |d| d.as_secs()),
+            })
+        })
+        .collect();
+    json!({ "sidecars": sidecars })
 }
 
 fn module_json(m: &ModuleStatus) -> Value {
@@ -125,6 +157,35 @@ pub fn metrics(r: &Reported) -> String {
             .map(|(k, n)| (format!("{{type=\"{}\"}}", k.label()), *n))
             .collect()
     };
+    metric(
+        "meshwork_control_pushes_total",
+        "counter",
+        "xDS responses sent, by resource type.",
+        &per_kind(&stats.pushes),
+    );
+    metric(
+        "meshwork_control_nacks_total",
+        "counter",
+        "xDS NACKs received, by resource type.",
+        &per_kind(&stats.nacks),
+    );
+    let proxies: Vec<(String, u64)> = stats
+        .connected_proxies
+        .iter()
+        .map(|(k, n)| (format!("{{kind=\"{}\"}}", k.label()), *n))
+        .collect();
+    metric(
+        "meshwork_control_connected_proxies",
+        "gauge",
+        "xDS clients connected now, by kind.",
+        &proxies,
+    );
+    metric(
+        "meshwork_control_config_errors_total",
+        "counter",
+        "Configuration errors found: each error of a rejected directory version, each newly rejected object.",
+        &[(String::new(), r.status.borrow().errors_total)],
+    );
     metric(
         "meshwork_control_xds_connected",
         "gauge",
@@ -179,7 +240,27 @@ pub fn metrics(r: &Reported) -> String {
             ("{state=\"failing\"}".into(), failing),
         ],
     );
+    histogram(
+        &mut out,
+        "meshwork_control_push_duration_seconds",
+        "From the start of a change's translation to its last response handed to a stream's transport.",
+        &stats.push_duration,
+    );
     out
+}
+
+/// A histogram in Prometheus text: cumulative `_bucket{le}` rows, `_sum` and `_count`.
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (le, n) in &h.buckets {
+        let le = if le.is_infinite() {
+            "+Inf".to_owned()
+        } else {
+            le.to_string()
+        };
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum, h.count);
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -137,6 +137,7 @@ impl ControlPlane {
             version: 1,
             resources: count,
             rejected: Vec::new(),
+            errors_total: 0,
         };
         let (dir, polling) = (options.dir, options.polling);
         launch(

@@ -49,6 +49,9 @@ pub struct Status {
     /// Directory: why its current contents are not being served (each `FILE:LINE: field ...: message`), if so.
     /// Kubernetes: the objects left out of the mesh being served (each `KIND NAMESPACE/NAME: field ...: message`).
     pub rejected: Vec<String>,
+    /// Configuration errors found since start: every error of each rejected directory version; each Kubernetes
+    /// object newly rejected.
+    pub errors_total: u64,
 }
 
 /// Loads `dir` once: the mesh, or every error found. Values the analysis finds wrong (weights that do not add up
@@ -146,7 +149,10 @@ pub async fn watch_dir(
                 for e in &errors {
                     tracing::error!(error = %e, "configuration change rejected; the mesh keeps its last good configuration");
                 }
-                status.send_modify(|s| s.rejected = errors);
+                status.send_modify(|s| {
+                    s.errors_total += errors.len() as u64;
+                    s.rejected = errors;
+                });
             }
         }
     }

@@ -47,12 +47,12 @@ use meshwork_control::{
 use prost::Message;
 use support::{ENDPOINT, ROUTE, Sotw};
 
-/// `(apiVersion, plural)` of every kind with a recorded list, `tests/kube/PLURAL.json`; WasmPlugins have none: their
-/// CRD is "not installed".
+/// `(apiVersion, plural)` of every kind with a recorded list, `tests/kube/PLURAL.json`; WasmPlugins and Telemetries
+/// have none: their CRDs are "not installed" (and so is the mesh config's ConfigMap).
 fn lists() -> Vec<(String, String)> {
     let istio = Kind::ALL
         .into_iter()
-        .filter(|k| *k != Kind::WasmPlugin)
+        .filter(|k| *k != Kind::WasmPlugin && *k != Kind::Telemetry)
         .map(api_resource)
         .map(|ar| (ar.api_version, ar.plural));
     let core = [
@@ -269,8 +269,17 @@ async fn one_namespace_is_watched_with_namespaced_requests() {
     let cp = start(&api, Some("default"));
     assert_eq!(mesh_weights(&cp.views().mesh()), [90, 10]);
     let requests = api.requests();
+    // The mesh config is the one object read outside: the ConfigMap `istio` of the root namespace, by name.
+    let mesh_config =
+        "GET /api/v1/namespaces/istio-system/configmaps?&fieldSelector=metadata.name%3Distio";
     assert!(
-        requests.iter().all(|r| r.contains("/namespaces/default/")),
+        requests
+            .iter()
+            .all(|r| r.contains("/namespaces/default/") || r.starts_with(mesh_config)),
+        "{requests:#?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.starts_with(mesh_config)),
         "{requests:#?}"
     );
     cp.stop();

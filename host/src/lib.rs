@@ -90,6 +90,10 @@ pub(crate) fn start_with(
             source,
         })?;
     let admin_addr = admin.local_addr().map_err(ApplyError::Worker)?;
+    let xds = xds.map(|(mut client, status)| {
+        client.set_admin_address(admin_addr);
+        (client, status)
+    });
     let (control_stop, stop_rx) = tokio::sync::watch::channel(false);
     let control =
         {

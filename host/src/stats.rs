@@ -50,6 +50,8 @@ counters! {
     ConfigReloadOk => "config_reload_ok",
     ConfigReloadRejected => "config_reload_rejected",
     AccessLogDropped => "access_log_dropped",
+    TracingSpansExported => "tracing_spans_exported",
+    TracingSpansDropped => "tracing_spans_dropped",
 }
 
 const N: usize = Counter::ALL.len();

@@ -114,6 +114,7 @@ fn format_json_line(c: &mut Criterion) {
         source_principal: Some("spiffe://cluster.local/ns/default/sa/productpage"),
         destination_principal: Some("spiffe://cluster.local/ns/default/sa/reviews"),
         grpc_status: None,
+        trace: None,
         request_headers: &headers,
         response_headers: &[],
         decisions: &[],

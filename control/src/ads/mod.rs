@@ -25,7 +25,9 @@
 mod content;
 pub mod debounce;
 mod delta;
+pub mod histogram;
 pub mod order;
+pub mod proxies;
 pub mod resources;
 mod server;
 mod sotw;
@@ -36,6 +38,7 @@ pub mod views;
 
 pub use debounce::{Debounce, Debouncer};
 pub use order::{Kind, type_url};
+pub use proxies::{ConnectedProxy, ProxyKind};
 pub use resources::{Entry, Resources};
 pub use server::{AdsServer, AdsService, ServeError, ServerConfig, serve};
 pub use stats::{Stats, StatsSnapshot};

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
@@ -78,6 +79,9 @@ pub type TypeMap = BTreeMap<String, Arc<Entry>>;
 #[derive(Clone, Debug, Default)]
 pub struct Resources {
     types: BTreeMap<String, Arc<TypeMap>>,
+    /// When the change that made this set started (its translation), for the push-duration histogram; not part of
+    /// the content (equality ignores it).
+    changed_at: Option<Instant>,
 }
 
 impl PartialEq for Resources {
@@ -103,6 +107,16 @@ impl Resources {
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records when the change that made this set started (before its translation).
+    pub fn set_changed_at(&mut self, at: Instant) {
+        self.changed_at = Some(at);
+    }
+
+    /// When the change that made this set started, if its publisher said.
+    pub fn changed_at(&self) -> Option<Instant> {
+        self.changed_at
     }
 
     /// Adds (or replaces) a resource, encoding `message` under its own type URL.

@@ -1,9 +1,12 @@
-//! Server counters: plain atomics, read through [`Stats::snapshot`].
+//! Server counters: plain atomics, read through [`Stats::snapshot`]; the push-duration histogram; and the proxies
+//! connected now ([`Proxies`], changed only when a stream opens or ends).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::histogram::{Histogram, HistogramSnapshot};
 use super::order::Kind;
+use super::proxies::{ConnectedProxy, Proxies, ProxyKind};
 
 /// Counters of one ADS server, shared by all its streams.
 #[derive(Debug, Default)]
@@ -13,10 +16,12 @@ pub struct Stats {
     pushes: [AtomicU64; Kind::ALL.len()],
     nacks: [AtomicU64; Kind::ALL.len()],
     last_push_latency_micros: AtomicU64,
+    push_duration: Histogram,
+    proxies: Proxies,
 }
 
 /// A copy of the counters at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatsSnapshot {
     /// Streams open now (SotW and Delta).
     pub connected_streams: u64,
@@ -29,6 +34,11 @@ pub struct StatsSnapshot {
     /// How long the last view change took to go out on its stream: from the stream seeing the new view to the last
     /// response of that change being handed to the transport.
     pub last_push_latency: Duration,
+    /// How long view changes took from the start of their translation to their last response handed to the
+    /// transport, one observation per stream and change.
+    pub push_duration: HistogramSnapshot,
+    /// Clients connected now, per kind in [`ProxyKind::ALL`] order.
+    pub connected_proxies: Vec<(ProxyKind, u64)>,
 }
 
 impl StatsSnapshot {
@@ -72,14 +82,21 @@ impl Stats {
             last_push_latency: Duration::from_micros(
                 self.last_push_latency_micros.load(Ordering::Relaxed),
             ),
+            push_duration: self.push_duration.snapshot(),
+            connected_proxies: self.proxies.counts(),
         }
     }
 
-    /// Counts a stream as open until the returned guard is dropped.
-    pub(crate) fn stream_opened(&self) -> StreamGuard<'_> {
+    /// The clients connected now.
+    pub fn proxies(&self) -> Vec<ConnectedProxy> {
+        self.proxies.list()
+    }
+
+    /// Counts a stream of `proxy` as open until the returned guard is dropped.
+    pub(crate) fn stream_opened(&self, proxy: ConnectedProxy) -> StreamGuard<'_> {
         self.connected.fetch_add(1, Ordering::Relaxed);
         self.streams.fetch_add(1, Ordering::Relaxed);
-        StreamGuard(self)
+        StreamGuard(self, self.proxies.add(proxy))
     }
 
     pub(crate) fn pushed(&self, kind: Kind) {
@@ -94,15 +111,17 @@ impl Stats {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.last_push_latency_micros
             .store(micros, Ordering::Relaxed);
+        self.push_duration.observe(latency);
     }
 }
 
-/// Decrements the open-stream gauge when dropped.
-pub(crate) struct StreamGuard<'a>(&'a Stats);
+/// Decrements the open-stream gauge and forgets the stream's proxy when dropped.
+pub(crate) struct StreamGuard<'a>(&'a Stats, u64);
 
 impl Drop for StreamGuard<'_> {
     fn drop(&mut self) {
         self.0.connected.fetch_sub(1, Ordering::Relaxed);
+        self.0.proxies.remove(self.1);
     }
 }
 
@@ -113,11 +132,23 @@ mod tests {
     #[test]
     fn counters() {
         let stats = Stats::default();
+        let proxy = |kind| ConnectedProxy::new(&Default::default(), kind, "sotw");
         {
-            let _a = stats.stream_opened();
-            let _b = stats.stream_opened();
-            assert_eq!(stats.snapshot().connected_streams, 2);
+            let _a = stats.stream_opened(proxy(ProxyKind::Sidecar));
+            let _b = stats.stream_opened(proxy(ProxyKind::Other));
+            let snap = stats.snapshot();
+            assert_eq!(snap.connected_streams, 2);
+            assert_eq!(
+                snap.connected_proxies,
+                [
+                    (ProxyKind::Sidecar, 1),
+                    (ProxyKind::Proxyless, 0),
+                    (ProxyKind::Other, 1)
+                ]
+            );
+            assert_eq!(stats.proxies().len(), 2);
         }
+        assert!(stats.proxies().is_empty());
         stats.pushed(Kind::Cluster);
         stats.pushed(Kind::Cluster);
         stats.pushed(Kind::Other);
@@ -137,5 +168,7 @@ mod tests {
             assert_eq!(got, want, "row {i}");
         }
         assert_eq!(snap.last_push_latency, Duration::from_millis(3));
+        assert_eq!(snap.push_duration.count, 1);
+        assert!((snap.push_duration.sum - 0.003).abs() < 1e-9);
     }
 }

@@ -16,6 +16,7 @@ use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, info_span};
 
 use super::order::Kind;
+use super::proxies::ConnectedProxy;
 use super::resources::Resources;
 use super::stats::Stats;
 use super::views::Views;
@@ -91,9 +92,10 @@ async fn run<P: Protocol, V: Views>(
         Status::invalid_argument("the first request of a stream must carry `node`")
     })?;
     let mut view = shared.views.view(&node)?;
+    let proxy = ConnectedProxy::new(&node, shared.views.kind(&node), P::NAME);
     let span = info_span!("ads", node = %node.id, protocol = P::NAME);
     async move {
-        let _open = shared.stats.stream_opened();
+        let _open = shared.stats.stream_opened(proxy);
         info!("stream opened");
         let mut protocol = P::new(StreamContext {
             node: node.id.clone(),
@@ -130,8 +132,9 @@ async fn run<P: Protocol, V: Views>(
                     if changed.is_err() {
                         return Err(Status::unavailable("the view of this node was withdrawn"));
                     }
-                    let started = Instant::now();
                     let next = view.borrow_and_update().clone();
+                    // From the start of the change's translation, when the view says.
+                    let started = next.changed_at().unwrap_or_else(Instant::now);
                     let out = protocol.on_change(&current, &next);
                     current = next;
                     let count = out.len();

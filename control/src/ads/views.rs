@@ -30,6 +30,21 @@ pub trait Views: Send + Sync + 'static {
     /// The view of the client `node` (taken from the first request of a stream). An error ends the stream with that
     /// status, e.g. `PERMISSION_DENIED` for an unknown node or `INVALID_ARGUMENT` for missing metadata.
     fn view(&self, node: &Node) -> Result<watch::Receiver<Arc<Resources>>, tonic::Status>;
+
+    /// What kind of client `node` is, for the connected-proxies gauge and `/sidecars` (asked once per stream,
+    /// after [`Views::view`]). By default a client whose metadata says where its sidecar listeners are
+    /// (`OUTBOUND_ADDRESS`) is a sidecar, a gRPC client proxyless, anything else other.
+    fn kind(&self, node: &Node) -> super::ProxyKind {
+        let has_listeners = node
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.fields.contains_key("OUTBOUND_ADDRESS"));
+        if has_listeners {
+            super::ProxyKind::Sidecar
+        } else {
+            super::ProxyKind::of_client(node)
+        }
+    }
 }
 
 /// The same resources for every client; for tests and for embedding the server with a fixed or hand-fed config.

@@ -17,10 +17,12 @@ pub mod hosts;
 pub mod http_policy;
 pub mod load;
 mod locate;
+pub mod mesh_config;
 mod messages;
 pub mod resource;
 pub mod security;
 pub mod service;
+pub mod telemetry;
 pub mod virtual_service;
 pub mod wasm_plugin;
 
@@ -41,13 +43,17 @@ pub use http_policy::{
     Abort, CorsPolicy, Delay, Delegate, HeaderOperations, Headers, HttpDirectResponse,
     HttpFaultInjection, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite,
 };
-pub use load::{DirError, Loaded, Located, Site, Spec, load_dir, load_str, read_dir};
+pub use load::{
+    DirError, Loaded, Located, MeshConfigDoc, Site, Spec, load_dir, load_str, read_dir,
+};
+pub use mesh_config::MeshConfig;
 pub use resource::{Kind, Meta, Resource};
 pub use security::{
     Action, AuthorizationPolicy, Condition, MtlsMode, MutualTls, Operation, PeerAuthentication,
     Rule, RuleFrom, RuleTo, Source,
 };
 pub use service::{EntrySelector, Location, Resolution, ServiceEntry, ServicePort, WorkloadEntry};
+pub use telemetry::Telemetry;
 pub use virtual_service::{
     HttpMatchRequest, HttpRoute, HttpRouteDestination, RouteDestination, TcpRoute, TlsRoute,
     VirtualService,

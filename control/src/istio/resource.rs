@@ -79,6 +79,8 @@ pub enum Kind {
     AuthorizationPolicy,
     /// `extensions.istio.io` WasmPlugin.
     WasmPlugin,
+    /// `telemetry.istio.io` Telemetry.
+    Telemetry,
 }
 
 const NETWORKING: &[&str] = &[
@@ -88,10 +90,11 @@ const NETWORKING: &[&str] = &[
 ];
 const SECURITY: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
 const EXTENSIONS: &[&str] = &["extensions.istio.io/v1alpha1"];
+const TELEMETRY: &[&str] = &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"];
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ServiceEntry,
         Kind::WorkloadEntry,
         Kind::VirtualService,
@@ -99,6 +102,7 @@ impl Kind {
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
         Kind::WasmPlugin,
+        Kind::Telemetry,
     ];
 
     /// The kind named `name` (exactly as Kubernetes spells it).
@@ -116,6 +120,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::WasmPlugin => "WasmPlugin",
+            Kind::Telemetry => "Telemetry",
         }
     }
 
@@ -128,6 +133,7 @@ impl Kind {
             | Kind::DestinationRule => NETWORKING,
             Kind::PeerAuthentication | Kind::AuthorizationPolicy => SECURITY,
             Kind::WasmPlugin => EXTENSIONS,
+            Kind::Telemetry => TELEMETRY,
         }
     }
 

@@ -24,6 +24,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::PeerAuthentication => ("security.istio.io", "v1", "peerauthentications"),
         Kind::AuthorizationPolicy => ("security.istio.io", "v1", "authorizationpolicies"),
         Kind::WasmPlugin => ("extensions.istio.io", "v1alpha1", "wasmplugins"),
+        Kind::Telemetry => ("telemetry.istio.io", "v1", "telemetries"),
     };
     ApiResource {
         group: group.into(),
@@ -64,6 +65,47 @@ pub fn convert(kind: Kind, obj: &DynamicObject) -> Result<Loaded, Vec<Diagnostic
     };
     let loaded = load_str(&text, &origin).map_err(unlined)?;
     // Alone, an object's references lead nowhere: only the analysis' errors (values) count, not its warnings.
+    let refused = unlined(analyze(&loaded));
+    if refused.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(refused)
+    }
+}
+
+/// The ConfigMap `istio-system/istio` as a [`Loaded`] holding its mesh config (none for another ConfigMap), or the
+/// errors that keep it out, naming the ConfigMap and the field of the mesh config.
+pub fn convert_mesh_config(
+    cm: &k8s_openapi::api::core::v1::ConfigMap,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    let meta = &cm.metadata;
+    let origin = format!(
+        "ConfigMap {}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default()
+    );
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": meta.name, "namespace": meta.namespace},
+        "data": cm.data,
+    });
+    let text = serde_yaml::to_string(&doc).map_err(|e| {
+        vec![Diagnostic::error(
+            &origin,
+            None,
+            None,
+            format!("cannot be read: {e}"),
+        )]
+    })?;
+    let unlined = |diags: Vec<Diagnostic>| -> Vec<Diagnostic> {
+        diags
+            .into_iter()
+            .filter(Diagnostic::is_error)
+            .map(|d| Diagnostic { line: None, ..d })
+            .collect()
+    };
+    let loaded = load_str(&text, &origin).map_err(unlined)?;
     let refused = unlined(analyze(&loaded));
     if refused.is_empty() {
         Ok(loaded)
@@ -131,6 +173,7 @@ mod tests {
                 "security.istio.io/v1/peerauthentications",
                 "security.istio.io/v1/authorizationpolicies",
                 "extensions.istio.io/v1alpha1/wasmplugins",
+                "telemetry.istio.io/v1/telemetries",
             ]
         );
         for k in Kind::ALL {

@@ -14,11 +14,14 @@ use ::kube::{
     runtime::watcher::{self, Event},
 };
 use k8s_openapi::api::{
-    core::v1::{Pod, Service as KubeService},
+    core::v1::{ConfigMap, Pod, Service as KubeService},
     discovery::v1::EndpointSlice,
 };
 
-use super::{convert::convert, registry::registry};
+use super::{
+    convert::{convert, convert_mesh_config},
+    registry::registry,
+};
 use crate::{
     istio::{Kind, Loaded, Located, Resource},
     mesh::{Istio, Mesh},
@@ -35,11 +38,13 @@ pub enum Watched {
     EndpointSlices,
     /// `v1` Pods.
     Pods,
+    /// The ConfigMap `istio` of the root namespace: the mesh config.
+    MeshConfig,
 }
 
 impl Watched {
     /// Everything the source watches.
-    pub const ALL: [Watched; 10] = [
+    pub const ALL: [Watched; 12] = [
         Watched::Istio(Kind::ServiceEntry),
         Watched::Istio(Kind::WorkloadEntry),
         Watched::Istio(Kind::VirtualService),
@@ -47,9 +52,11 @@ impl Watched {
         Watched::Istio(Kind::PeerAuthentication),
         Watched::Istio(Kind::AuthorizationPolicy),
         Watched::Istio(Kind::WasmPlugin),
+        Watched::Istio(Kind::Telemetry),
         Watched::Services,
         Watched::EndpointSlices,
         Watched::Pods,
+        Watched::MeshConfig,
     ];
 
     /// The kind's name, for messages.
@@ -59,6 +66,7 @@ impl Watched {
             Watched::Services => "Service",
             Watched::EndpointSlices => "EndpointSlice",
             Watched::Pods => "Pod",
+            Watched::MeshConfig => "ConfigMap istio-system/istio",
         }
     }
 }
@@ -74,6 +82,8 @@ pub enum Change {
     EndpointSlices(Box<Event<EndpointSlice>>),
     /// An event of Pods.
     Pods(Box<Event<Pod>>),
+    /// An event of the mesh config's ConfigMap.
+    MeshConfig(Box<Event<ConfigMap>>),
     /// The watcher of a kind failed; it tries again by itself after a back-off.
     Failed(Watched, Failure),
 }
@@ -103,7 +113,7 @@ impl Failure {
         };
         match status.map(|s| s.code) {
             Some(404)
-                if matches!(watched, Watched::Istio(_))
+                if matches!(watched, Watched::Istio(_) | Watched::MeshConfig)
                     && matches!(error, watcher::Error::InitialListFailed(_)) =>
             {
                 Failure::NotInstalled
@@ -171,6 +181,8 @@ pub struct State {
     services: Objects<KubeService>,
     slices: Objects<EndpointSlice>,
     pods: Objects<Pod>,
+    /// The ConfigMap `istio-system/istio`, converted.
+    mesh_config: Objects<Converted>,
     listed: BTreeSet<Watched>,
     /// Kinds whose CustomResourceDefinition was missing at the last try.
     not_installed: BTreeSet<Watched>,
@@ -192,6 +204,11 @@ impl State {
                 (Watched::EndpointSlices, self.slices.apply(*e, unmanaged))
             }
             Change::Pods(e) => (Watched::Pods, self.pods.apply(*e, slim_pod)),
+            Change::MeshConfig(e) => (
+                Watched::MeshConfig,
+                self.mesh_config
+                    .apply(*e, |c| logged(convert_mesh_config(&c))),
+            ),
             Change::Failed(watched, failure) => return self.failed(watched, failure),
         };
         if listed {
@@ -261,6 +278,7 @@ impl State {
         self.istio
             .values()
             .flat_map(|o| o.live.values())
+            .chain(self.mesh_config.live.values())
             .filter_map(|c| c.as_ref().err())
             .flatten()
             .cloned()
@@ -270,7 +288,10 @@ impl State {
     /// How many objects the mesh is built from: the Istio objects accepted, Services, EndpointSlices and Pods.
     pub fn resources(&self) -> usize {
         let istio = self.istio.values().flat_map(|o| o.live.values());
-        istio.filter(|c| c.is_ok()).count()
+        istio
+            .chain(self.mesh_config.live.values())
+            .filter(|c| c.is_ok())
+            .count()
             + self.services.live.len()
             + self.slices.live.len()
             + self.pods.live.len()
@@ -298,6 +319,13 @@ impl State {
             peer_authentications: &refs(&loaded, |l| &l.peer_authentications),
             authorization_policies: &refs(&loaded, |l| &l.authorization_policies),
             wasm_plugins: &refs(&loaded, |l| &l.wasm_plugins),
+            telemetries: &refs(&loaded, |l| &l.telemetries),
+            mesh_config: self
+                .mesh_config
+                .live
+                .values()
+                .find_map(|c| c.as_ref().ok()?.mesh_config.as_ref())
+                .map(|m| &m.config),
         })
     }
 }
@@ -315,7 +343,12 @@ fn refs<'a, T>(
 
 /// Converts an Istio object, logging why when it is refused.
 fn istio_object(kind: Kind, obj: &DynamicObject) -> Converted {
-    convert(kind, obj).map_err(|diags| {
+    logged(convert(kind, obj))
+}
+
+/// A conversion, with the errors that refuse it logged and kept as text.
+fn logged(converted: Result<Loaded, Vec<crate::istio::Diagnostic>>) -> Converted {
+    converted.map_err(|diags| {
         let errors: Vec<String> = diags
             .iter()
             .filter(|d| d.is_error())
@@ -393,6 +426,37 @@ mod tests {
         }
     }
 
+    /// The ConfigMap `istio-system/istio`: access logs to stdout mesh-wide.
+    fn mesh_config() -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": { "name": "istio", "namespace": "istio-system" },
+            "data": { "mesh": "accessLogFile: /dev/stdout\n" },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_mesh_config_comes_from_its_config_map() {
+        let mut st = synced(vec![]);
+        assert!(st.mesh().telemetry.access_log_file);
+        let bad: ConfigMap = serde_json::from_value(json!({
+            "metadata": { "name": "istio", "namespace": "istio-system" },
+            "data": { "mesh": "defaultConfig:\n  tracing: { sampling: 200 }\n" },
+        }))
+        .unwrap();
+        st.apply(Change::MeshConfig(Box::new(Event::Apply(bad))));
+        assert!(!st.mesh().telemetry.access_log_file);
+        assert_eq!(
+            st.rejected(),
+            [
+                "ConfigMap istio-system/istio: field `defaultConfig.tracing.sampling`: sampling 200 is not a \
+              percentage: give 0–100"
+            ]
+        );
+        st.apply(Change::MeshConfig(Box::new(Event::Delete(mesh_config()))));
+        assert!(st.rejected().is_empty());
+    }
+
     /// A state where every kind is listed: Service `reviews`, a DestinationRule with v1/v2, and `vss`.
     fn synced(vss: Vec<DynamicObject>) -> State {
         let mut st = State::default();
@@ -421,6 +485,10 @@ mod tests {
                     .into_iter()
                     .map(|e| Change::Pods(Box::new(e)))
                     .collect(),
+                Watched::MeshConfig => list(vec![mesh_config()])
+                    .into_iter()
+                    .map(|e| Change::MeshConfig(Box::new(e)))
+                    .collect(),
                 Watched::Istio(Kind::DestinationRule) => list(vec![dr.clone()])
                     .into_iter()
                     .map(|e| Change::Istio(Kind::DestinationRule, Box::new(e)))
@@ -445,7 +513,7 @@ mod tests {
     fn synced_once_every_kind_is_listed_or_absent() {
         let mut st = State::default();
         assert!(!st.synced());
-        assert_eq!(st.waiting().len(), 10);
+        assert_eq!(st.waiting().len(), 12);
         for w in Watched::ALL {
             match w {
                 Watched::Istio(Kind::WasmPlugin) => {
@@ -460,6 +528,7 @@ mod tests {
                 Watched::EndpointSlices => {
                     st.apply(Change::EndpointSlices(Box::new(Event::InitDone)))
                 }
+                Watched::MeshConfig => st.apply(Change::MeshConfig(Box::new(Event::InitDone))),
             }
         }
         assert!(!st.synced());
@@ -552,8 +621,8 @@ mod tests {
         assert_eq!(weights(&st.mesh()), [70, 30]);
         assert_eq!(
             st.resources(),
-            3,
-            "the Service, the DestinationRule and one VirtualService"
+            4,
+            "the Service, the DestinationRule, one VirtualService and the mesh config"
         );
     }
 

@@ -16,7 +16,7 @@ use futures_util::{
     stream::{BoxStream, SelectAll, select_all},
 };
 use k8s_openapi::api::{
-    core::v1::{Pod, Service as KubeService},
+    core::v1::{ConfigMap, Pod, Service as KubeService},
     discovery::v1::EndpointSlice,
 };
 use serde::de::DeserializeOwned;
@@ -77,6 +77,11 @@ fn publish(state: &State, views: &MeshViews, status: &watch::Sender<Status>) {
         let before = s.clone();
         s.version += u64::from(changed);
         s.resources = resources;
+        let new = rejected
+            .iter()
+            .filter(|r| !before.rejected.contains(r))
+            .count();
+        s.errors_total += new as u64;
         s.rejected = rejected;
         *s != before
     });
@@ -119,6 +124,19 @@ fn changes(client: &Client, namespace: Option<&str>) -> SelectAll<BoxStream<'sta
         Watched::Pods,
         |e| Change::Pods(Box::new(e)),
     ));
+    // The one ConfigMap of the mesh config, whatever namespace the other kinds are watched in.
+    let config_maps: Api<ConfigMap> =
+        Api::namespaced(client.clone(), crate::translate::ROOT_NAMESPACE);
+    let only_istio = watcher::Config::default().fields(&format!(
+        "metadata.name={}",
+        crate::istio::mesh_config::CONFIG_MAP
+    ));
+    streams.push(events_with(
+        config_maps,
+        only_istio,
+        Watched::MeshConfig,
+        |e| Change::MeshConfig(Box::new(e)),
+    ));
     select_all(streams)
 }
 
@@ -142,7 +160,20 @@ fn events<K>(
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    watcher(api, watcher::Config::default())
+    events_with(api, watcher::Config::default(), watched, wrap)
+}
+
+/// [`events`] with `config` (a field selector).
+fn events_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    watched: Watched,
+    wrap: impl Fn(watcher::Event<K>) -> Change + Send + 'static,
+) -> BoxStream<'static, Change>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, config)
         .default_backoff()
         .map(move |r| match r {
             Ok(event) => wrap(event),

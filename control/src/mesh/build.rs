@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::index::WorkloadIndex;
+use super::telemetry::{Policy, Telemetry};
 use super::{
     ClientTls, ClientTlsMode, Destination, Endpoint, HttpRoute, LbPolicy, Mesh, PathMatch,
     PeerMode, Plugin, PluginMode, Port, Protocol, PullPolicy, PullSettings, RouteAction,
@@ -48,6 +49,10 @@ pub struct Istio<'a> {
     pub authorization_policies: &'a [&'a Resource<AuthorizationPolicy>],
     /// WasmPlugins.
     pub wasm_plugins: &'a [&'a Resource<WasmPlugin>],
+    /// Telemetry resources.
+    pub telemetries: &'a [&'a Resource<istio::Telemetry>],
+    /// The mesh config (ConfigMap `istio-system/istio`), if any.
+    pub mesh_config: Option<&'a istio::MeshConfig>,
 }
 
 impl Mesh {
@@ -66,6 +71,8 @@ impl Mesh {
             peer_authentications: &refs(&l.peer_authentications),
             authorization_policies: &refs(&l.authorization_policies),
             wasm_plugins: &refs(&l.wasm_plugins),
+            telemetries: &refs(&l.telemetries),
+            mesh_config: l.mesh_config.as_ref().map(|m| &m.config),
         })
     }
 
@@ -153,8 +160,23 @@ impl Mesh {
             });
         }
         mesh.plugins = input.wasm_plugins.iter().map(|p| plugin(p)).collect();
+        mesh.telemetry = telemetry(input);
         mesh
     }
+}
+
+/// The mesh config's telemetry and the Telemetry resources that convert, sorted by namespace and name (the order in
+/// which the first at a level wins).
+fn telemetry(input: &Istio<'_>) -> Telemetry {
+    let mut t = input.mesh_config.map(Telemetry::from).unwrap_or_default();
+    t.policies = input
+        .telemetries
+        .iter()
+        .filter_map(|r| Policy::try_from(*r).ok())
+        .collect();
+    t.policies
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    t
 }
 
 fn peer_authentication(pa: &PeerAuthentication) -> super::PeerAuthentication {

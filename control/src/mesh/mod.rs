@@ -8,6 +8,7 @@
 pub mod build;
 mod index;
 pub mod route;
+pub mod telemetry;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -28,6 +29,8 @@ pub struct Mesh {
     pub security: Vec<SecurityPolicy>,
     /// User WASM plugins (WasmPlugin resources).
     pub plugins: Vec<Plugin>,
+    /// Tracing, access logs and metrics (the mesh config and Telemetry resources).
+    pub telemetry: telemetry::Telemetry,
 }
 
 /// A service: a host name, its ports and the endpoints behind them.

@@ -14,6 +14,7 @@ pub mod listener;
 pub mod peer;
 pub mod plugin;
 pub mod route;
+pub mod telemetry;
 pub mod tls;
 #[cfg(test)]
 mod tls_tests;

@@ -249,12 +249,13 @@ pub(crate) mod tests {
     }
 
     fn listener() -> Listener {
-        super::super::listener::http(
-            "inbound",
-            "127.0.0.1:15006".parse().expect("addr"),
-            "inbound",
-            &Default::default(),
-        )
+        let side = super::super::listener::Side {
+            name: "inbound",
+            address: "127.0.0.1:15006".parse().expect("addr"),
+            direction: envoy_types::pb::envoy::config::core::v3::TrafficDirection::Inbound,
+            observability: &Default::default(),
+        };
+        super::super::listener::http(&side, &Default::default())
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! Whole views: what one sidecar gets, and what a proxyless client gets.
 
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::config::{
+    core::v3::TrafficDirection,
+    route::v3::{RouteConfiguration, VirtualHost},
+};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Sidecar, Sidecars, XdsSet, cluster, listener,
+    Sidecar, Sidecars, XdsSet, cluster,
+    listener::{self, Side},
     peer::peer_policy,
     plugin::{Chain, PluginSpec, Rank},
     route::{self, builtin},
+    telemetry::{DEFAULT_TRUST_DOMAIN, Observability},
     tls::{self, Mtls},
 };
 use crate::mesh::{
@@ -136,10 +141,16 @@ pub fn sidecar_own(
     mtls: Option<&Mtls>,
 ) -> XdsSet {
     let mut set = XdsSet::default();
+    let trust_domain = mtls.map_or(DEFAULT_TRUST_DOMAIN, |m| m.trust_domain.as_str());
+    let observability = Observability::of(mesh, workload, trust_domain);
+    let side = |name, address, direction| Side {
+        name,
+        address,
+        direction,
+        observability: &observability,
+    };
     set.listeners.push(listener::http(
-        "outbound",
-        me.outbound,
-        "outbound",
+        &side("outbound", me.outbound, TrafficDirection::Outbound),
         &outbound.chain,
     ));
     let mut inbound = Chain::default();
@@ -187,7 +198,10 @@ pub fn sidecar_own(
         vhosts.push(catch_all);
     }
     set.routes.push(route_config("inbound", vhosts));
-    let mut listener = listener::http("inbound", me.inbound, "inbound", &inbound);
+    let mut listener = listener::http(
+        &side("inbound", me.inbound, TrafficDirection::Inbound),
+        &inbound,
+    );
     if let Some(mtls) = mtls {
         let mode = peer_policy(mesh, workload)
             .unwrap_or_default()
@@ -479,6 +493,7 @@ mod tests {
                 ),
             }],
             plugins: Vec::new(),
+            telemetry: Default::default(),
         }
     }
 

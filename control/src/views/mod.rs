@@ -205,6 +205,14 @@ impl MeshViews {
 }
 
 impl Views for MeshViews {
+    fn kind(&self, node: &Node) -> crate::ads::ProxyKind {
+        if self.lock().mesh.workloads.contains_key(&node.id) {
+            crate::ads::ProxyKind::Sidecar
+        } else {
+            crate::ads::ProxyKind::of_client(node)
+        }
+    }
+
     fn view(&self, node: &Node) -> Result<watch::Receiver<Arc<Resources>>, tonic::Status> {
         let mut state = self.lock();
         let key = if state.mesh.workloads.contains_key(&node.id) {
@@ -331,6 +339,7 @@ fn effective(state: &State) -> Arc<Mesh> {
 }
 
 fn rebuild_all(state: &mut State) {
+    let started = std::time::Instant::now();
     state
         .views
         .retain(|_, view| view.sender.receiver_count() > 0);
@@ -346,6 +355,7 @@ fn rebuild_all(state: &mut State) {
             .map(|view| view.sender.borrow().clone());
         // A workload removed from the mesh gets an empty view: its listeners and clusters go away.
         let mut next = build(state, &key, previous.as_deref()).unwrap_or_default();
+        next.set_changed_at(started);
         if let Some(view) = state.views.get_mut(&key) {
             view.from = from;
             view.sender.send_if_modified(|current| {

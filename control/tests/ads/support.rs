@@ -124,6 +124,13 @@ impl<Req, Resp> Stream<Req, Resp> {
         }
     }
 
+    /// The same stream, its requests carrying `node` (e.g. a sidecar's, with metadata).
+    #[allow(dead_code, reason = "the telemetry tests use it, the ads tests do not")]
+    pub fn with_node(mut self, node: Node) -> Self {
+        self.node = node;
+        self
+    }
+
     /// The next response.
     pub async fn recv(&mut self) -> Resp {
         self.try_recv().await.unwrap()

@@ -90,10 +90,12 @@ fn every_document_is_a_named_object() {
         "ClusterRoleBinding",
         "Deployment",
         "Namespace",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ];
-    want.extend(["CustomResourceDefinition"; 7]);
+    want.extend(["CustomResourceDefinition"; 8]);
     want.sort();
     assert_eq!(kinds, want);
     let kustomize = &documents("kustomization.yaml")[0];

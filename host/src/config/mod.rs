@@ -10,6 +10,7 @@ pub mod plugin;
 pub mod schema;
 pub mod telemetry;
 pub mod tls;
+pub mod tracing;
 
 use std::{fmt, path::Path};
 

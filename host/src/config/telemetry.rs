@@ -12,6 +12,7 @@
 //!     service_account: bookinfo-reviews
 //!     labels: {app: reviews, version: v1}
 //!   access_log: [{path: /dev/stdout, format: json}]   # see config::access_log
+//!   tracing: {sampling: 1.0, otlp: {grpc: 127.0.0.1:4317}}   # see super::tracing
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,6 +32,9 @@ pub struct ListenerTelemetry {
     /// Where this listener's access logs go and their formats; none: no access log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_log: Vec<super::access_log::AccessLog>,
+    /// Distributed tracing; absent: off (incoming trace headers pass through untouched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<super::tracing::Tracing>,
 }
 
 /// The side of a call a listener sees, as Envoy's `traffic_direction` names it.

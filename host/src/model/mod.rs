@@ -103,6 +103,8 @@ pub struct Cluster {
     pub admission: crate::upstream::admit::Admission,
     /// Retries in flight (all workers), for retry budgets.
     pub retries: AtomicU32,
+    /// Retries and ejections so far, carried over from the previous definition of a cluster with this name.
+    pub counters: Arc<crate::upstream::counters::ClusterCounters>,
     /// TLS to the endpoints, when the cluster has it.
     pub tls: Option<Arc<ClientTls>>,
     def: schema::Cluster,
@@ -130,7 +132,13 @@ impl Snapshot {
                 .filter(|old| old.def == *c);
             let cluster = match reused {
                 Some(old) => old.clone(),
-                None => Arc::new(Cluster::compile(c, &field, &secrets)?),
+                None => {
+                    let mut compiled = Cluster::compile(c, &field, &secrets)?;
+                    if let Some(old) = prev.and_then(|p| p.clusters.get(c.name.as_str())) {
+                        compiled.counters = old.counters.clone();
+                    }
+                    Arc::new(compiled)
+                }
             };
             clusters.insert(cluster.name.clone(), cluster);
         }
@@ -193,6 +201,11 @@ impl Snapshot {
                         &l.telemetry.access_log,
                         &log_sinks,
                         &format!("{field}.telemetry.access_log"),
+                    )?,
+                    tracing: crate::telemetry::trace::Tracer::compile(
+                        &l.telemetry,
+                        &format!("{field}.telemetry.tracing"),
+                        &has_cluster,
                     )?,
                     ..crate::telemetry::Telemetry::new(&l.telemetry)
                 }),
@@ -296,6 +309,7 @@ impl Cluster {
             health: crate::upstream::health::Health::new(c.endpoints.len()),
             admission: Default::default(),
             retries: AtomicU32::new(0),
+            counters: Arc::default(),
             def: c.clone(),
         })
     }

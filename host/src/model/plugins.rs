@@ -4,7 +4,11 @@
 //! re-configured by name), plus plugins only that route adds; then ordered by phase and priority. Plugins identical to
 //! one in the previous snapshot are reused as they are, so their VMs (and their state) survive unrelated config edits.
 
-use std::{cell::RefCell, collections::HashMap, sync::Arc};
+use std::{
+    cell::RefCell,
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use crate::{
     config::{Invalid, plugin::WasmPlugin, schema},
@@ -170,6 +174,38 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Counts a hot swap on every plugin that `next` runs in another version than `prev` did.
+pub fn count_swaps(prev: &[Arc<PluginDef>], next: &[Arc<PluginDef>]) {
+    let ids = |defs: &[Arc<PluginDef>]| -> Vec<(Arc<str>, usize)> {
+        defs.iter()
+            .map(|d| (d.name.clone(), Arc::as_ptr(d) as usize))
+            .collect()
+    };
+    let (before, after) = (ids(prev), ids(next));
+    for name in swapped(&before, &after) {
+        if let Some(def) = next.iter().find(|d| d.name == name) {
+            PluginStats::inc(&def.stats.swaps);
+        }
+    }
+}
+
+/// The names of plugins in both `prev` and `next` (name, version identity) whose set of versions changed: the ones
+/// a config change swapped. A plugin only added or only removed is not a swap.
+fn swapped(prev: &[(Arc<str>, usize)], next: &[(Arc<str>, usize)]) -> BTreeSet<Arc<str>> {
+    let versions = |list: &[(Arc<str>, usize)], name: &str| -> BTreeSet<usize> {
+        list.iter()
+            .filter(|(n, _)| &**n == name)
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    next.iter()
+        .map(|(n, _)| n)
+        .filter(|n| prev.iter().any(|(p, _)| p == *n))
+        .filter(|n| versions(prev, n) != versions(next, n))
+        .cloned()
+        .collect()
+}
+
 /// Whether a loaded plugin's module file still has the content it was loaded with (an edited module is reloaded).
 fn unchanged(p: &PluginDef) -> bool {
     let Some(url) = p.spec.url.as_deref() else {
@@ -182,5 +218,47 @@ fn unchanged(p: &PluginDef) -> bool {
             sha == p.code.sha256
         }
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plugins as (name, version identity).
+    type Versions = &'static [(&'static str, usize)];
+
+    #[test]
+    fn swaps_table() {
+        let list = |items: &[(&str, usize)]| -> Vec<(Arc<str>, usize)> {
+            items.iter().map(|(n, v)| (Arc::from(*n), *v)).collect()
+        };
+        let names = |set: BTreeSet<Arc<str>>| -> Vec<String> {
+            set.iter().map(|n| n.to_string()).collect()
+        };
+        let cases: [(Versions, Versions, &[&str]); 6] = [
+            // Unchanged.
+            (&[("authz", 1)], &[("authz", 1)], &[]),
+            // A new version of the module or config.
+            (&[("authz", 1)], &[("authz", 2)], &["authz"]),
+            // Added and removed plugins are not swaps.
+            (&[("authz", 1)], &[("authz", 1), ("retry", 3)], &[]),
+            (&[("authz", 1), ("retry", 3)], &[("retry", 3)], &[]),
+            // A route override (a second version under the same name) appears.
+            (
+                &[("router", 1)],
+                &[("router", 1), ("router", 2)],
+                &["router"],
+            ),
+            // Two plugins, one swapped.
+            (&[("a", 1), ("b", 2)], &[("a", 1), ("b", 5)], &["b"]),
+        ];
+        for (prev, next, want) in cases {
+            assert_eq!(
+                names(swapped(&list(prev), &list(next))),
+                want.to_vec(),
+                "{prev:?} -> {next:?}"
+            );
+        }
     }
 }

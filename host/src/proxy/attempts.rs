@@ -25,6 +25,7 @@ use crate::{
     server::worker::WorkerCtx,
     stats::Counter,
     telemetry::Record,
+    upstream::counters::ClusterCounters,
     wasm::{
         chain::{Chain, Outcome},
         stream::{Dir, ResponseHead},
@@ -138,6 +139,9 @@ pub(super) async fn attempts(
                     s.response_bytes = 0;
                 }
                 w.shared.stats.inc(Counter::UpstreamRqRetry);
+                if let Some(c) = cluster.as_ref().and_then(|n| snapshot.clusters.get(n)) {
+                    ClusterCounters::inc(&c.counters.retries);
+                }
                 tracing::debug!(
                     backoff_ms = backoff.as_millis() as u64,
                     "retrying the request"

@@ -160,6 +160,9 @@ async fn proxy(
         }
         s.telemetry = Some(listener.telemetry.clone());
     }
+    if let Some(tracer) = &listener.telemetry.tracing {
+        record.trace.set(tracer.begin(req.headers_mut()));
+    }
     let authority = authority(&req).unwrap_or("");
     let route = listener
         .routes

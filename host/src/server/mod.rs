@@ -37,6 +37,10 @@ pub struct Shared {
     pub stats: Stats,
     /// The Istio-standard request metrics.
     pub metrics: Arc<crate::telemetry::metrics::Registry>,
+    /// Upstream connections open per endpoint, over every worker's pools.
+    pub connections: Arc<crate::upstream::counters::OpenConnections>,
+    /// Finished spans on their way to the OTLP collectors.
+    pub spans: crate::telemetry::trace::export::Exporter,
     /// `true` once a graceful drain started.
     pub drain: watch::Sender<bool>,
     /// `true` once the drain deadline passed.
@@ -110,10 +114,12 @@ impl Proxy {
             .filter(|&n| n > 0)
             .or((snapshot.workers > 0).then_some(snapshot.workers))
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|weak| Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             stats: Stats::new(workers),
             metrics: crate::telemetry::metrics::Registry::new(workers),
+            connections: Arc::default(),
+            spans: crate::telemetry::trace::export::Exporter::new(weak.clone()),
             drain: watch::channel(false).0,
             force: watch::channel(false).0,
             workers_running: AtomicUsize::new(workers),
@@ -196,6 +202,7 @@ impl Proxy {
         }
         let binds = bind_new(&registry, &next, self.workers.len())?;
         let version = next.version;
+        crate::model::plugins::count_swaps(&prev.plugins, &next.plugins);
         self.shared.snapshot.store(Arc::new(next));
         let current = self.shared.snapshot.load_full();
         registry.retain(|name, r| {

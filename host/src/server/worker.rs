@@ -97,7 +97,7 @@ async fn run(id: usize, shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiv
     let w = Rc::new(WorkerCtx {
         id,
         shared: shared.clone(),
-        upstreams: Upstreams::default(),
+        upstreams: Upstreams::new(shared.connections.clone()),
         wasm: Registry::default(),
         telemetry: crate::telemetry::Worker::new(id, &shared),
         cached,

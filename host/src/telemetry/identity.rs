@@ -20,6 +20,8 @@ pub struct Telemetry {
     pub exchange: Option<(HeaderValue, HeaderValue)>,
     /// The listener's access logs, if it has any (set by the model, which shares their writers across configs).
     pub access_log: Option<Arc<super::access_log::AccessLogs>>,
+    /// Distributed tracing, when the listener has it.
+    pub tracing: Option<Arc<super::trace::Tracer>>,
 }
 
 impl Telemetry {
@@ -35,6 +37,7 @@ impl Telemetry {
             },
             workload,
             access_log: None,
+            tracing: None,
         }
     }
 

@@ -1,13 +1,21 @@
 //! The proxy's own metrics in the Prometheus text format, under `meshwork_`: the process counters of `/stats`, the
-//! live config, clusters, WASM plugins (VMs, traps, limit hits, fail-policy outcomes, reloads, shadow-mode verdicts),
-//! the metrics plugins define (labelled with the plugin), and the xDS connection.
+//! live config, clusters (requests in flight, connections open, ejections, retries), certificate expiry, WASM plugins
+//! (VMs, traps, limit hits, fail-policy outcomes, reloads, hot swaps, shadow-mode verdicts), the metrics plugins define
+//! (labelled with the plugin), and the xDS connection (state, streams, resources, NACKs).
 
-use std::{collections::BTreeMap, fmt::Write as _, sync::atomic::Ordering};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{Arc, atomic::Ordering},
+    time::SystemTime,
+};
 
 use super::metrics::render::{escape, header, histogram};
 use crate::{
+    model::Cluster,
     server::Proxy,
     stats::Counter,
+    tls::secrets::Secrets,
     wasm::metrics::Kind,
     xds::{XdsStatus, status::Connection},
 };
@@ -58,10 +66,85 @@ pub fn render(proxy: &Proxy, xds: Option<&XdsStatus>, out: &mut String) {
             c.inflight.load(Ordering::Relaxed)
         );
     }
+    upstreams(shared, &clusters, out);
+    certificates(&snapshot.secrets, out);
     plugins(&snapshot, out);
     filter_metrics(out);
     if let Some(x) = xds {
         xds_status(x, out);
+    }
+}
+
+/// Per cluster: connections open to its endpoints, ejected endpoints, ejections and retries; and all connections open.
+fn upstreams(shared: &crate::server::Shared, clusters: &[&Arc<Cluster>], out: &mut String) {
+    gauge(
+        out,
+        "meshwork_upstream_cx_active",
+        "Upstream connections open, over all workers' pools.",
+        shared.connections.total(),
+    );
+    type Value = fn(&crate::server::Shared, &Cluster) -> u64;
+    let families: [(&str, &str, &str, Value); 4] = [
+        (
+            "meshwork_cluster_upstream_cx_active",
+            "gauge",
+            "Connections open to the cluster's endpoints, over all workers (clusters sharing an endpoint share its connections).",
+            |shared, c| {
+                let mut endpoints = c.endpoints.clone();
+                endpoints.sort();
+                endpoints.dedup();
+                endpoints.iter().map(|&e| shared.connections.get(e)).sum()
+            },
+        ),
+        (
+            "meshwork_cluster_ejected_endpoints",
+            "gauge",
+            "Endpoints of the cluster out of rotation now (ejected by a plugin).",
+            |_, c| c.ejections.list().len() as u64,
+        ),
+        (
+            "meshwork_cluster_ejections_total",
+            "counter",
+            "Endpoint ejections plugins enforced on the cluster.",
+            |_, c| c.counters.ejections.load(Ordering::Relaxed),
+        ),
+        (
+            "meshwork_cluster_upstream_rq_retry_total",
+            "counter",
+            "Retries of requests to the cluster.",
+            |_, c| c.counters.retries.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        header(out, name, kind, help);
+        for c in clusters {
+            let _ = writeln!(
+                out,
+                "{name}{{cluster=\"{}\"}} {}",
+                escape(&c.name),
+                value(shared, c)
+            );
+        }
+    }
+}
+
+/// When each secret's certificate expires, in seconds since the Unix epoch.
+fn certificates(secrets: &Secrets, out: &mut String) {
+    header(
+        out,
+        "meshwork_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the certificate of each secret expires (Unix time).",
+    );
+    for (name, not_after) in secrets.expiries() {
+        let unix = not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let _ = writeln!(
+            out,
+            "meshwork_certificate_expiry_timestamp_seconds{{secret=\"{}\"}} {unix}",
+            escape(&name)
+        );
     }
 }
 
@@ -174,6 +257,13 @@ fn xds_status(x: &XdsStatus, out: &mut String) {
         "ADS streams opened.",
     );
     let _ = writeln!(out, "meshwork_xds_streams_total {}", r.streams);
+    header(
+        out,
+        "meshwork_xds_nacks_total",
+        "counter",
+        "xDS responses refused (NACKs sent to the control plane).",
+    );
+    let _ = writeln!(out, "meshwork_xds_nacks_total {}", r.nacks);
     header(
         out,
         "meshwork_xds_resources",

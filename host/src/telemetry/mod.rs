@@ -1,7 +1,7 @@
 //! Telemetry without application changes: every request leaves a [`record::Record`] that the proxy fills as the request
 //! moves through its phases and finishes when the response body ends (or the stream dies). Finishing hands the record
-//! to the sinks: the Istio-standard request [`metrics`] (per worker, merged on scrape) and the listener's
-//! [`access_log`]s.
+//! to the sinks: the Istio-standard request [`metrics`] (per worker, merged on scrape), the listener's [`access_log`]s
+//! and the request's [`trace`] span (queued for the OTLP exporter when the request was sampled).
 //!
 //! ```text
 //! handle ─► Record::start ─► phases fill route, cluster, upstream, peer, status, flags
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod peer;
 pub mod record;
 pub mod request_id;
+pub mod trace;
 pub mod tracked;
 
 use std::{sync::Arc, time::Duration};
@@ -49,5 +50,12 @@ impl Worker {
     pub fn finish(&self, r: &Record, elapsed: Duration) {
         self.metrics.record(self.id, r, elapsed);
         access_log::finish(r, elapsed);
+        if let Some(active) = r.trace.take() {
+            let shared = &r.worker().shared;
+            shared.spans.push(
+                &shared.stats,
+                trace::span::Finished::new(active, r, elapsed),
+            );
+        }
     }
 }

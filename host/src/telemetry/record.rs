@@ -51,6 +51,8 @@ pub struct Record {
     pub request_bytes: Cell<u64>,
     /// Response body bytes streamed downstream.
     pub response_bytes: Cell<u64>,
+    /// This hop's span, when the request is sampled (set once the listener's tracer has decided).
+    pub trace: Cell<Option<super::trace::Active>>,
     finished: Cell<bool>,
 }
 
@@ -125,6 +127,7 @@ impl Record {
             state: RefCell::new(State::default()),
             request_bytes: Cell::new(head as u64),
             response_bytes: Cell::new(0),
+            trace: Cell::new(None),
             finished: Cell::new(false),
         })
     }

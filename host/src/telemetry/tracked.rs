@@ -1,6 +1,6 @@
 //! The response body as the client receives it, with its request's [`Record`]: counts the bytes, reads a gRPC status
-//! from the trailers and finishes the record when the body ends, fails or is dropped unfinished (the client went away:
-//! Envoy's `DC` flag).
+//! from the trailers and finishes the record when the body ends (its last frame, or its end of stream), fails or is
+//! dropped unfinished (the client went away: Envoy's `DC` flag).
 
 use std::{
     pin::Pin,
@@ -28,7 +28,11 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let record = &this.record;
             if !record.is_finished() {
-                record.flag("DC");
+                // A body dropped at its end is complete (hyper stops polling once `is_end_stream` says so); one dropped
+                // before is a client that went away.
+                if !this.inner.is_end_stream() {
+                    record.flag("DC");
+                }
                 record.finish();
             }
         }
@@ -71,8 +75,8 @@ impl Body for Tracked {
                 {
                     this.record.state.borrow_mut().grpc_status = Some(code);
                 }
-                // hyper stops polling a body that says it ended, or once it wrote `content-length` bytes, and drops
-                // it: the request is complete now, not cut short.
+                // hyper sends no further poll once the body says it is at its end (a known length reached, trailers
+                // sent), or once it wrote `content-length` bytes of a body that cannot tell: the response is complete.
                 let sent_all = this
                     .length
                     .is_some_and(|n| this.record.response_bytes.get() >= n);

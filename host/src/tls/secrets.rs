@@ -158,6 +158,17 @@ impl Secrets {
         Ok(self.install_trust(name, prepare_trust(name, pem)?))
     }
 
+    /// `(name, expiry)` of every secret holding a certificate, by name.
+    pub fn expiries(&self) -> Vec<(Arc<str>, SystemTime)> {
+        let cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = cells
+            .values()
+            .filter_map(|c| Some((c.name.clone(), c.cert.load().as_ref()?.info.not_after)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Every secret, without key material, for `/config_dump`.
     pub fn dump(&self) -> serde_json::Value {
         let cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());

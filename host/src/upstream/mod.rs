@@ -5,6 +5,7 @@
 
 pub mod admit;
 pub mod balance;
+pub mod counters;
 pub mod eject;
 pub mod health;
 pub mod pool;
@@ -28,8 +29,9 @@ use crate::{
 };
 
 /// One worker's view of all clusters.
-#[derive(Default)]
 pub struct Upstreams {
+    /// The gauges of connections open per endpoint, shared by every worker.
+    open: Arc<counters::OpenConnections>,
     /// Keyed by endpoint, protocol and TLS settings (0 = plaintext).
     pools: RefCell<HashMap<(SocketAddr, Proto, u64), Rc<EndpointPool>>>,
     clusters: RefCell<HashMap<Arc<str>, Rc<ClusterState>>>,
@@ -45,6 +47,15 @@ pub struct ClusterState {
 }
 
 impl Upstreams {
+    /// No pools yet; their connections will count on `open`.
+    pub fn new(open: Arc<counters::OpenConnections>) -> Self {
+        Upstreams {
+            open,
+            pools: RefCell::default(),
+            clusters: RefCell::default(),
+        }
+    }
+
     /// The balancing state for `cluster`, rebuilt when the cluster's definition changed.
     pub fn cluster(&self, cluster: &Arc<Cluster>) -> Rc<ClusterState> {
         if let Some(state) = self
@@ -84,7 +95,7 @@ impl Upstreams {
         self.pools
             .borrow_mut()
             .entry((addr, proto, key))
-            .or_insert_with(|| EndpointPool::new(addr, proto, tls.cloned()))
+            .or_insert_with(|| EndpointPool::new(addr, proto, tls.cloned(), self.open.gauge(addr)))
             .clone()
     }
 

@@ -10,7 +10,7 @@ use std::{
     future::poll_fn,
     net::SocketAddr,
     rc::Rc,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicU64},
     task::Poll,
     time::Duration,
 };
@@ -30,6 +30,7 @@ use crate::{
     rt::LocalExec,
     stats::{Counter, Stats},
     tls::ClientTls,
+    upstream::counters::Open,
 };
 
 /// The protocol a pool speaks.
@@ -61,6 +62,8 @@ pub struct EndpointPool {
     pub inflight: Cell<u32>,
     /// TLS to the endpoint, if the cluster has it.
     tls: Option<Arc<ClientTls>>,
+    /// Connections open to the endpoint over all workers, which this pool's connections count on.
+    open: Arc<AtomicU64>,
 }
 
 /// Settings a pool takes from its cluster on each request (they can change with config reloads).
@@ -73,8 +76,13 @@ pub struct PoolSettings {
 }
 
 impl EndpointPool {
-    /// An empty pool; connections open on demand.
-    pub fn new(addr: SocketAddr, proto: Proto, tls: Option<Arc<ClientTls>>) -> Rc<Self> {
+    /// An empty pool; connections open on demand and count on `open` while they live.
+    pub fn new(
+        addr: SocketAddr,
+        proto: Proto,
+        tls: Option<Arc<ClientTls>>,
+        open: Arc<AtomicU64>,
+    ) -> Rc<Self> {
         Rc::new(EndpointPool {
             addr,
             proto,
@@ -85,6 +93,7 @@ impl EndpointPool {
             h2_connecting: RefCell::new(None),
             inflight: Cell::new(0),
             tls,
+            open,
         })
     }
 
@@ -193,8 +202,8 @@ impl EndpointPool {
         let result = async {
             let io = connect(self.addr, settings.connect_timeout, stats).await?;
             match &self.tls {
-                None => h1_over(io).await,
-                Some(tls) => h1_over(self.tls_over(tls, io, stats).await?).await,
+                None => h1_over(io, &self.open).await,
+                Some(tls) => h1_over(self.tls_over(tls, io, stats).await?, &self.open).await,
             }
             .map_err(|e| self.handshake_error(e))
         }
@@ -240,8 +249,8 @@ impl EndpointPool {
     ) -> Result<http2::SendRequest<ReqBody>, ProxyError> {
         let io = connect(self.addr, settings.connect_timeout, stats).await?;
         match &self.tls {
-            None => h2_over(io).await,
-            Some(tls) => h2_over(self.tls_over(tls, io, stats).await?).await,
+            None => h2_over(io, &self.open).await,
+            Some(tls) => h2_over(self.tls_over(tls, io, stats).await?, &self.open).await,
         }
         .map_err(|e| self.handshake_error(e))
     }
@@ -296,18 +305,18 @@ impl EndpointPool {
     }
 }
 
-/// An HTTP/1.1 client connection over `io`, its I/O running on this worker.
-async fn h1_over<I>(io: I) -> hyper::Result<http1::SendRequest<ReqBody>>
+/// An HTTP/1.1 client connection over `io`, its I/O running on this worker, counted on `open` while it lives.
+async fn h1_over<I>(io: I, open: &Arc<AtomicU64>) -> hyper::Result<http1::SendRequest<ReqBody>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
 {
     let (tx, conn) = http1::Builder::new().handshake(io).await?;
-    spawn_conn(conn, "HTTP/1.1");
+    spawn_counted(conn, "HTTP/1.1", open);
     Ok(tx)
 }
 
-/// A multiplexed HTTP/2 client connection over `io`, its I/O running on this worker.
-async fn h2_over<I>(io: I) -> hyper::Result<http2::SendRequest<ReqBody>>
+/// A multiplexed HTTP/2 client connection over `io`, its I/O running on this worker, counted on `open` while it lives.
+async fn h2_over<I>(io: I, open: &Arc<AtomicU64>) -> hyper::Result<http2::SendRequest<ReqBody>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
 {
@@ -317,8 +326,23 @@ where
         .keep_alive_timeout(Duration::from_secs(10))
         .handshake(io)
         .await?;
-    spawn_conn(conn, "HTTP/2");
+    spawn_counted(conn, "HTTP/2", open);
     Ok(tx)
+}
+
+/// [`spawn_conn`] for a pooled connection: counted on `open` until its I/O ends.
+fn spawn_counted<F>(conn: F, proto: &'static str, open: &Arc<AtomicU64>)
+where
+    F: std::future::Future<Output = hyper::Result<()>> + 'static,
+{
+    let counted = Open::new(open.clone());
+    spawn_conn(
+        async move {
+            let _counted = counted;
+            conn.await
+        },
+        proto,
+    );
 }
 
 /// Runs a client connection's I/O on this worker until it closes.

@@ -45,6 +45,8 @@ pub struct PluginStats {
     pub shadow_mutations: AtomicU64,
     /// Shadow mode: pauses it would have caused.
     pub shadow_pauses: AtomicU64,
+    /// Hot swaps: configs applied that run another version of the plugin (new module or configuration).
+    pub swaps: AtomicU64,
 }
 
 impl PluginStats {
@@ -54,7 +56,7 @@ impl PluginStats {
     }
 
     /// `(name, value)` for `/stats`.
-    pub fn rows(&self) -> [(&'static str, u64); 10] {
+    pub fn rows(&self) -> [(&'static str, u64); 11] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("vms_created", g(&self.vms_created)),
@@ -67,6 +69,7 @@ impl PluginStats {
             ("shadow_local_replies", g(&self.shadow_local_replies)),
             ("shadow_mutations", g(&self.shadow_mutations)),
             ("shadow_pauses", g(&self.shadow_pauses)),
+            ("swaps", g(&self.swaps)),
         ]
     }
 }

@@ -33,18 +33,28 @@ use super::{
 /// `google.rpc.Code.INVALID_ARGUMENT`, the code of a NACK's `error_detail`.
 pub const INVALID_ARGUMENT: i32 = 3;
 
-/// The node this proxy presents: `id`, cluster and user agent `meshwork`, and its listener addresses as metadata
-/// (`OUTBOUND_ADDRESS`, `INBOUND_ADDRESS`), from which the control plane builds its listeners.
-pub fn node(id: &str, outbound: Option<SocketAddr>, inbound: Option<SocketAddr>) -> Node {
-    let fields = [("OUTBOUND_ADDRESS", outbound), ("INBOUND_ADDRESS", inbound)]
-        .into_iter()
-        .filter_map(|(k, a)| {
-            let value = Value {
-                kind: Some(Kind::StringValue(a?.to_string())),
-            };
-            Some((k.to_string(), value))
-        })
-        .collect();
+/// The node this proxy presents: `id`, cluster and user agent `meshwork`, and as metadata its listener addresses
+/// (`OUTBOUND_ADDRESS`, `INBOUND_ADDRESS`), from which the control plane builds its listeners, and its admin API's
+/// (`ADMIN_ADDRESS`), which the control plane lists for tools that scrape the sidecars' metrics.
+pub fn node(
+    id: &str,
+    outbound: Option<SocketAddr>,
+    inbound: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+) -> Node {
+    let fields = [
+        ("OUTBOUND_ADDRESS", outbound),
+        ("INBOUND_ADDRESS", inbound),
+        ("ADMIN_ADDRESS", admin),
+    ]
+    .into_iter()
+    .filter_map(|(k, a)| {
+        let value = Value {
+            kind: Some(Kind::StringValue(a?.to_string())),
+        };
+        Some((k.to_string(), value))
+    })
+    .collect();
     Node {
         id: id.to_string(),
         cluster: "meshwork".into(),
@@ -55,6 +65,18 @@ pub fn node(id: &str, outbound: Option<SocketAddr>, inbound: Option<SocketAddr>)
         metadata: Some(Struct { fields }),
         ..Default::default()
     }
+}
+
+/// Sets `ADMIN_ADDRESS` in `node`'s metadata: the admin API's bound address, known only once it listens (a configured
+/// port 0 becomes a real one).
+pub fn set_admin_address(node: &mut Node, admin: SocketAddr) {
+    let value = Value {
+        kind: Some(Kind::StringValue(admin.to_string())),
+    };
+    node.metadata
+        .get_or_insert_with(Struct::default)
+        .fields
+        .insert("ADMIN_ADDRESS".to_string(), value);
 }
 
 /// The names subscribed on the current stream, by type URL (wildcard types are not listed).
@@ -395,7 +417,7 @@ mod tests {
         };
         let mut state = State::default();
         let mut subs = Subscriptions::new();
-        let opening = initial(&state, node("n", None, None), &mut subs);
+        let opening = initial(&state, node("n", None, None, None), &mut subs);
         assert_eq!(
             names(&opening, subscribed),
             [(CLUSTER, strings(&["*"])), (LISTENER, strings(&["*"]))]
@@ -414,7 +436,7 @@ mod tests {
             &mut state,
             &response(vec![("r", "3", fx::route_config("r", vec![]))], &[]),
         );
-        let reopening = initial(&state, node("n", None, None), &mut subs);
+        let reopening = initial(&state, node("n", None, None, None), &mut subs);
         let held = [
             (CLUSTER, strings(&[])),
             (LISTENER, strings(&["l=7"])),
@@ -438,16 +460,31 @@ mod tests {
 
     #[test]
     fn node_metadata_carries_the_addresses() {
-        let n = node("a.default", "127.0.0.1:15001".parse().ok(), None);
+        let n = node(
+            "a.default",
+            "127.0.0.1:15001".parse().ok(),
+            None,
+            "127.0.0.1:15000".parse().ok(),
+        );
         assert_eq!(
             (n.cluster.as_str(), n.user_agent_name.as_str()),
             ("meshwork", "meshwork")
         );
-        let fields = n.metadata.expect("metadata").fields;
+        let fields = n.metadata.clone().expect("metadata").fields;
         assert_eq!(
             fields["OUTBOUND_ADDRESS"].kind,
             Some(Kind::StringValue("127.0.0.1:15001".into()))
         );
         assert!(!fields.contains_key("INBOUND_ADDRESS"));
+        assert_eq!(
+            fields["ADMIN_ADDRESS"].kind,
+            Some(Kind::StringValue("127.0.0.1:15000".into()))
+        );
+        let mut n = n;
+        set_admin_address(&mut n, "127.0.0.1:41234".parse().expect("addr"));
+        assert_eq!(
+            n.metadata.expect("metadata").fields["ADMIN_ADDRESS"].kind,
+            Some(Kind::StringValue("127.0.0.1:41234".into()))
+        );
     }
 }

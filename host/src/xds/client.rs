@@ -63,6 +63,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// Presents `admin` as the admin API's address (`ADMIN_ADDRESS`), once it is bound.
+    pub fn set_admin_address(&mut self, admin: std::net::SocketAddr) {
+        ads::set_admin_address(&mut self.node, admin);
+    }
+
     /// A client of `server` (an `http://HOST:PORT` URI) presenting `node`; configs are built on top of `base`.
     pub fn new(server: String, node: Node, base: Config, status: Arc<XdsStatus>) -> Self {
         Client {
@@ -267,7 +272,10 @@ impl Client {
         } else {
             let message = errors.join("; ");
             tracing::warn!(%type_url, nonce = %resp.nonce, %message, "xDS NACK");
-            self.status.update(|r| r.last_nack = Some(message));
+            self.status.update(|r| {
+                r.last_nack = Some(message);
+                r.nacks += 1;
+            });
         }
         ads::reply(resp, &errors)
     }

@@ -100,6 +100,7 @@ pub fn start(options: XdsOptions) -> Result<Running, StartError> {
         &options.node,
         options.outbound_address,
         options.inbound_address,
+        Some(options.admin_address),
     );
     let mut client = client::Client::new(server, node, base.clone(), status.clone());
     if options.agent.is_some() {

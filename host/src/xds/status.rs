@@ -56,6 +56,8 @@ pub struct Report {
     /// The message of the last NACK sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_nack: Option<String>,
+    /// NACKs sent so far.
+    pub nacks: u64,
 }
 
 impl XdsStatus {

@@ -6,6 +6,7 @@
 
 mod http;
 mod refs;
+mod telemetry;
 mod unsupported;
 mod values;
 
@@ -67,6 +68,7 @@ pub fn analyze(loaded: &Loaded) -> Vec<Diagnostic> {
         values::wasm_plugin(&mut out(r, d), r);
     }
     refs::check(loaded, d);
+    telemetry::check(loaded, &refs::known_host(loaded), d);
     diags.sort_by(|a, b| (&a.file, a.line, a.severity).cmp(&(&b.file, b.line, b.severity)));
     diags
 }

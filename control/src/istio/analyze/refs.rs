@@ -27,6 +27,25 @@ fn show(labels: &Labels) -> String {
         .join(", ")
 }
 
+/// Whether a host is a ServiceEntry's of `loaded` (wildcards either way).
+pub fn known_host(loaded: &Loaded) -> impl Fn(&str) -> bool {
+    let hosts: Vec<String> = loaded
+        .service_entries
+        .iter()
+        .flat_map(|se| {
+            se.spec
+                .hosts
+                .iter()
+                .map(|h| resolve_host(h, &se.metadata.namespace))
+        })
+        .collect();
+    move |host: &str| {
+        hosts
+            .iter()
+            .any(|h| host_matches(h, host) || host_matches(host, h))
+    }
+}
+
 /// Every cross-reference finding.
 pub fn check(loaded: &Loaded, diags: &mut Vec<Diagnostic>) {
     let services: Vec<(String, &Located<ServiceEntry>)> = loaded

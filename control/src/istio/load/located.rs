@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::super::{
     AuthorizationPolicy, DestinationRule, Kind, PeerAuthentication, Resource, ServiceEntry,
-    VirtualService, WasmPlugin, WorkloadEntry,
+    Telemetry, VirtualService, WasmPlugin, WorkloadEntry,
     diagnostic::{Diagnostic, FieldPath},
     documents::Doc,
     locate,
@@ -74,8 +74,8 @@ pub struct Site<'a> {
     pub file: &'a str,
     /// The line the resource starts on.
     pub line: usize,
-    doc: &'a Doc,
-    prefix: &'a FieldPath,
+    pub(super) doc: &'a Doc,
+    pub(super) prefix: &'a FieldPath,
 }
 
 impl Site<'_> {
@@ -128,6 +128,10 @@ pub struct Loaded {
     pub authorization_policies: Vec<Located<AuthorizationPolicy>>,
     /// WasmPlugins.
     pub wasm_plugins: Vec<Located<WasmPlugin>>,
+    /// Telemetry resources.
+    pub telemetries: Vec<Located<Telemetry>>,
+    /// The mesh config (ConfigMap `istio-system/istio`), if given.
+    pub mesh_config: Option<Arc<super::MeshConfigDoc>>,
     /// The files read, in order.
     pub files: Vec<String>,
     /// Resources met, including those that could not be read.
@@ -144,6 +148,8 @@ impl Loaded {
             + self.peer_authentications.len()
             + self.authorization_policies.len()
             + self.wasm_plugins.len()
+            + self.telemetries.len()
+            + usize::from(self.mesh_config.is_some())
     }
 
     /// Whether nothing was read.
@@ -179,4 +185,5 @@ specs! {
     PeerAuthentication => peer_authentications,
     AuthorizationPolicy => authorization_policies,
     WasmPlugin => wasm_plugins,
+    Telemetry => telemetries,
 }

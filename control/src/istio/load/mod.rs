@@ -9,15 +9,17 @@
 //! those parses, so that reading a directory again parses only the files whose text changed. Names are
 //! checked for duplicates across files when the parses are put together, in file order.
 
+mod config_map;
 mod located;
 
 use std::{collections::HashMap, marker::PhantomData, path::Path, sync::Arc};
 
+pub use config_map::MeshConfigDoc;
 pub use located::{Loaded, Located, Site, Spec};
 
 use super::{
     AuthorizationPolicy, DestinationRule, Kind, PeerAuthentication, Resource, ServiceEntry,
-    VirtualService, WasmPlugin, WorkloadEntry,
+    Telemetry, VirtualService, WasmPlugin, WorkloadEntry,
     diagnostic::{Diagnostic, FieldPath, Seg},
     documents::{Doc, split_documents},
     locate, messages,
@@ -150,6 +152,7 @@ struct FileParse {
 /// A resource read, or a problem found.
 enum Step {
     Resource(Arc<dyn AddTo>),
+    MeshConfig(Arc<MeshConfigDoc>),
     Diag(Diagnostic),
 }
 
@@ -255,6 +258,11 @@ impl FileParse {
                 return;
             }
         };
+        if kind_name == "ConfigMap" && map.get("apiVersion").and_then(|a| a.as_str()) == Some("v1")
+        {
+            self.config_map(doc, file, &prefix, value);
+            return;
+        }
         let Some(kind) = Kind::from_name(kind_name) else {
             let names = Kind::ALL.map(Kind::name);
             let hint = messages::closest(kind_name, &names)
@@ -302,6 +310,7 @@ impl FileParse {
             Kind::PeerAuthentication => self.typed::<PeerAuthentication>(doc, file, prefix),
             Kind::AuthorizationPolicy => self.typed::<AuthorizationPolicy>(doc, file, prefix),
             Kind::WasmPlugin => self.typed::<WasmPlugin>(doc, file, prefix),
+            Kind::Telemetry => self.typed::<Telemetry>(doc, file, prefix),
         }
     }
 
@@ -377,9 +386,28 @@ impl Loader {
         for step in &parse.steps {
             match step {
                 Step::Resource(resource) => resource.add_to(self),
+                Step::MeshConfig(config) => self.add_mesh_config(config),
                 Step::Diag(diagnostic) => self.diags.push(diagnostic.clone()),
             }
         }
+    }
+
+    /// Adds the mesh config unless another ConfigMap `istio` gave one already.
+    fn add_mesh_config(&mut self, config: &Arc<MeshConfigDoc>) {
+        if let Some(first) = &self.loaded.mesh_config {
+            let msg = format!(
+                "a second mesh config (ConfigMap `istio-system/istio`): the first is at {}:{}; keep one",
+                first.file, first.line
+            );
+            self.diags.push(Diagnostic::error(
+                &config.file,
+                Some(config.line),
+                None,
+                msg,
+            ));
+            return;
+        }
+        self.loaded.mesh_config = Some(config.clone());
     }
 
     /// Adds `res` unless its name is taken.

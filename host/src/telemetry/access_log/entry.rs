@@ -115,6 +115,8 @@ pub struct Entry<'a> {
     pub destination_principal: Option<&'a str>,
     /// The gRPC status.
     pub grpc_status: Option<u32>,
+    /// The trace id (hex) of the span this proxy recorded for the request, when tracing sampled it.
+    pub trace: Option<&'a str>,
     /// The request headers the formats need, captured when the request arrived.
     pub request_headers: &'a [(HeaderName, HeaderValue)],
     /// The response headers the formats need, captured when the response headers left.
@@ -134,11 +136,13 @@ impl<'a> Entry<'a> {
         find(self.response_headers, name)
     }
 
-    /// The trace id: W3C `traceparent`'s, else B3's `x-b3-traceid`.
+    /// The trace id: the recorded span's, else the incoming W3C `traceparent`'s, else B3's `x-b3-traceid`.
     pub fn trace_id(&self) -> Option<&'a str> {
-        self.request_header(&super::format::TRACEPARENT)
-            .and_then(traceparent_trace_id)
-            .or_else(|| self.request_header(&super::format::X_B3_TRACEID))
+        self.trace.or_else(|| {
+            self.request_header(&super::format::TRACEPARENT)
+                .and_then(traceparent_trace_id)
+                .or_else(|| self.request_header(&super::format::X_B3_TRACEID))
+        })
     }
 }
 

@@ -19,7 +19,7 @@ mod testdata;
 pub mod time;
 pub mod writer;
 
-use std::sync::Arc;
+use std::{fmt::Write as _, sync::Arc};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -189,6 +189,18 @@ pub fn finish(r: &Record, elapsed: std::time::Duration) {
         Direction::Outbound | Direction::Unspecified => (local, remote),
     };
     let authority = r.authority.as_ref().and_then(|a| a.to_str().ok());
+    // The span stays in the record for the tracing sink, which runs next.
+    let active = r.trace.take();
+    let trace = active.as_ref().map(|a| {
+        a.ctx
+            .trace_id
+            .iter()
+            .fold(String::with_capacity(32), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+    });
+    r.trace.set(active);
     let details = s.details.or(match (s.upstream, s.status) {
         (Some(_), _) => Some("via_upstream"),
         (None, 0) => None,
@@ -223,6 +235,7 @@ pub fn finish(r: &Record, elapsed: std::time::Duration) {
         source_principal,
         destination_principal,
         grpc_status: s.grpc_status,
+        trace: trace.as_deref(),
         request_headers: &s.log_request_headers,
         response_headers: &s.log_response_headers,
         decisions: &s.decisions,

@@ -44,6 +44,7 @@ pub fn sample() -> Entry<'static> {
         source_principal: Some("spiffe://cluster.local/ns/default/sa/client"),
         destination_principal: Some("spiffe://cluster.local/ns/default/sa/svc"),
         grpc_status: None,
+        trace: None,
         request_headers: pairs(&[
             ("user-agent", "curl/8.0 \"quoted\""),
             ("x-forwarded-for", "192.0.2.1"),

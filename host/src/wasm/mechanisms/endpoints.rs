@@ -52,6 +52,7 @@ pub(super) fn eject(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
         return Ok(b"limit".to_vec());
     }
     c.health.ejected(i);
+    crate::upstream::counters::ClusterCounters::inc(&c.counters.ejections);
     tracing::info!(plugin = %ctx.plugin, cluster, endpoint = addr, ms = wait.as_millis() as u64, "endpoint ejected");
     Ok(b"ejected".to_vec())
 }

@@ -109,6 +109,8 @@ pub fn listener(l: &Listener) -> Result<Option<XdsListener>, ConvertError> {
     *s.telemetry = super::telemetry::listener_telemetry(l)?;
     s.telemetry.access_log =
         super::access_log::access_logs(&hcm.access_log, &format!("{hfield}.access_log"))?;
+    s.telemetry.tracing =
+        super::tracing::hcm_tracing(hcm.tracing.as_ref(), &format!("{hfield}.tracing"))?;
     if let Some(d) = idle_timeout(hcm.common_http_protocol_options.as_ref(), &hfield)? {
         s.idle_timeout = d;
     }
@@ -357,6 +359,10 @@ mod tests {
         });
         let got = listener(&l).expect("valid").expect("has an address");
         assert_eq!(got.listener.name, "main");
+        assert_eq!(
+            got.listener.telemetry.tracing, None,
+            "no tracing without a provider"
+        );
         assert_eq!(got.listener.address, "127.0.0.1:0");
         assert_eq!(
             got.listener.request_headers_timeout,
@@ -379,6 +385,47 @@ mod tests {
             },
         ];
         assert_eq!(got.plugins, refs);
+    }
+
+    #[test]
+    fn hcm_tracing_reaches_the_listener_and_a_zipkin_tracer_is_refused() {
+        use envoy_types::pb::envoy::config::{
+            core::v3::{GrpcService, grpc_service},
+            trace::v3::{OpenTelemetryConfig, ZipkinConfig, tracing::Http, tracing::http},
+        };
+        let with_tracer = |config: envoy_types::pb::google::protobuf::Any| {
+            with_hcm(fx::listener("main", "127.0.0.1:0", "r", &[]), &|h| {
+                h.tracing = Some(envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing {
+                    provider: Some(Http {
+                        name: "t".into(),
+                        config_type: Some(http::ConfigType::TypedConfig(config.clone())),
+                    }),
+                    ..Default::default()
+                });
+            })
+        };
+        let otel = OpenTelemetryConfig {
+            grpc_service: Some(GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: "otel".into(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = listener(&with_tracer(pack_any(otel)))
+            .expect("valid")
+            .expect("has an address");
+        let t = got.listener.telemetry.tracing.expect("tracing");
+        assert_eq!(t.otlp.cluster.as_deref(), Some("otel"));
+        let e = listener(&with_tracer(pack_any(ZipkinConfig::default()))).expect_err("refused");
+        assert_eq!(
+            e.field,
+            "filter_chains[0].filters[0].typed_config.tracing.provider.typed_config"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod resource;
 pub mod route;
 pub mod telemetry;
 pub mod tls;
+pub mod tracing;
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -96,6 +96,8 @@ fn flags_decisions_and_b3() {
         "503 UF authz:local_reply:403,probe:shadow_mutation 80f198ee56343ba8 -"
     );
     assert_eq!(render("%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%", &e), "-");
+    e.trace = Some("0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(render("%TRACE_ID%", &e), "0af7651916cd43dd8448eb211c80319c");
 }
 
 #[test]

@@ -148,6 +148,34 @@ impl Hasher for FxHasher {
 
 type Shard = HashMap<Key, Series, BuildHasherDefault<FxHasher>>;
 
+/// A finished request as the metrics see it.
+pub struct Observation<'a> {
+    /// The listener's identity.
+    pub listener: &'a Arc<Telemetry>,
+    /// The upstream cluster.
+    pub cluster: Option<&'a Arc<str>>,
+    /// The workload at the other end.
+    pub peer: Option<&'a Arc<Workload>>,
+    /// The downstream connection's TLS (inbound listeners only).
+    pub tls: Option<&'a Arc<TlsInfo>>,
+    /// The authority (inbound listeners only).
+    pub authority: Option<&'a HeaderValue>,
+    /// Response status.
+    pub status: u16,
+    /// Envoy response flag.
+    pub flags: Option<&'static str>,
+    /// A gRPC request.
+    pub grpc: bool,
+    /// Its gRPC status.
+    pub grpc_status: Option<u32>,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// Request bytes.
+    pub request_bytes: u64,
+    /// Response body bytes.
+    pub response_bytes: u64,
+}
+
 /// Every worker's request metrics.
 pub struct Registry {
     shards: Box<[Mutex<Shard>]>,
@@ -169,39 +197,56 @@ impl Registry {
     /// Records a finished request on worker `worker`'s shard.
     pub fn record(&self, worker: usize, r: &Record, elapsed: Duration) {
         let s = r.state.borrow();
-        let Some(listener) = s.telemetry.clone() else {
+        let Some(listener) = &s.telemetry else {
             return;
         };
         let inbound = listener.direction == crate::config::telemetry::Direction::Inbound;
-        let key = Key {
-            listener: ByPtr(listener),
-            cluster: s.cluster.clone().map(ByPtr),
-            peer: s.peer.clone().map(ByPtr),
-            tls: if inbound {
-                r.conn.tls.clone().map(ByPtr)
-            } else {
-                None
+        self.observe(
+            worker,
+            &Observation {
+                listener,
+                cluster: s.cluster.as_ref(),
+                peer: s.peer.as_ref(),
+                tls: if inbound { r.conn.tls.as_ref() } else { None },
+                authority: if inbound { r.authority.as_ref() } else { None },
+                status: s.status,
+                flags: s.flags,
+                grpc: r.grpc,
+                grpc_status: s.grpc_status,
+                elapsed,
+                request_bytes: r.request_bytes.get(),
+                response_bytes: r.response_bytes.get(),
             },
-            authority: if inbound { r.authority.clone() } else { None },
-            status: s.status,
-            flags: s.flags,
-            grpc: r.grpc,
-            grpc_status: s.grpc_status,
+        );
+    }
+
+    /// Records one finished request, given by its parts (what [`Registry::record`] reads from a record).
+    #[inline]
+    pub fn observe(&self, worker: usize, o: &Observation<'_>) {
+        let key = Key {
+            listener: ByPtr(o.listener.clone()),
+            cluster: o.cluster.cloned().map(ByPtr),
+            peer: o.peer.cloned().map(ByPtr),
+            tls: o.tls.cloned().map(ByPtr),
+            authority: o.authority.cloned(),
+            status: o.status,
+            flags: o.flags,
+            grpc: o.grpc,
+            grpc_status: o.grpc_status,
         };
-        drop(s);
         let shard = &self.shards[worker.min(self.shards.len() - 1)];
         let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
         let series = shard.entry(key).or_default();
         series.requests += 1;
         series
             .duration
-            .observe(&DURATION_BUCKETS, elapsed.as_secs_f64() * 1000.0);
+            .observe(&DURATION_BUCKETS, o.elapsed.as_secs_f64() * 1000.0);
         series
             .request_bytes
-            .observe(&BYTES_BUCKETS, r.request_bytes.get() as f64);
+            .observe(&BYTES_BUCKETS, o.request_bytes as f64);
         series
             .response_bytes
-            .observe(&BYTES_BUCKETS, r.response_bytes.get() as f64);
+            .observe(&BYTES_BUCKETS, o.response_bytes as f64);
     }
 
     /// Writes every Istio family: requests, then TCP.

@@ -47,30 +47,7 @@ pub fn origin(kind: Kind, obj: &DynamicObject) -> String {
 /// `obj`, watched as `kind`, as a [`Loaded`] holding that one resource; or the errors that keep it out, each naming
 /// the object ([`origin`]) and the field.
 pub fn convert(kind: Kind, obj: &DynamicObject) -> Result<Loaded, Vec<Diagnostic>> {
-    let origin = origin(kind, obj);
-    let text = serde_yaml::to_string(&envelope(kind, obj)).map_err(|e| {
-        vec![Diagnostic::error(
-            &origin,
-            None,
-            None,
-            format!("cannot be read: {e}"),
-        )]
-    })?;
-    let unlined = |diags: Vec<Diagnostic>| -> Vec<Diagnostic> {
-        diags
-            .into_iter()
-            .filter(Diagnostic::is_error)
-            .map(|d| Diagnostic { line: None, ..d })
-            .collect()
-    };
-    let loaded = load_str(&text, &origin).map_err(unlined)?;
-    // Alone, an object's references lead nowhere: only the analysis' errors (values) count, not its warnings.
-    let refused = unlined(analyze(&loaded));
-    if refused.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(refused)
-    }
+    load_document(&envelope(kind, obj), &origin(kind, obj))
 }
 
 /// The ConfigMap `istio-system/istio` as a [`Loaded`] holding its mesh config (none for another ConfigMap), or the
@@ -90,9 +67,15 @@ pub fn convert_mesh_config(
         "metadata": {"name": meta.name, "namespace": meta.namespace},
         "data": cm.data,
     });
-    let text = serde_yaml::to_string(&doc).map_err(|e| {
+    load_document(&doc, &origin)
+}
+
+/// `doc` loaded as the file loader reads a document, named `origin`; only errors keep it out (alone, an object's
+/// references lead nowhere, so the analysis' warnings do not count), without line numbers (there is no file).
+fn load_document(doc: &impl serde::Serialize, origin: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    let text = serde_yaml::to_string(doc).map_err(|e| {
         vec![Diagnostic::error(
-            &origin,
+            origin,
             None,
             None,
             format!("cannot be read: {e}"),
@@ -105,7 +88,7 @@ pub fn convert_mesh_config(
             .map(|d| Diagnostic { line: None, ..d })
             .collect()
     };
-    let loaded = load_str(&text, &origin).map_err(unlined)?;
+    let loaded = load_str(&text, origin).map_err(unlined)?;
     let refused = unlined(analyze(&loaded));
     if refused.is_empty() {
         Ok(loaded)

@@ -56,8 +56,12 @@ pub fn call(name: &str, args: &[u8]) -> Result<Vec<u8>, ExtError> {
 }
 
 fn call_text(name: &str, args: &str) -> Result<String, ExtError> {
-    let answer = call(name, args.as_bytes())?;
-    Ok(String::from_utf8_lossy(&answer).trim().to_string())
+    let answer = crate::http::text(call(name, args.as_bytes())?);
+    // The host's answers carry no padding; trimming is for other hosts, and copies only when there is any.
+    Ok(match answer.trim() {
+        t if t.len() == answer.len() => answer,
+        t => t.to_string(),
+    })
 }
 
 fn ms(d: Duration) -> u128 {

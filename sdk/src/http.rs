@@ -47,17 +47,14 @@ pub fn response_trailers() -> Headers {
 impl Headers {
     /// The first value of `name` (case-insensitive), if present.
     pub fn get(self, name: &str) -> Result<Option<String>, HostError> {
-        match hostcalls::get_map_value_bytes(self.0, name)? {
-            Some(v) => Ok(Some(String::from_utf8_lossy(&v).into_owned())),
-            None => Ok(None),
-        }
+        Ok(hostcalls::get_map_value_bytes(self.0, name)?.map(text))
     }
 
     /// Every header, in order; values that are not UTF-8 are converted lossily (the crate's own getter would panic).
     pub fn all(self) -> Result<Vec<(String, String)>, HostError> {
         Ok(hostcalls::get_map_bytes(self.0)?
             .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .map(|(k, v)| (k, text(v)))
             .collect())
     }
 
@@ -115,7 +112,7 @@ pub fn property(path: &str) -> Result<Option<Vec<u8>>, HostError> {
 
 /// A string property (invalid UTF-8 is replaced).
 pub fn property_str(path: &str) -> Result<Option<String>, HostError> {
-    Ok(property(path)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    Ok(property(path)?.map(text))
 }
 
 /// An integer property (8 bytes, little-endian); `None` if absent or not 8 bytes.
@@ -131,6 +128,11 @@ pub fn property_bool(path: &str) -> Result<Option<bool>, HostError> {
 /// Path segments: `a.b.rest` → `[a, b, rest]`.
 pub fn segments(path: &str) -> Vec<&str> {
     path.splitn(3, '.').collect()
+}
+
+/// `bytes` as text, reusing its allocation when it is UTF-8 (it nearly always is); invalid sequences are replaced.
+pub(crate) fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn decode_i64(b: &[u8]) -> Option<i64> {
@@ -159,6 +161,13 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(segments(path), *want, "{path}");
         }
+    }
+
+    #[test]
+    fn text_table() {
+        assert_eq!(text(b"v1".to_vec()), "v1");
+        assert_eq!(text(vec![b'a', 0xff, b'b']), "a\u{fffd}b");
+        assert_eq!(text(Vec::new()), "");
     }
 
     #[test]

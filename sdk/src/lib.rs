@@ -17,6 +17,7 @@
 //! Build a filter with `cargo build --release --target wasm32-wasip1`; test it with the harness in
 //! `meshwork_host::wasm::harness`, which runs the compiled module in meshwork's own engine.
 
+pub mod alloc;
 pub mod config;
 pub mod duration;
 pub mod ext;
@@ -31,7 +32,8 @@ pub use proxy_wasm;
 
 /// Declares the filter's entry point: the exported `_initialize` that sets the log level to info and installs the
 /// root context `$root` (an expression evaluated for each root context the host creates). It wraps `proxy_wasm::main!`
-/// so the generated function needs no docs of its own.
+/// so the generated function needs no docs of its own, and installs the SDK's [`alloc::Alloc`] as the filter's global
+/// allocator on wasm32 (to keep your own, declare the entry point with `proxy_wasm::main!`).
 ///
 /// ```ignore
 /// meshwork_sdk::main!(Root::default());
@@ -49,6 +51,10 @@ macro_rules! main {
                 reason = "the root expression may name the filter's own items"
             )]
             use super::*;
+
+            #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+            #[global_allocator]
+            static ALLOC: $crate::alloc::Alloc = $crate::alloc::Alloc::new();
 
             $crate::proxy_wasm::main! {{
                 $crate::proxy_wasm::set_log_level($crate::proxy_wasm::types::LogLevel::Info);

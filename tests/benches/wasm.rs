@@ -92,7 +92,7 @@ fn policy_chain() -> (Vec<Arc<PluginDef>>, Vec<std::rc::Rc<Vm>>) {
         ),
     ];
     let hooks = TestHooks::new(SystemTime::now());
-    for c in ["outbound|80|v1|app", "outbound|80|v2|app"] {
+    for c in ["app", "outbound|80|v1|app", "outbound|80|v2|app"] {
         let cluster =
             meshwork_host::model::Cluster::detached(c, &["127.0.0.1:9000".parse().unwrap()]);
         hooks

@@ -137,7 +137,7 @@ impl Stream {
             }
             Decision::Deny(why) => {
                 Counters::add(self.counters.denied);
-                deny(why, &req)?;
+                deny(why)?;
                 Ok(Action::Pause)
             }
         }
@@ -148,7 +148,19 @@ impl Stream {
 fn read(needs: Needs) -> Result<Raw, HostError> {
     let peer = needs.peer;
     Ok(Raw {
-        headers: http::request().all()?,
+        headers: match needs.headers {
+            true => http::request().all()?,
+            // Policies on hosts, methods and paths only: three values instead of the whole map.
+            false => {
+                let mut pseudo = Vec::with_capacity(3);
+                for name in [":authority", ":method", ":path"] {
+                    if let Some(v) = http::request().get(name)? {
+                        pseudo.push((name.to_string(), v));
+                    }
+                }
+                pseudo
+            }
+        },
         mtls: if peer {
             http::property_bool("connection.mtls")?
         } else {
@@ -200,7 +212,7 @@ fn audit(req: &Request, policies: &[&str]) -> Result<(), HostError> {
 }
 
 /// Answers the request: 403 as Envoy's RBAC filter does, or `PERMISSION_DENIED` to a gRPC client.
-fn deny(why: Denial<'_>, req: &Request) -> Result<(), HostError> {
+fn deny(why: Denial<'_>) -> Result<(), HostError> {
     let (marker, body) = match why {
         Denial::MtlsRequired => (
             "denied by peerAuthentication: mTLS is required".to_string(),
@@ -212,10 +224,10 @@ fn deny(why: Denial<'_>, req: &Request) -> Result<(), HostError> {
             "RBAC: access denied",
         ),
     };
-    let grpc = req
-        .headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v.starts_with("application/grpc"));
+    // Asked here rather than read with every request: most requests are not denied.
+    let grpc = http::request()
+        .get("content-type")?
+        .is_some_and(|t| t.starts_with("application/grpc"));
     if grpc {
         hostcalls::send_grpc_response(
             GrpcStatusCode::PermissionDenied,

@@ -4,7 +4,7 @@
 
 use crate::model::{Action, Authz, Check, IpAttr, MtlsMode, TextAttr};
 
-/// What to read from the host for each request (the headers are always read).
+/// What to read from the host for each request (`:authority`, `:method` and `:path` are always read).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
     /// `connection.mtls` and the peer certificate's URI SAN.
@@ -15,6 +15,8 @@ pub struct Needs {
     pub destination: bool,
     /// `destination.port`.
     pub port: bool,
+    /// Every request header, not only the three pseudo-headers: for header checks and `x-forwarded-for`.
+    pub headers: bool,
 }
 
 impl Needs {
@@ -47,8 +49,14 @@ impl Needs {
                 TextAttr::Principal | TextAttr::Namespace | TextAttr::ServiceAccount,
                 _,
             ) => self.peer = true,
+            Check::Text(TextAttr::Header(_), _) => self.headers = true,
             Check::Text(_, _) => {}
-            Check::Ip(IpAttr::Source | IpAttr::Remote, _) => self.source = true,
+            Check::Ip(IpAttr::Remote, _) => {
+                // The last `x-forwarded-for` hop, else the peer's address.
+                self.source = true;
+                self.headers = true;
+            }
+            Check::Ip(IpAttr::Source, _) => self.source = true,
             Check::Ip(IpAttr::Destination, _) => self.destination = true,
             Check::Port(_) => self.port = true,
         }
@@ -91,6 +99,23 @@ mod tests {
                 rule(serde_json::json!({"from": [{"source": {"remoteIpBlocks": ["10.0.0.0/8"]}}]})),
                 Needs {
                     source: true,
+                    headers: true,
+                    ..none
+                },
+            ),
+            (
+                rule(serde_json::json!({"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]})),
+                Needs {
+                    source: true,
+                    ..none
+                },
+            ),
+            (
+                rule(
+                    serde_json::json!({"when": [{"key": "request.headers[x-token]", "values": ["t"]}]}),
+                ),
+                Needs {
+                    headers: true,
                     ..none
                 },
             ),

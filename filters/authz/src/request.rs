@@ -66,7 +66,11 @@ impl Request {
         let headers: Vec<(String, String)> = raw
             .headers
             .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .map(|(mut k, v)| {
+                // The host's names are lower case already (as Envoy's); this keeps other hosts right.
+                k.make_ascii_lowercase();
+                (k, v)
+            })
             .collect();
         let first = |name: &str| {
             headers

@@ -78,6 +78,10 @@ impl Runtime {
     fn new() -> wasmtime::Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // `perf` can name the plugins' compiled functions when asked (docs/filters.md, "Profiling a filter").
+        if std::env::var_os("MESHWORK_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(POOL_INSTANCES)
             .total_memories(POOL_INSTANCES)

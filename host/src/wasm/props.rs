@@ -13,7 +13,7 @@ use crate::tls::TlsInfo;
 
 /// The value of property `path`, encoded, or `None` if it does not exist (now).
 pub fn get(path: &[&[u8]], stream: Option<&HttpStream>, plugin: &PluginDef) -> Option<Vec<u8>> {
-    if let Some(s) = stream {
+    if let Some(s) = stream.filter(|s| !s.properties.is_empty()) {
         let joined = path.join(&0u8);
         if let Some((_, v)) = s.properties.iter().rev().find(|(k, _)| *k == joined) {
             return Some(v.clone());

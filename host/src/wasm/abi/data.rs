@@ -55,11 +55,21 @@ fn get_property(
     ret_size: i32,
 ) -> Ret {
     let call = "proxy_get_property";
-    let path = mem::read(&mut c, ptr, len, call)?;
+    let path = mem::read_key(&mut c, ptr, len, call)?;
     mem::give_with(&mut c, ret_ptr, ret_size, call, |state, out| {
-        let segments: Vec<&[u8]> = wire::path_segments(&path).collect();
+        let mut segments: [&[u8]; 8] = [&[]; 8];
+        let mut n = 0;
+        for seg in wire::path_segments(&path) {
+            // Envoy's attribute paths have at most a handful of segments; a longer one names nothing.
+            let Some(slot) = segments.get_mut(n) else {
+                return false;
+            };
+            *slot = seg;
+            n += 1;
+        }
+        let segments = &segments[..n];
         let stream = state.stream().map(|s| s.borrow());
-        match props::get(&segments, stream.as_deref(), &state.plugin) {
+        match props::get(segments, stream.as_deref(), &state.plugin) {
             Some(v) => {
                 out.extend_from_slice(&v);
                 true

@@ -167,18 +167,71 @@ fn get_value(
     ret_size: i32,
 ) -> Ret {
     let call = "proxy_get_header_map_value";
-    let key = mem::read(&mut c, kp, kl, call)?;
+    let key = mem::read_key(&mut c, kp, kl, call)?;
     mem::give_with(&mut c, ret_ptr, ret_size, call, |state, out| {
         let stream = state.stream().map(|s| s.borrow());
-        let mut list = Vec::with_capacity(16);
-        pairs(state, stream.as_deref(), t, &mut list);
-        match list.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)) {
-            Some((_, v)) => {
+        match value(state, stream.as_deref(), t, &key) {
+            Some(v) => {
                 out.extend_from_slice(v);
                 true
             }
             None => false,
         }
+    })
+}
+
+/// The first value of `key` (any case) in map `t`, as [`pairs`] shows the map.
+fn value<'a>(
+    state: &'a VmState,
+    s: Option<&'a HttpStream>,
+    t: i32,
+    key: &[u8],
+) -> Option<&'a [u8]> {
+    if let Some(found) = s.and_then(|s| stream_value(s, t, key)) {
+        return found;
+    }
+    let mut list = Vec::new();
+    pairs(state, s, t, &mut list);
+    list.into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+/// [`value`] in the request or response headers, looked up directly instead of scanned; `None` for other maps.
+fn stream_value<'a>(s: &'a HttpStream, t: i32, key: &[u8]) -> Option<Option<&'a [u8]>> {
+    let is = |name: &[u8]| key.eq_ignore_ascii_case(name);
+    // `HeaderMap::get` with a `&str` lowercases on the stack; a name that is not a valid header name is absent.
+    let plain = |m: &'a HeaderMap| Some(m.get(std::str::from_utf8(key).ok()?)?.as_bytes());
+    Some(match t {
+        REQUEST_HEADERS => {
+            let r = &s.request;
+            if is(b":authority") {
+                r.headers.get(header::HOST).map(HeaderValue::as_bytes)
+            } else if is(b":path") {
+                Some(
+                    r.uri
+                        .path_and_query()
+                        .map_or(b"/", |p| p.as_str().as_bytes()),
+                )
+            } else if is(b":method") {
+                Some(r.method.as_str().as_bytes())
+            } else if is(b":scheme") {
+                Some(r.uri.scheme_str().unwrap_or("http").as_bytes())
+            } else if is(b"host") {
+                // Shown as `:authority` only.
+                None
+            } else {
+                plain(&r.headers)
+            }
+        }
+        RESPONSE_HEADERS => {
+            let r = s.response.as_ref()?;
+            match is(b":status") {
+                true => Some(r.status.as_str().as_bytes()),
+                false => plain(&r.headers),
+            }
+        }
+        _ => return None,
     })
 }
 
@@ -396,6 +449,37 @@ mod tests {
                 tls: None,
             },
         )
+    }
+
+    #[test]
+    fn value_table() {
+        let mut s = stream();
+        s.response = Some(ResponseHead {
+            status: StatusCode::NOT_FOUND,
+            headers: HeaderMap::from_iter([(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            )]),
+        });
+        let cases: &[(i32, &str, Option<Option<&str>>)] = &[
+            (REQUEST_HEADERS, ":authority", Some(Some("svc"))),
+            (REQUEST_HEADERS, ":PATH", Some(Some("/p?q=1"))),
+            (REQUEST_HEADERS, ":method", Some(Some("GET"))),
+            (REQUEST_HEADERS, ":scheme", Some(Some("http"))),
+            (REQUEST_HEADERS, "host", Some(None)),
+            (REQUEST_HEADERS, "X-A", Some(Some("1"))),
+            (REQUEST_HEADERS, "x-missing", Some(None)),
+            (REQUEST_HEADERS, "not a name", Some(None)),
+            (RESPONSE_HEADERS, ":status", Some(Some("404"))),
+            (RESPONSE_HEADERS, "content-type", Some(Some("text/plain"))),
+            (RESPONSE_HEADERS, "x-a", Some(None)),
+            (REQUEST_TRAILERS, "x-a", None),
+        ];
+        for (t, key, want) in cases {
+            let got = stream_value(&s, *t, key.as_bytes());
+            let got = got.map(|v| v.map(|v| std::str::from_utf8(v).expect("utf-8")));
+            assert_eq!(got, *want, "{t} {key}");
+        }
     }
 
     #[test]

@@ -178,6 +178,51 @@ pub fn read(
     Ok(slice(mem.data(&*caller), ptr, len, call)?.to_vec())
 }
 
+/// A short string the module passed (a header name, a property path, a foreign function's name and arguments),
+/// copied out of its memory without a heap allocation when it fits on the stack.
+pub enum Key {
+    /// Up to [`Key::INLINE`] bytes.
+    Inline([u8; Key::INLINE], usize),
+    /// Longer.
+    Heap(Vec<u8>),
+}
+
+impl Key {
+    /// The most bytes kept on the stack.
+    pub const INLINE: usize = 128;
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Key::Inline(b, n) => &b[..*n],
+            Key::Heap(v) => v,
+        }
+    }
+}
+
+/// [`read`] for short strings: the same checks, no allocation up to [`Key::INLINE`] bytes.
+pub fn read_key(
+    caller: &mut Caller<'_, VmState>,
+    ptr: i32,
+    len: i32,
+    call: &str,
+) -> wasmtime::Result<Key> {
+    check_len(caller.data(), len, call)?;
+    let mem = memory(caller, call)?;
+    let bytes = slice(mem.data(&*caller), ptr, len, call)?;
+    Ok(match bytes.len() {
+        n if n <= Key::INLINE => {
+            let mut b = [0; Key::INLINE];
+            b[..n].copy_from_slice(bytes);
+            Key::Inline(b, n)
+        }
+        _ => Key::Heap(bytes.to_vec()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,8 +217,8 @@ fn call_foreign(
     ret_size: i32,
 ) -> Ret {
     let call = "proxy_call_foreign_function";
-    let name = mem::read(&mut c, name_ptr, name_len, call)?;
-    let args = mem::read(&mut c, args_ptr, args_len, call)?;
+    let name = mem::read_key(&mut c, name_ptr, name_len, call)?;
+    let args = mem::read_key(&mut c, args_ptr, args_len, call)?;
     let Some(f) = std::str::from_utf8(&name).ok().and_then(foreign::lookup) else {
         return Ok(status::NOT_FOUND);
     };

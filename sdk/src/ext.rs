@@ -64,14 +64,48 @@ fn call_text(name: &str, args: &str) -> Result<String, ExtError> {
     })
 }
 
-fn ms(d: Duration) -> u128 {
-    d.as_millis()
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A call's arguments: words separated by single spaces, written without `format!` (these calls run on every
+/// request, and formatting machinery costs more than the words).
+struct Args(String);
+
+impl Args {
+    fn new() -> Args {
+        Args(String::with_capacity(64))
+    }
+
+    fn word(mut self, w: &str) -> Args {
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        self.0.push_str(w);
+        self
+    }
+
+    fn num(self, n: u64) -> Args {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // ASCII digits only.
+        self.word(std::str::from_utf8(&digits[i..]).unwrap_or("0"))
+    }
 }
 
 /// Holds the current request (or response) for `d`, then resumes it (`meshwork.delay`). The worker serves other
 /// requests meanwhile. Return `Action::Pause` from the callback after calling this.
 pub fn delay(d: Duration) -> Result<(), ExtError> {
-    call_text("meshwork.delay", &ms(d).to_string()).map(drop)
+    call_text("meshwork.delay", &Args::new().num(ms(d)).0).map(drop)
 }
 
 /// Sends this request to upstream cluster `cluster` instead of the route's (`meshwork.set_upstream`). Call it in
@@ -84,7 +118,7 @@ pub fn set_upstream(cluster: &str) -> Result<(), ExtError> {
 /// retries, it bounds all attempts together.
 pub fn set_timeout(timeout: Option<Duration>) -> Result<(), ExtError> {
     let t = timeout.map_or(0, ms);
-    call_text("meshwork.set_timeout", &t.to_string()).map(drop)
+    call_text("meshwork.set_timeout", &Args::new().num(t).0).map(drop)
 }
 
 /// Makes this request retriable (`meshwork.retriable`): the host keeps a copy of the request body, up to
@@ -96,8 +130,8 @@ pub fn retriable(
 ) -> Result<(), ExtError> {
     let t = per_try_timeout.map_or(0, ms);
     let args = match buffer_bytes {
-        Some(b) => format!("{t} {b}"),
-        None => t.to_string(),
+        Some(b) => Args::new().num(t).num(u64::from(b)).0,
+        None => Args::new().num(t).0,
     };
     call_text("meshwork.retriable", &args).map(drop)
 }
@@ -134,7 +168,7 @@ pub enum RetryAnswer {
 pub fn retry(backoff: Duration, budget: Option<Budget>) -> Result<RetryAnswer, ExtError> {
     let args = match budget {
         Some(b) => format!("{} {} {}", ms(backoff), b.percent, b.min_concurrency),
-        None => ms(backoff).to_string(),
+        None => Args::new().num(ms(backoff)).0,
     };
     match call_text("meshwork.retry", &args)?.as_str() {
         "retrying" => Ok(RetryAnswer::Retrying),
@@ -176,19 +210,20 @@ pub fn report(cluster: &str, endpoint: &str, outcome: Outcome) -> Result<Health,
         Outcome::Error => "error",
         Outcome::GatewayError => "gateway",
     };
-    let answer = call_text("meshwork.report", &format!("{cluster} {endpoint} {kind}"))?;
-    let n: Vec<u32> = answer
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .map_err(|_| ExtError::Answer(answer.clone()))?;
-    match n[..] {
-        [c5, cg, t] => Ok(Health {
+    let args = Args::new().word(cluster).word(endpoint).word(kind);
+    let answer = call_text("meshwork.report", &args.0)?;
+    parse_health(&answer).ok_or(ExtError::Answer(answer))
+}
+
+fn parse_health(answer: &str) -> Option<Health> {
+    let mut n = answer.split_whitespace().map(str::parse::<u32>);
+    match (n.next(), n.next(), n.next(), n.next()) {
+        (Some(Ok(c5)), Some(Ok(cg)), Some(Ok(t)), None) => Some(Health {
             consecutive_5xx: c5,
             consecutive_gateway: cg,
             times_ejected: t,
         }),
-        _ => Err(ExtError::Answer(answer)),
+        _ => None,
     }
 }
 
@@ -201,11 +236,11 @@ pub fn eject(
     duration: Duration,
     max_percent: Option<u32>,
 ) -> Result<bool, ExtError> {
-    let mut args = format!("{cluster} {endpoint} {}", ms(duration));
+    let mut args = Args::new().word(cluster).word(endpoint).num(ms(duration));
     if let Some(p) = max_percent {
-        args.push_str(&format!(" {p}"));
+        args = args.num(u64::from(p));
     }
-    match call_text("meshwork.eject", &args)?.as_str() {
+    match call_text("meshwork.eject", &args.0)?.as_str() {
         "ejected" => Ok(true),
         "limit" => Ok(false),
         other => Err(ExtError::Answer(other.to_string())),
@@ -214,7 +249,11 @@ pub fn eject(
 
 /// Puts `endpoint` back into `cluster`'s rotation (`meshwork.uneject`).
 pub fn uneject(cluster: &str, endpoint: &str) -> Result<(), ExtError> {
-    call_text("meshwork.uneject", &format!("{cluster} {endpoint}")).map(drop)
+    call_text(
+        "meshwork.uneject",
+        &Args::new().word(cluster).word(endpoint).0,
+    )
+    .map(drop)
 }
 
 /// A cluster's ejected endpoints.
@@ -261,7 +300,11 @@ pub enum Admission {
 pub fn admit(cluster: &str, max_requests: u32, max_pending: u32) -> Result<Admission, ExtError> {
     match call_text(
         "meshwork.admit",
-        &format!("{cluster} {max_requests} {max_pending}"),
+        &Args::new()
+            .word(cluster)
+            .num(u64::from(max_requests))
+            .num(u64::from(max_pending))
+            .0,
     )?
     .as_str()
     {
@@ -275,6 +318,46 @@ pub fn admit(cluster: &str, max_requests: u32, max_pending: u32) -> Result<Admis
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn args_table() {
+        let cases = [
+            (Args::new().num(0).0, "0"),
+            (Args::new().num(250).0, "250"),
+            (Args::new().num(u64::MAX).0, "18446744073709551615"),
+            (
+                Args::new().word("outbound|80|v1|app").num(1000).num(7).0,
+                "outbound|80|v1|app 1000 7",
+            ),
+            (
+                Args::new().word("c").word("10.0.0.1:80").word("error").0,
+                "c 10.0.0.1:80 error",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn health_answer_table() {
+        let h = |a, b, c| Health {
+            consecutive_5xx: a,
+            consecutive_gateway: b,
+            times_ejected: c,
+        };
+        let cases = [
+            ("0 0 0", Some(h(0, 0, 0))),
+            ("5 3 1\n", Some(h(5, 3, 1))),
+            ("5 3", None),
+            ("5 3 1 9", None),
+            ("a b c", None),
+            ("", None),
+        ];
+        for (answer, want) in cases {
+            assert_eq!(parse_health(answer), want, "{answer:?}");
+        }
+    }
 
     #[test]
     fn ejections_answer_table() {

@@ -8,7 +8,12 @@
 /// The normalized path of `raw` (`:path`, query and fragment included or not).
 pub fn normalize(raw: &str) -> String {
     let end = raw.find(['?', '#']).unwrap_or(raw.len());
-    remove_dot_segments(&decode_unreserved(&raw[..end]))
+    let path = &raw[..end];
+    // Most paths have nothing to normalize: no escapes and no `.` or `..` segment.
+    if !path.contains('%') && !path.split('/').any(|seg| seg == "." || seg == "..") {
+        return path.to_string();
+    }
+    remove_dot_segments(&decode_unreserved(path))
 }
 
 /// Decodes `%XX` escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) and writes the hex digits of the others in

@@ -24,12 +24,48 @@ impl Router {
             .iter()
             .flat_map(|r| &r.matches)
             .any(|m| m.port.is_some());
+        let reads = reads(&routes);
         Ok(Router {
             routes,
             no_match: cfg.no_match,
             needs_port,
+            reads,
         })
     }
+}
+
+/// Most headers worth asking the host for one by one; with more, one read of the whole map costs less.
+const MAX_READS: usize = 6;
+
+/// The headers `routes` can read: `:path` always (matches, rewrites, the original path), what the matches name, and
+/// `:scheme` and `:authority` for redirects. `None` when that is more than [`MAX_READS`].
+fn reads(routes: &[Route]) -> Option<Vec<String>> {
+    let mut names = vec![":path".to_string()];
+    let mut add = |name: &str| {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    };
+    for r in routes {
+        if matches!(r.action, Action::Redirect(_)) {
+            add(":scheme");
+            add(":authority");
+        }
+        for m in &r.matches {
+            let pseudo = [
+                (m.scheme.is_some(), ":scheme"),
+                (m.method.is_some(), ":method"),
+                (m.authority.is_some(), ":authority"),
+            ];
+            for (_, name) in pseudo.iter().filter(|(used, _)| *used) {
+                add(name);
+            }
+            for (name, _) in m.headers.iter().chain(&m.without_headers) {
+                add(name);
+            }
+        }
+    }
+    (names.len() <= MAX_READS).then_some(names)
 }
 
 fn compile_route(r: &config::HttpRoute, at: &str) -> Result<Route, Invalid> {
@@ -448,5 +484,37 @@ mod tests {
         );
         assert!(r.needs_port);
         assert_eq!(r.no_match, NoMatch::Passthrough);
+    }
+
+    #[test]
+    fn reads_table() {
+        let reads = |http: serde_json::Value| {
+            let cfg: config::Config =
+                serde_json::from_value(serde_json::json!({ "http": http })).expect("parses");
+            Router::compile(&cfg).expect("valid").reads
+        };
+        let names = |list: &[&str]| Some(list.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let to = serde_json::json!([{"destination": {"host": "a"}}]);
+        let cases = [
+            (serde_json::json!([{"route": to}]), names(&[":path"])),
+            (
+                serde_json::json!([{"match": [{"headers": {"End-User": {"exact": "jason"}}, "method": {"exact": "GET"}}],
+                    "route": to}, {"route": to}]),
+                names(&[":path", ":method", "end-user"]),
+            ),
+            (
+                serde_json::json!([{"redirect": {"uri": "/b"}}]),
+                names(&[":path", ":scheme", ":authority"]),
+            ),
+            (
+                serde_json::json!([{"match": [{"headers": {"a": {"exact": "1"}, "b": {"exact": "1"},
+                    "c": {"exact": "1"}, "d": {"exact": "1"}, "e": {"exact": "1"}, "f": {"exact": "1"}}}],
+                    "route": to}]),
+                None,
+            ),
+        ];
+        for (http, want) in cases {
+            assert_eq!(reads(http.clone()), want, "{http}");
+        }
     }
 }

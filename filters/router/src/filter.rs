@@ -118,7 +118,10 @@ impl HttpContext for Routing {
 impl Routing {
     fn route(&mut self) -> Result<Action, Box<dyn std::error::Error>> {
         let router = self.router.clone();
-        let headers = http::request().all()?;
+        let headers = match &router.reads {
+            Some(names) => read(names)?,
+            None => http::request().all()?,
+        };
         let port = match router.needs_port {
             true => http::property_i64("destination.port")?.and_then(|p| u16::try_from(p).ok()),
             false => None,
@@ -157,6 +160,25 @@ impl Routing {
             }
         }
     }
+}
+
+/// The request headers `names` (each several values joined with `,`, as the whole map would give them to
+/// [`Request::header`]); absent ones are left out.
+fn read(names: &[String]) -> Result<Vec<(String, String)>, HostError> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let value = match name.starts_with(':') {
+            // A pseudo-header has one value.
+            true => http::request().get(name)?,
+            // `request.headers.NAME` joins a repeated header's values, as Envoy's attribute does.
+            false => proxy_wasm::hostcalls::get_property(vec!["request", "headers", name])?
+                .map(|v| String::from_utf8_lossy(&v).into_owned()),
+        };
+        if let Some(v) = value {
+            out.push((name.clone(), v));
+        }
+    }
+    Ok(out)
 }
 
 /// Carries out `ops` on `headers`: `remove`, then `set`, then `add`.

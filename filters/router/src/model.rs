@@ -41,6 +41,9 @@ pub struct Router {
     pub no_match: NoMatch,
     /// Whether a match reads the local port (so the filter asks the host for it only then).
     pub needs_port: bool,
+    /// The headers the routes can read (pseudo-headers included), when few enough to ask for one by one; `None`:
+    /// read the whole map.
+    pub reads: Option<Vec<String>>,
 }
 
 /// One compiled `http[]` entry.

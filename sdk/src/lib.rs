@@ -4,6 +4,7 @@
 //! `proxy-wasm` crate (0.2.x), so a filter written with this SDK still loads in Envoy. What it adds is what filter
 //! authors otherwise write by hand:
 //!
+//! - [`alloc`]: a fast allocator for a filter's many small per-request allocations, installed by [`main!`].
 //! - [`config`]: the plugin configuration parsed into your own serde type, with an error that names the field. The
 //!   error is logged, so meshwork's "plugin refused to start" report quotes it.
 //! - [`duration`]: `250ms` / `1.5s` durations in configs, as Istio writes them.

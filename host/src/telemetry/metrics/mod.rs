@@ -148,6 +148,11 @@ impl Hasher for FxHasher {
 
 type Shard = HashMap<Key, Series, BuildHasherDefault<FxHasher>>;
 
+/// Keys a worker's shard may hold before the worker folds them into the merged series itself. Keys are pointers:
+/// a new connection's TLS state makes a new key, so without a scrape a shard would grow with every connection.
+/// Folding turns keys into label sets, whose number the labels bound.
+pub const SHARD_KEYS: usize = 1024;
+
 /// A finished request as the metrics see it.
 pub struct Observation<'a> {
     /// The listener's identity.
@@ -247,6 +252,19 @@ impl Registry {
         series
             .response_bytes
             .observe(&BYTES_BUCKETS, o.response_bytes as f64);
+        if shard.len() > SHARD_KEYS {
+            let drained: Vec<(Key, Series)> = shard.drain().collect();
+            drop(shard);
+            self.merge(drained);
+        }
+    }
+
+    /// Adds drained keys' series to the merged ones, by label set.
+    fn merge(&self, drained: Vec<(Key, Series)>) {
+        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, series) in drained {
+            merged.entry(key.labels()).or_default().add(&series);
+        }
     }
 
     /// Writes every Istio family: requests, then TCP.
@@ -257,18 +275,19 @@ impl Registry {
 
     /// Drains every shard into the merged series and returns a copy of them, by label set.
     pub fn collect(&self) -> BTreeMap<LabelSet, Series> {
-        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
         for shard in self.shards.iter() {
+            // One lock at a time: a worker folding its shard takes them in the same order.
             let drained: Vec<(Key, Series)> = shard
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .drain()
                 .collect();
-            for (key, series) in drained {
-                merged.entry(key.labels()).or_default().add(&series);
-            }
+            self.merge(drained);
         }
-        merged.clone()
+        self.merged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -303,6 +322,47 @@ mod tests {
         assert_eq!(h.buckets[18], 1, "3600000 is the last bound");
         assert_eq!(h.buckets[19], 1, "above every bound");
         assert!((h.sum - 7200003.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_shard_stays_small_without_a_scrape() {
+        use crate::config::telemetry::{Direction, ListenerTelemetry};
+        let registry = Registry::new(1);
+        let listener = Arc::new(Telemetry::new(&ListenerTelemetry {
+            direction: Direction::Inbound,
+            ..Default::default()
+        }));
+        let n = 3 * SHARD_KEYS + 7;
+        for _ in 0..n {
+            // Every request on its own connection: a new TLS key each time, one label set in the end.
+            let tls = Arc::new(TlsInfo {
+                mtls: true,
+                peer_uri_sans: vec!["spiffe://cluster.local/ns/default/sa/productpage".into()],
+                ..Default::default()
+            });
+            registry.observe(
+                0,
+                &Observation {
+                    listener: &listener,
+                    cluster: None,
+                    peer: None,
+                    tls: Some(&tls),
+                    authority: None,
+                    status: 200,
+                    flags: None,
+                    grpc: false,
+                    grpc_status: None,
+                    elapsed: Duration::from_millis(1),
+                    request_bytes: 0,
+                    response_bytes: 10,
+                },
+            );
+            let held = registry.shards[0].lock().expect("shard").len();
+            assert!(held <= SHARD_KEYS, "{held} keys held");
+        }
+        let all = registry.collect();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all.values().map(|s| s.requests).sum::<u64>(), n as u64);
     }
 
     #[test]

@@ -63,11 +63,25 @@ impl Tcp {
 
     fn with(&self, worker: usize, key: Key, f: impl FnOnce(&mut TcpSeries)) {
         let shard = &self.shards[worker.min(self.shards.len() - 1)];
-        f(shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default());
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        f(shard.entry(key).or_default());
+        // Every connection with TLS is a new key: fold them into label sets before they pile up (see SHARD_KEYS).
+        if shard.len() > super::SHARD_KEYS {
+            let drained: Vec<(Key, TcpSeries)> = shard.drain().collect();
+            drop(shard);
+            self.merge(drained);
+        }
+    }
+
+    fn merge(&self, drained: Vec<(Key, TcpSeries)>) {
+        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, s) in drained {
+            let m = merged.entry(key.labels()).or_default();
+            m.opened += s.opened;
+            m.closed += s.closed;
+            m.received += s.received;
+            m.sent += s.sent;
+        }
     }
 
     /// A connection on a listener with `telemetry` started serving.
@@ -100,22 +114,19 @@ impl Tcp {
 
     /// Drains the shards into the merged series; returns a copy.
     pub fn collect(&self) -> BTreeMap<LabelSet, TcpSeries> {
-        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
         for shard in self.shards.iter() {
+            // One lock at a time: a worker folding its shard takes them in the same order.
             let drained: Vec<(Key, TcpSeries)> = shard
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .drain()
                 .collect();
-            for (key, s) in drained {
-                let m = merged.entry(key.labels()).or_default();
-                m.opened += s.opened;
-                m.closed += s.closed;
-                m.received += s.received;
-                m.sent += s.sent;
-            }
+            self.merge(drained);
         }
-        merged.clone()
+        self.merged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -132,8 +132,13 @@ fn set_upstream(ctx: &Ctx, args: &[u8]) -> Result<Vec<u8>, Refusal> {
     if name.is_empty() {
         return Err(Refusal::BadArgument);
     }
+    // The cluster's own name, not a copy: per-request state (metrics keys above all) tells clusters apart by it.
+    let name: Arc<str> = match cluster_of(ctx, name) {
+        Ok(c) => c.name.clone(),
+        // Not (yet) in the config: the request fails as the proxy fails a route to a missing cluster.
+        Err(_) => name.into(),
+    };
     let mut s = stream(ctx)?.borrow_mut();
-    let name: Arc<str> = name.into();
     // Plugins later in the chain see the choice as `cluster_name` right away.
     s.info.cluster = Some(name.clone());
     s.upstream_override = Some(name);
@@ -166,6 +171,54 @@ mod tests {
                 *want,
                 "{args:?}"
             );
+        }
+    }
+
+    #[test]
+    fn set_upstream_keeps_the_clusters_own_name() {
+        use crate::wasm::stream::{HttpStream, RequestHead, StreamInfo};
+        let hooks = crate::wasm::state::TestHooks::new(std::time::SystemTime::UNIX_EPOCH);
+        let cluster = Arc::new(Cluster::detached("outbound|80|v2|app", &[]));
+        hooks
+            .clusters
+            .borrow_mut()
+            .insert("outbound|80|v2|app".into(), cluster.clone());
+        let stream = Rc::new(std::cell::RefCell::new(HttpStream::new(
+            RequestHead {
+                method: http::Method::GET,
+                uri: http::Uri::from_static("/"),
+                version: http::Version::HTTP_11,
+                headers: http::HeaderMap::new(),
+            },
+            StreamInfo {
+                source: "127.0.0.1:1".parse().expect("addr"),
+                destination: None,
+                connection_id: 1,
+                listener: "l".into(),
+                route: "r".into(),
+                cluster: None,
+                start: std::time::SystemTime::UNIX_EPOCH,
+                upstream: None,
+                tls: None,
+            },
+        )));
+        let ctx = Ctx {
+            plugin: "router".into(),
+            stream: Some(stream.clone()),
+            worker: None,
+            test: Some(hooks),
+        };
+        // (argument, whether the stream should hold the cluster's own Arc)
+        for (arg, shared) in [("outbound|80|v2|app", true), ("outbound|80|v9|app", false)] {
+            set_upstream(&ctx, arg.as_bytes()).expect("accepted");
+            let s = stream.borrow();
+            let chosen = s.upstream_override.clone().expect("chosen");
+            assert_eq!(&*chosen, arg);
+            assert_eq!(Arc::ptr_eq(&chosen, &cluster.name), shared, "{arg}");
+            assert!(Arc::ptr_eq(
+                s.info.cluster.as_ref().expect("cluster"),
+                &chosen
+            ));
         }
     }
 

@@ -288,6 +288,18 @@ pub async fn send_on(
     conn.send_request(req).await
 }
 
+/// A bench's unit of work: `GET /` (host `svc.local`) on `conn`, answered `200`, its body read to the end.
+pub async fn get_ok_on(conn: &mut hyper::client::conn::http1::SendRequest<Body>) -> Bytes {
+    let req = Request::get("/")
+        .header("host", "svc.local")
+        .header("user-agent", "bench")
+        .body(empty())
+        .unwrap();
+    let resp = send_on(conn, req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap().to_bytes()
+}
+
 /// An upstream that holds every request until it is opened, then answers `200` with its body.
 pub struct Gate {
     /// Where it listens.

@@ -207,6 +207,32 @@ impl HttpStream {
     }
 }
 
+#[cfg(test)]
+impl HttpStream {
+    /// A `GET` of `uri` with `headers` on a plain loopback connection, for table tests.
+    pub(crate) fn for_test(uri: &'static str, headers: HeaderMap) -> HttpStream {
+        HttpStream::new(
+            RequestHead {
+                method: Method::GET,
+                uri: Uri::from_static(uri),
+                version: Version::HTTP_11,
+                headers,
+            },
+            StreamInfo {
+                source: "127.0.0.1:1".parse().expect("addr"),
+                destination: None,
+                connection_id: 1,
+                listener: "l".into(),
+                route: "r".into(),
+                cluster: None,
+                start: std::time::SystemTime::UNIX_EPOCH,
+                upstream: None,
+                tls: None,
+            },
+        )
+    }
+}
+
 /// Aborts a task when dropped.
 #[derive(Debug)]
 pub struct AbortOnDrop(pub tokio::task::AbortHandle);

@@ -424,31 +424,12 @@ fn pseudo(s: &mut HttpStream, t: i32, key: &[u8], value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wasm::stream::{RequestHead, StreamInfo};
 
     fn stream() -> HttpStream {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("svc"));
         headers.insert("x-a", HeaderValue::from_static("1"));
-        HttpStream::new(
-            RequestHead {
-                method: Method::GET,
-                uri: Uri::from_static("/p?q=1"),
-                version: http::Version::HTTP_11,
-                headers,
-            },
-            StreamInfo {
-                source: "127.0.0.1:1".parse().expect("addr"),
-                destination: None,
-                connection_id: 1,
-                listener: "l".into(),
-                route: "r".into(),
-                cluster: None,
-                start: std::time::SystemTime::UNIX_EPOCH,
-                upstream: None,
-                tls: None,
-            },
-        )
+        HttpStream::for_test("/p?q=1", headers)
     }
 
     #[test]

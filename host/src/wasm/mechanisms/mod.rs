@@ -176,31 +176,16 @@ mod tests {
 
     #[test]
     fn set_upstream_keeps_the_clusters_own_name() {
-        use crate::wasm::stream::{HttpStream, RequestHead, StreamInfo};
+        use crate::wasm::stream::HttpStream;
         let hooks = crate::wasm::state::TestHooks::new(std::time::SystemTime::UNIX_EPOCH);
         let cluster = Arc::new(Cluster::detached("outbound|80|v2|app", &[]));
         hooks
             .clusters
             .borrow_mut()
             .insert("outbound|80|v2|app".into(), cluster.clone());
-        let stream = Rc::new(std::cell::RefCell::new(HttpStream::new(
-            RequestHead {
-                method: http::Method::GET,
-                uri: http::Uri::from_static("/"),
-                version: http::Version::HTTP_11,
-                headers: http::HeaderMap::new(),
-            },
-            StreamInfo {
-                source: "127.0.0.1:1".parse().expect("addr"),
-                destination: None,
-                connection_id: 1,
-                listener: "l".into(),
-                route: "r".into(),
-                cluster: None,
-                start: std::time::SystemTime::UNIX_EPOCH,
-                upstream: None,
-                tls: None,
-            },
+        let stream = Rc::new(std::cell::RefCell::new(HttpStream::for_test(
+            "/",
+            http::HeaderMap::new(),
         )));
         let ctx = Ctx {
             plugin: "router".into(),

@@ -30,7 +30,7 @@ use meshwork_control::{
 use meshwork_host::tls::{agent::AgentOptions, ca::MeshCa};
 use meshwork_pki::{SpiffeId, api::CaEndpoint};
 
-use crate::{TestProxy, eventually, full, upstream};
+use crate::{TestProxy, full, upstream};
 
 /// The port every service of a test mesh listens on.
 pub const SERVICE_PORT: u16 = 9080;
@@ -44,6 +44,27 @@ pub const POLLING: Polling = Polling {
 /// Upper bound for a sidecar to become ready: its first complete config and, with mTLS, its certificate from the CA
 /// and the trust bundle; generous because the e2e suite starts many meshes at once on a 2-core machine.
 const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until `sidecar` (of workload `name`) answers `/ready` with `200`; past [`READY_WITHIN`], fails with what it
+/// still waits for: its last `/ready` answer and its xDS client's report from `/config_dump`.
+async fn wait_ready(name: &str, sidecar: &TestProxy) {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let (status, body) = sidecar.admin_get("/ready").await;
+        if status == 200 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let dump = sidecar.config_dump().await;
+            panic!(
+                "the sidecar of {name} is not ready after {READY_WITHIN:?}: /ready says {status} {body:?}; its xDS \
+                 client: {:#}",
+                dump["xds"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Request header: the app answers `503` the first N times it sees the request's `x-request-key`.
 pub const FAIL_FIRST: &str = "x-fail-first";
@@ -174,11 +195,7 @@ impl TestMesh {
             );
         }
         for (name, w) in &started {
-            let what = format!("the sidecar of {name} ready");
-            eventually(READY_WITHIN, &what, || async {
-                w.sidecar.admin_get("/ready").await.0 == 200
-            })
-            .await;
+            wait_ready(name, &w.sidecar).await;
         }
         TestMesh {
             dir,

@@ -12,6 +12,7 @@
 //! - `matching` (feature `matching`): Istio's `StringMatch`, compiled (regex-lite full matches).
 //! - [`rand`]: a fast, unbiased generator for sampling, weighted choices and jitter.
 //! - [`http`]: header, body and property accessors that return `Result` instead of panicking inside the SDK.
+//! - [`callbacks`]: declare the stream callbacks a filter implements, so the host skips the others.
 //! - [`ext`]: meshwork's host extensions (foreign functions); on a host without them (Envoy) they answer
 //!   [`ext::ExtError::Unsupported`] instead of trapping.
 //!
@@ -19,6 +20,7 @@
 //! `meshwork_host::wasm::harness`, which runs the compiled module in meshwork's own engine.
 
 pub mod alloc;
+pub mod callbacks;
 pub mod config;
 pub mod duration;
 pub mod ext;

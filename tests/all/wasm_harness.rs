@@ -181,3 +181,70 @@ fn a_filter_written_with_the_sdk_reports_bad_config_and_uses_result_accessors() 
         "a missing extension is an error the filter handles, not a trap"
     );
 }
+
+#[test]
+fn declared_callbacks_are_the_only_ones_called() {
+    let config = |declared: Option<&str>| {
+        let mut c = json!({"add_request_headers": {"x-added": "1"}, "add_response_headers": {"x-resp": "r"},
+                           "rewrite_request_body": {"from": "cat", "to": "dog"}});
+        if let Some(d) = declared {
+            c["callbacks"] = json!(d);
+        }
+        c
+    };
+    // (declaration, request header added, body rewritten, response header added)
+    let cases = [
+        (None, true, true, true),
+        (Some("request_headers"), true, false, false),
+        (Some("request_body, response_headers"), false, true, true),
+        (Some("log done"), false, false, false),
+        (Some(""), false, false, false),
+    ];
+    for (declared, request, body, response) in cases {
+        let h = Harness::load(PROBE_WASM, config(declared)).unwrap();
+        let mut req = h.request("POST", "/", &[]).unwrap();
+        assert_eq!(req.request_headers(false).unwrap(), Decision::Continue);
+        assert_eq!(
+            req.request_header("x-added").is_some(),
+            request,
+            "{declared:?}"
+        );
+        assert_eq!(
+            req.request_body(b"a cat", true).unwrap(),
+            Decision::Continue
+        );
+        let want: &[u8] = if body { b"a dog" } else { b"a cat" };
+        assert_eq!(&req.forwarded_body(false)[..], want, "{declared:?}");
+        req.response_headers(200, &[], true).unwrap();
+        assert_eq!(
+            req.response_header("x-resp").is_some(),
+            response,
+            "{declared:?}"
+        );
+    }
+}
+
+#[test]
+fn callbacks_are_declared_while_starting_and_by_name() {
+    match Harness::load(PROBE_WASM, json!({"callbacks": "request_headers on_log"})) {
+        Err(e) => assert!(
+            e.to_string()
+                .contains("meshwork.callbacks \"request_headers on_log\": BadArgument"),
+            "{e}"
+        ),
+        Ok(_) => panic!("an unknown callback name is refused"),
+    }
+    // During a request the set cannot change: every stream of a VM sees the same callbacks.
+    let h = Harness::load(
+        PROBE_WASM,
+        json!({"foreign": {"name": "meshwork.callbacks", "args": "request_headers"}}),
+    )
+    .unwrap();
+    let mut req = h.request("GET", "/", &[]).unwrap();
+    req.request_headers(true).unwrap();
+    req.response_headers(200, &[], true).unwrap();
+    assert_eq!(
+        req.response_header("x-foreign").as_deref(),
+        Some("err:BadArgument")
+    );
+}

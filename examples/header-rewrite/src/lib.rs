@@ -8,7 +8,11 @@ pub mod template;
 
 use std::rc::Rc;
 
-use meshwork_sdk::{HostError, http, proxy_wasm};
+use meshwork_sdk::{
+    HostError,
+    callbacks::{self, Callback},
+    http, proxy_wasm,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
@@ -36,6 +40,8 @@ impl RootContext for Root {
             return false;
         };
         self.rules = Rc::new(rules);
+        // meshwork calls only these two (no bodies, no on_log); Envoy ignores the declaration.
+        callbacks::declare(&[Callback::RequestHeaders, Callback::ResponseHeaders]).ok();
         true
     }
 

@@ -9,7 +9,11 @@ pub mod date;
 
 use std::{rc::Rc, time::UNIX_EPOCH};
 
-use meshwork_sdk::{HostError, http, proxy_wasm};
+use meshwork_sdk::{
+    HostError,
+    callbacks::{self, Callback},
+    http, proxy_wasm,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
@@ -33,6 +37,8 @@ impl RootContext for Root {
             return false;
         };
         self.settings = Some(Rc::new(s));
+        // The check needs request headers only; meshwork skips the other callbacks, Envoy ignores this.
+        callbacks::declare(&[Callback::RequestHeaders]).ok();
         true
     }
 

@@ -9,7 +9,10 @@ pub mod limiter;
 
 use std::{rc::Rc, time::UNIX_EPOCH};
 
-use meshwork_sdk::{http, proxy_wasm};
+use meshwork_sdk::{
+    callbacks::{self, Callback},
+    http, proxy_wasm,
+};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
@@ -58,6 +61,8 @@ impl RootContext for Root {
             allowed: hostcalls::define_metric(MetricType::Counter, "allowed").ok(),
             limited: hostcalls::define_metric(MetricType::Counter, "limited").ok(),
         };
+        // meshwork calls only these two (no bodies, no on_log); Envoy ignores the declaration.
+        callbacks::declare(&[Callback::RequestHeaders, Callback::ResponseHeaders]).ok();
         true
     }
 

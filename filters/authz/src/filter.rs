@@ -4,7 +4,11 @@
 
 use std::rc::Rc;
 
-use meshwork_sdk::{HostError, http, proxy_wasm};
+use meshwork_sdk::{
+    HostError,
+    callbacks::{self, Callback},
+    http, proxy_wasm,
+};
 use proxy_wasm::{
     hostcalls,
     traits::{Context, HttpContext, RootContext},
@@ -69,6 +73,8 @@ impl RootContext for Root {
         };
         match config::compile(wire) {
             Ok(authz) => {
+                // A decision needs the request headers only; the host skips every other callback.
+                callbacks::declare(&[Callback::RequestHeaders]).ok();
                 self.needs = Needs::of(&authz);
                 self.authz = Rc::new(authz);
             }

@@ -18,7 +18,12 @@ pub mod policy;
 
 use std::rc::Rc;
 
-use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm};
+use meshwork_sdk::{
+    callbacks::{self, Callback},
+    config, ext, http, log,
+    metrics::Counter,
+    proxy_wasm,
+};
 use policy::{Kind, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -47,6 +52,12 @@ impl RootContext for Root {
         let Some(p) = config::load_with(|c: policy::Config| Policy::try_from(c)) else {
             return false;
         };
+        // Responses matter only to outlier detection; the host skips every other callback.
+        let used: &[Callback] = match p.detects_outliers() {
+            true => &[Callback::RequestHeaders, Callback::ResponseHeaders],
+            false => &[Callback::RequestHeaders],
+        };
+        callbacks::declare(used).ok();
         self.policy = Some(Rc::new(p));
         self.metrics = Metrics {
             overflow: Counter::define("cb_overflow"),

@@ -229,6 +229,11 @@ impl Policy {
     pub fn for_cluster(&self, cluster: &str) -> Limits {
         self.clusters.get(cluster).copied().unwrap_or(self.default)
     }
+
+    /// Whether outlier detection is on for any cluster (the filter watches responses only then).
+    pub fn detects_outliers(&self) -> bool {
+        self.default.outlier.is_some() || self.clusters.values().any(|l| l.outlier.is_some())
+    }
 }
 
 /// How an answer counts for outlier detection.
@@ -415,6 +420,27 @@ mod tests {
         for (json, want) in cases {
             let err = policy(json.clone()).expect_err("invalid");
             assert!(err.contains(want), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn detects_outliers_table() {
+        use serde_json::json;
+        let od = json!({"consecutive5xxErrors": 5});
+        let pool = json!({"http": {"http2MaxRequests": 10}});
+        let cases = [
+            (json!({}), false),
+            (json!({"connectionPool": pool}), false),
+            (json!({"outlierDetection": od}), true),
+            (json!({"clusters": {"a": {"connectionPool": pool}}}), false),
+            (json!({"clusters": {"a": {"outlierDetection": od}}}), true),
+        ];
+        for (json, want) in cases {
+            assert_eq!(
+                policy(json.clone()).unwrap().detects_outliers(),
+                want,
+                "{json}"
+            );
         }
     }
 }

@@ -16,7 +16,12 @@ pub mod rng;
 
 use std::{cell::RefCell, rc::Rc};
 
-use meshwork_sdk::{config as plugin_config, ext, http, log, metrics::Counter, proxy_wasm};
+use meshwork_sdk::{
+    callbacks::{self, Callback},
+    config as plugin_config, ext, http, log,
+    metrics::Counter,
+    proxy_wasm,
+};
 use pending::Pending;
 use policy::{ABORT_BODY, Policy, Reply};
 use proxy_wasm::hostcalls;
@@ -63,6 +68,8 @@ impl RootContext for Root {
                 "{fault}.percentage is absent: as in Istio, this {fault} never fires; set {fault}.percentage.value"
             ));
         }
+        // A fault acts on request headers only; the host skips every other callback.
+        callbacks::declare(&[Callback::RequestHeaders]).ok();
         match Policy::try_from(cfg) {
             Ok(p) => self.policy = Some(Rc::new(p)),
             Err(e) => {

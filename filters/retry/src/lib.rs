@@ -11,7 +11,13 @@
 
 pub mod policy;
 
-use meshwork_sdk::{config, ext, http, log, metrics::Counter, proxy_wasm, rand::WyRand};
+use meshwork_sdk::{
+    callbacks::{self, Callback},
+    config, ext, http, log,
+    metrics::Counter,
+    proxy_wasm,
+    rand::WyRand,
+};
 use policy::{Answer, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -41,6 +47,8 @@ impl RootContext for Root {
         let Some(p) = config::load_with(|c: policy::Config| Policy::try_from(c)) else {
             return false;
         };
+        // The host skips every callback but these two.
+        callbacks::declare(&[Callback::RequestHeaders, Callback::ResponseHeaders]).ok();
         self.policy = Some(std::rc::Rc::new(p));
         self.metrics = Metrics {
             retries: Counter::define("retry_retries"),

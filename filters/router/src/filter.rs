@@ -11,7 +11,9 @@ use std::{
 
 use meshwork_sdk::rand::WyRand;
 use meshwork_sdk::{
-    HostError, config,
+    HostError,
+    callbacks::{self, Callback},
+    config,
     ext::{self},
     http::{self, Headers},
     proxy_wasm::{
@@ -42,7 +44,15 @@ impl RootContext for Root {
             return false;
         };
         match Router::compile(&cfg) {
-            Ok(router) => self.router = Rc::new(router),
+            Ok(router) => {
+                // Responses matter only for header edits; the host skips every other callback.
+                let used: &[Callback] = match router.edits_responses() {
+                    true => &[Callback::RequestHeaders, Callback::ResponseHeaders],
+                    false => &[Callback::RequestHeaders],
+                };
+                callbacks::declare(used).ok();
+                self.router = Rc::new(router);
+            }
             Err(e) => {
                 log(LogLevel::Error, &format!("invalid pluginConfig: {e}"));
                 return false;

@@ -146,6 +146,15 @@ pub fn cluster_name(host: &str, subset: &str, port: u16) -> String {
 }
 
 impl Router {
+    /// Whether any route or destination edits response headers (the filter needs its response callback only then).
+    pub fn edits_responses(&self) -> bool {
+        self.routes.iter().any(|r| {
+            !r.response_ops.is_empty()
+                || matches!(&r.action, Action::Forward { destinations, .. }
+                    if destinations.iter().any(|d| !d.response_ops.is_empty()))
+        })
+    }
+
     /// The header edits for a request sent by route `route` to its destination `dest`: the destination's first, then
     /// the route's (so the route's `set` wins, as in Envoy).
     pub fn request_ops(&self, route: usize, dest: usize) -> [&HeaderOps; 2] {
@@ -208,5 +217,33 @@ mod tests {
         assert!(d.is_empty(), "destination b has no edits");
         let [d, route] = r.request_ops(5, 0);
         assert!(d.is_empty() && route.is_empty(), "out of range: nothing");
+    }
+
+    #[test]
+    fn edits_responses_table() {
+        let split = |headers: serde_json::Value| {
+            json!({"http": [{"route": [{"destination": {"host": "a"}, "weight": 90, "headers": headers},
+                                       {"destination": {"host": "b"}, "weight": 10}]}]})
+        };
+        let cases = [
+            (
+                json!({"http": [{"route": [{"destination": {"host": "a"}}]}]}),
+                false,
+            ),
+            (split(json!({"request": {"set": {"x": "1"}}})), false),
+            (split(json!({"response": {"remove": ["server"]}})), true),
+            (
+                json!({"http": [{"route": [{"destination": {"host": "a"}}]},
+                                {"route": [{"destination": {"host": "a"}}], "headers": {"response": {"add": {"x": "1"}}}}]}),
+                true,
+            ),
+            (
+                json!({"http": [{"redirect": {"uri": "/new"}, "headers": {"response": {"set": {"x": "1"}}}}]}),
+                true,
+            ),
+        ];
+        for (cfg, want) in cases {
+            assert_eq!(router(cfg.clone()).edits_responses(), want, "{cfg}");
+        }
     }
 }

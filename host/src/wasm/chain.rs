@@ -249,7 +249,8 @@ impl Chain {
             let size = {
                 let mut members = self.members.borrow_mut();
                 let m = &mut members[i];
-                if m.skip {
+                // A plugin without this body callback never sees the data: no copy into its buffer.
+                if m.skip || !m.vm.uses().phase(phase) {
                     continue;
                 }
                 if let Some(own) = &m.shadow {
@@ -337,7 +338,7 @@ impl Chain {
         let (vm, ctx, shadow) = {
             let members = self.members.borrow();
             let m = &members[i];
-            if m.skip {
+            if m.skip || !m.vm.uses().phase(phase) {
                 return Ok(Action::Continue);
             }
             (m.vm.clone(), m.ctx, m.shadow.clone())

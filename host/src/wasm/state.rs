@@ -121,6 +121,8 @@ pub struct VmState {
     pub streams: HashMap<u32, StreamRef, BuildHasherDefault<IdHasher>>,
     /// Which config buffer is readable.
     pub starting: Starting,
+    /// The stream callbacks the plugin declared it implements (`meshwork.callbacks`).
+    pub uses: super::vm::uses::Uses,
     /// Callout response being delivered.
     pub call: Option<CallResult>,
     /// `proxy_get_status` result: code and message.
@@ -170,6 +172,7 @@ impl VmState {
             effective: ROOT_ID,
             streams: HashMap::default(),
             starting: Starting::No,
+            uses: super::vm::uses::Uses::ALL,
             call: None,
             status: (0, Bytes::new()),
             call_data: Bytes::new(),

@@ -4,7 +4,10 @@
 //!
 //! Build with `meshwork filter build` (or `cargo build --release --target wasm32-wasip1`); see README.md.
 
-use meshwork_sdk::{config, http, proxy_wasm};
+use meshwork_sdk::{
+    callbacks::{self, Callback},
+    config, http, proxy_wasm,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
@@ -113,6 +116,9 @@ impl RootContext for Root {
             return false;
         }
         self.cfg = Some(cfg);
+        // Only request headers matter here, so meshwork skips this filter's other callbacks (responses, bodies,
+        // on_log). Add a callback here when you implement it. On Envoy this is a no-op.
+        callbacks::declare(&[Callback::RequestHeaders]).ok();
         true
     }
 

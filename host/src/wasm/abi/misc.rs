@@ -9,8 +9,9 @@ use wasmtime::{Caller, Linker};
 use super::{
     super::{
         foreign,
-        state::VmState,
+        state::{Starting, VmState},
         stream::{Dir, LocalResponse},
+        vm::uses::Uses,
         wire,
     },
     mem::{self, Ret, status},
@@ -207,6 +208,33 @@ fn local_response(
     Ok(status::OK)
 }
 
+/// The foreign function a plugin declares the stream callbacks it implements with (see `vm::uses`).
+const CALLBACKS: &[u8] = b"meshwork.callbacks";
+
+/// `meshwork.callbacks`: only while the plugin starts (`on_vm_start`, `on_configure`), so every stream of a VM sees
+/// the same set; anything else is refused with a log line saying why.
+fn declare_callbacks(state: &mut VmState, args: &[u8]) -> i32 {
+    let plugin = &state.plugin.name;
+    if state.starting == Starting::No {
+        tracing::warn!(%plugin, "wasm: meshwork.callbacks refused: declare callbacks in on_vm_start or on_configure");
+        return foreign::Refusal::BadArgument as i32;
+    }
+    let Ok(text) = std::str::from_utf8(args) else {
+        return foreign::Refusal::SerializationFailure as i32;
+    };
+    match Uses::parse(text) {
+        Ok(uses) => {
+            tracing::debug!(%plugin, callbacks = text, "wasm: plugin declared its stream callbacks");
+            state.uses = uses;
+            status::OK
+        }
+        Err(e) => {
+            tracing::warn!(%plugin, error = %e, "wasm: meshwork.callbacks refused");
+            foreign::Refusal::BadArgument as i32
+        }
+    }
+}
+
 fn call_foreign(
     mut c: Caller<'_, VmState>,
     name_ptr: i32,
@@ -219,6 +247,9 @@ fn call_foreign(
     let call = "proxy_call_foreign_function";
     let name = mem::read_key(&mut c, name_ptr, name_len, call)?;
     let args = mem::read_key(&mut c, args_ptr, args_len, call)?;
+    if &*name == CALLBACKS {
+        return Ok(declare_callbacks(c.data_mut(), &args));
+    }
     let Some(f) = std::str::from_utf8(&name).ok().and_then(foreign::lookup) else {
         return Ok(status::NOT_FOUND);
     };

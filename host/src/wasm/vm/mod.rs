@@ -25,10 +25,11 @@ use crate::server::worker::WorkerCtx;
 pub mod deadline;
 mod events;
 mod exports;
+pub mod uses;
 
 use self::deadline::Arm;
 
-use self::exports::Callbacks;
+use self::{exports::Callbacks, uses::Uses};
 
 /// One event of a plugin's gRPC stream.
 #[derive(Debug)]
@@ -96,6 +97,8 @@ pub struct Vm {
     inner: RefCell<Inner>,
     down: RefCell<Option<VmFailure>>,
     tick_generation: Cell<u64>,
+    /// The stream callbacks the plugin implements, as it declared while starting.
+    uses: Cell<Uses>,
     /// The CPU limit in epoch ticks.
     deadline: u64,
 }
@@ -158,6 +161,7 @@ impl Vm {
                 }),
                 down: RefCell::new(None),
                 tick_generation: Cell::new(0),
+                uses: Cell::new(Uses::ALL),
                 deadline,
             }
         });
@@ -166,6 +170,7 @@ impl Vm {
             *vm.down.borrow_mut() = Some(VmFailure::Down(e.to_string()));
             return Err(e);
         }
+        vm.uses.set(vm.inner.borrow().store.data().uses);
         vm.after_call();
         Ok(vm)
     }
@@ -239,6 +244,11 @@ impl Vm {
         self.inner.try_borrow().ok()?.store.data().tick
     }
 
+    /// The stream callbacks the plugin implements (all of them unless it declared otherwise).
+    pub fn uses(&self) -> Uses {
+        self.uses.get()
+    }
+
     /// Why the VM is down, if it is.
     pub fn failure(&self) -> Option<VmFailure> {
         self.down.borrow().clone()
@@ -271,6 +281,9 @@ impl Vm {
         size: usize,
         end_of_stream: bool,
     ) -> Result<Action, VmFailure> {
+        if !self.uses.get().phase(phase) {
+            return Ok(Action::Continue);
+        }
         let (c, s, e) = (ctx as i32, size as i32, end_of_stream as i32);
         let name = phase.callback();
         let r = match phase {
@@ -297,14 +310,27 @@ impl Vm {
         })
     }
 
-    /// Ends context `ctx`: `on_log`, `on_done`, `on_delete` (Envoy's order for HTTP streams), then forgets it.
-    /// Failures here are counted but change nothing: the response is already on its way.
+    /// Ends context `ctx`: `on_log`, `on_done`, `on_delete` (Envoy's order for HTTP streams; the first two only if
+    /// the plugin implements them), then forgets it. Failures here are counted but change nothing: the response is
+    /// already on its way.
     pub fn finish_context(&self, ctx: u32) {
         if self.down.borrow().is_none() {
-            let c = ctx as i32;
+            let (c, uses) = (ctx as i32, self.uses.get());
             let _ = self
-                .call("proxy_on_log", ctx, |cb| cb.log.as_ref(), c)
-                .and_then(|_| self.call("proxy_on_done", ctx, |cb| cb.done.as_ref(), c))
+                .call(
+                    "proxy_on_log",
+                    ctx,
+                    |cb| cb.log.as_ref().filter(|_| uses.log()),
+                    c,
+                )
+                .and_then(|_| {
+                    self.call(
+                        "proxy_on_done",
+                        ctx,
+                        |cb| cb.done.as_ref().filter(|_| uses.done()),
+                        c,
+                    )
+                })
                 .and_then(|_| self.call("proxy_on_delete", ctx, |cb| cb.delete.as_ref(), c));
         }
         if let Ok(mut inner) = self.inner.try_borrow_mut() {

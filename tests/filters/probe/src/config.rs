@@ -40,6 +40,8 @@ pub struct Config {
     pub log_on_log: bool,
     pub env: Vec<String>,
     pub foreign: Option<Foreign>,
+    /// Declared to the host with `meshwork.callbacks` in on_configure (a refusal rejects the configuration).
+    pub callbacks: Option<String>,
     pub fail_in: Option<Callback>,
     pub fail_how: FailHow,
     pub bad_call: BadCall,

@@ -39,6 +39,16 @@ impl Root {
         if hostile::inject(&cfg, Callback::Configure).reject {
             return false;
         }
+        if let Some(used) = &cfg.callbacks {
+            let declared = proxy_wasm::hostcalls::call_foreign_function(
+                "meshwork.callbacks",
+                Some(used.as_bytes()),
+            );
+            if let Err(status) = declared {
+                util::error(&format!("probe: meshwork.callbacks {used:?}: {status:?}"));
+                return false;
+            }
+        }
         if cfg.tick_ms > 0 {
             shared::ensure(TICKS_KEY);
             self.set_tick_period(Duration::from_millis(cfg.tick_ms));

@@ -268,7 +268,8 @@ pub struct RunArgs {
     /// added latency. `meshwork-policies` is the meshwork binary with the five built-in
     /// policy filters (authz, fault, router, retry, circuit-breaker) on its route;
     /// `meshwork-mtls-pair` is a client sidecar and a server sidecar (the five filters)
-    /// joined by mutual TLS. Neither is in the default list.
+    /// joined by mutual TLS; `nginx-mtls-pair` is two nginx processes joined the same way,
+    /// without filters. None of these is in the default list.
     #[arg(
         long,
         value_enum,
@@ -323,6 +324,9 @@ pub enum Target {
     MeshworkMtlsPair,
     /// nginx as a reverse proxy.
     Nginx,
+    /// Two nginx processes in the mTLS pair's topology (mutual TLS 1.3 between them, no filters): the pair's
+    /// reference on the same machine.
+    NginxMtlsPair,
     /// HAProxy.
     Haproxy,
 }
@@ -348,6 +352,7 @@ impl Target {
         match self {
             Target::MeshworkPolicies => "meshwork + 5 policy filters",
             Target::MeshworkMtlsPair => "meshwork mTLS pair + 5 policy filters",
+            Target::NginxMtlsPair => "nginx mTLS pair (no filters)",
             other => other.name(),
         }
     }
@@ -360,6 +365,7 @@ impl Target {
             Target::MeshworkPolicies => "meshwork-policies",
             Target::MeshworkMtlsPair => "meshwork-mtls-pair",
             Target::Nginx => "nginx",
+            Target::NginxMtlsPair => "nginx-mtls-pair",
             Target::Haproxy => "haproxy",
         }
     }
@@ -536,6 +542,12 @@ mod tests {
                 true,
             ),
             (Target::Nginx, "nginx", "nginx", false),
+            (
+                Target::NginxMtlsPair,
+                "nginx-mtls-pair",
+                "nginx mTLS pair (no filters)",
+                false,
+            ),
             (Target::Haproxy, "haproxy", "haproxy", false),
         ];
         assert_eq!(cases.len(), Target::value_variants().len());

@@ -169,6 +169,22 @@ pub fn summary(rows: &[Row], settings: &Settings) -> Option<String> {
         }
         None => out.push_str("Added latency not measured (it needs `direct` and the pair). "),
     }
+    let nginx = measured(Target::NginxMtlsPair).and_then(|n| n.latency);
+    if let Some(((pair, nginx), direct)) = pair.latency.zip(nginx).zip(direct) {
+        let [p50, p99, p999] = nginx.added_over(&direct);
+        let [m50, m99, _] = pair.added_over(&direct);
+        let times = |m: i64, n: i64| {
+            crate::report::ratio(m as f64, n as f64)
+                .map_or("n/a".to_owned(), |r| format!("{r:.2}×"))
+        };
+        let _ = write!(
+            out,
+            "The same two hops with nginx (mutual TLS, no filters), in this run: added p50 {p50:+} µs, p99 \
+             {p99:+} µs, p99.9 {p999:+} µs; the meshwork pair's added p50 is {} and p99 {} of nginx's. ",
+            times(m50, p50),
+            times(m99, p99)
+        );
+    }
     let _ = write!(out, "For reference, {REFERENCES}.");
     let samples: Vec<Sample> = pair.rounds.iter().filter_map(|r| r.mtls).collect();
     let total = Sample::total(&samples);
@@ -381,6 +397,22 @@ mod tests {
         let text = summary(&slow, &settings(2000)).ok_or("no summary")?;
         assert!(
             text.contains("**p99 +201 µs**, p99.9 +500 µs: **goal not met** at 2000 req/s"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("with nginx"),
+            "no nginx pair measured: {text}"
+        );
+        let mut with_nginx = pair_rows();
+        let mut nginx = Row::new(Target::NginxMtlsPair);
+        nginx.latency = Some(lat(140, 450, 1200));
+        with_nginx.push(nginx);
+        let text = summary(&with_nginx, &settings(1000)).ok_or("no summary")?;
+        assert!(
+            text.contains(
+                "The same two hops with nginx (mutual TLS, no filters), in this run: added p50 +80 µs, p99 \
+                 +300 µs, p99.9 +800 µs; the meshwork pair's added p50 is 1.25× and p99 0.60× of nginx's."
+            ),
             "{text}"
         );
         let text = summary(&pair_rows()[1..], &settings(1000)).ok_or("no summary")?;

@@ -5,6 +5,7 @@ pub mod haproxy;
 pub mod mesh_pki;
 pub mod meshwork;
 pub mod nginx;
+pub mod nginx_pair;
 pub mod pair;
 pub mod policies;
 
@@ -29,6 +30,8 @@ pub enum Prepared {
     MtlsPair(PathBuf),
     /// nginx binary and its build options (`nginx -V`).
     Nginx(PathBuf, String),
+    /// The same, run twice as the two ends of an mTLS pair.
+    NginxPair(PathBuf, String),
     /// haproxy binary.
     Haproxy(PathBuf),
 }
@@ -99,10 +102,13 @@ pub fn prepare(target: Target, args: &RunArgs) -> Result<Prepared, String> {
         Target::MeshworkMtlsPair => {
             meshwork::locate(args.meshwork.as_deref()).map(Prepared::MtlsPair)
         }
-        Target::Nginx => {
+        Target::Nginx | Target::NginxMtlsPair => {
             let bin = find_or_install("nginx", "nginx-light", args.install)?;
             let build = process::output_of(Command::new(&bin).arg("-V")).unwrap_or_default();
-            Ok(Prepared::Nginx(bin, build))
+            Ok(match target {
+                Target::Nginx => Prepared::Nginx(bin, build),
+                _ => Prepared::NginxPair(bin, build),
+            })
         }
         Target::Haproxy => {
             find_or_install("haproxy", "haproxy", args.install).map(Prepared::Haproxy)
@@ -127,6 +133,12 @@ impl Prepared {
                 policies::chain_order(&policies::server_sidecar_policies()).join(" → ")
             ),
             Prepared::Nginx(_, build) => nginx::version(build),
+            Prepared::NginxPair(_, build) => format!(
+                "{}, two processes: client nginx ({}, not verifying the server's URI SAN) → mutual TLS 1.3 → \
+                 server nginx (client certificate required), no filters, both on the proxy CPU",
+                nginx::version(build),
+                mesh_pki::spiffe_id(mesh_pki::CLIENT_SA),
+            ),
             Prepared::Haproxy(bin) => haproxy::version(bin),
         }
     }
@@ -144,6 +156,7 @@ impl Prepared {
             Prepared::Meshwork(bin, route) => meshwork::start(bin, *route, upstream, cpus),
             Prepared::MtlsPair(bin) => pair::start(bin, upstream, cpus),
             Prepared::Nginx(bin, build) => nginx::start(bin, build, upstream, cpus),
+            Prepared::NginxPair(bin, build) => nginx_pair::start(bin, build, upstream, cpus),
             Prepared::Haproxy(bin) => haproxy::start(bin, upstream, cpus),
         }
     }

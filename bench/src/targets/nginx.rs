@@ -43,6 +43,38 @@ fn has_http_module(build: &str, name: &str) -> bool {
 
 /// The nginx config: listen on `listen`, proxy to `upstream` with keep-alive.
 pub fn config(listen: SocketAddr, upstream: SocketAddr, dir: &Path, build: &str) -> String {
+    config_with(listen, upstream, dir, build, &Tls::default())
+}
+
+/// TLS on either side of one nginx (the mTLS pair's two processes): directives written into its `server` block.
+#[derive(Debug, Default)]
+pub struct Tls {
+    /// The listener takes TLS (`listen ADDR ssl`) with these `ssl_*` directives.
+    pub downstream: Option<String>,
+    /// The upstream is reached over TLS (`proxy_pass https://`) with these `proxy_ssl_*` directives.
+    pub upstream: Option<String>,
+}
+
+/// [`config`] with TLS on the listener, towards the upstream, or both.
+pub fn config_with(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    dir: &Path,
+    build: &str,
+    tls: &Tls,
+) -> String {
+    let listen_ssl = if tls.downstream.is_some() { " ssl" } else { "" };
+    let scheme = if tls.upstream.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut directives = String::new();
+    for d in [&tls.downstream, &tls.upstream].into_iter().flatten() {
+        for line in d.lines() {
+            let _ = writeln!(directives, "        {line}");
+        }
+    }
     let d = dir.display();
     let mut temp_paths = format!(
         "    client_body_temp_path \"{d}/client_body\";\n    proxy_temp_path \"{d}/proxy\";\n"
@@ -76,9 +108,9 @@ http {{
     }}
 
     server {{
-        listen {listen};
-        location / {{
-            proxy_pass http://bench_upstream;
+        listen {listen}{listen_ssl};
+{directives}        location / {{
+            proxy_pass {scheme}://bench_upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
@@ -98,13 +130,25 @@ pub fn start(
     let (dir, addr, conf) = write_config("nginx", "nginx.conf", |addr, dir| {
         config(addr, upstream, dir, build)
     })?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("-c").arg(&conf).arg("-p").arg(dir.path());
-    if supports_error_log_flag(build) {
-        cmd.arg("-e").arg(dir.path().join("error.log"));
-    }
-    let proc = Proc::spawn("nginx", cmd, &dir.path().join("stdout.log"), cpus)?;
+    let proc = spawn(bin, build, "nginx", &conf, dir.path(), cpus)?;
     serving(addr, proc, dir)
+}
+
+/// Starts `nginx -c CONF -p PREFIX` as `name`, its output in `PREFIX/stdout.log`.
+pub fn spawn(
+    bin: &Path,
+    build: &str,
+    name: &str,
+    conf: &Path,
+    prefix: &Path,
+    cpus: Option<&[usize]>,
+) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c").arg(conf).arg("-p").arg(prefix);
+    if supports_error_log_flag(build) {
+        cmd.arg("-e").arg(prefix.join("error.log"));
+    }
+    Proc::spawn(name, cmd, &prefix.join("stdout.log"), cpus)
 }
 
 #[cfg(test)]

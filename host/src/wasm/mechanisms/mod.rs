@@ -14,6 +14,9 @@
 //! | `meshwork.uneject` | `CLUSTER ENDPOINT` | puts it back |
 //! | `meshwork.ejections` | `CLUSTER` | `ENDPOINTS` then one `ENDPOINT MS_LEFT` line per ejected endpoint |
 //! | `meshwork.admit` | `CLUSTER MAX_REQUESTS MAX_PENDING` | `admitted`, `queued` (return `Pause`) or `overflow` |
+//!
+//! `meshwork.callbacks` (the stream callbacks a plugin implements) is not here: it changes the VM, not a request, so
+//! the ABI layer answers it (`abi::misc`, `vm::uses`).
 
 mod admit;
 mod endpoints;

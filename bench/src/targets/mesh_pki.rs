@@ -59,6 +59,22 @@ pub struct MeshFiles {
 }
 
 impl MeshFiles {
+    /// Files that are never written, under `/t/` (`/t/root-cert.pem`, `/t/productpage-cert.pem`,
+    /// `/t/reviews-key.pem`...), for tests of the configs that name them.
+    #[cfg(test)]
+    pub fn fixture() -> Self {
+        let identity = |sa: &str| Identity {
+            id: spiffe_id(sa),
+            chain: PathBuf::from(format!("/t/{sa}-cert.pem")),
+            key: PathBuf::from(format!("/t/{sa}-key.pem")),
+        };
+        Self {
+            root: PathBuf::from("/t/root-cert.pem"),
+            client: identity(CLIENT_SA),
+            server: identity(SERVER_SA),
+        }
+    }
+
     /// A new root and the two workload certificates, written into `dir`.
     pub fn write(dir: &Path) -> anyhow::Result<Self> {
         let ca = Authority::generate_root(TRUST_DOMAIN, ROOT_VALIDITY)

@@ -120,27 +120,10 @@ fn check(client: SocketAddr, server: SocketAddr) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    use std::path::PathBuf;
-
-    use crate::targets::mesh_pki::{CLIENT_SA, SERVER_SA, spiffe_id};
-
-    fn mesh() -> MeshFiles {
-        let identity = |sa: &str| Identity {
-            id: spiffe_id(sa),
-            chain: PathBuf::from(format!("/t/{sa}-cert.pem")),
-            key: PathBuf::from(format!("/t/{sa}-key.pem")),
-        };
-        MeshFiles {
-            root: PathBuf::from("/t/root-cert.pem"),
-            client: identity(CLIENT_SA),
-            server: identity(SERVER_SA),
-        }
-    }
-
     #[test]
     fn configs_put_tls_on_the_right_side() {
         let a = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        let m = mesh();
+        let m = MeshFiles::fixture();
         let server = nginx::config_with(a(18090), a(18081), Path::new("/p"), "", &server_tls(&m));
         let client = nginx::config_with(
             a(18080),

@@ -175,10 +175,6 @@ fn check_mtls(ports: &Ports) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    use std::path::PathBuf;
-
-    use crate::targets::mesh_pki::{CLIENT_SA, Identity, SERVER_SA, spiffe_id};
-
     fn ports() -> Ports {
         let a = |port| SocketAddr::from(([127, 0, 0, 1], port));
         Ports {
@@ -186,19 +182,6 @@ mod tests {
             client_admin: a(18082),
             server_listen: a(18090),
             server_admin: a(18092),
-        }
-    }
-
-    fn mesh() -> MeshFiles {
-        let identity = |sa: &str| Identity {
-            id: spiffe_id(sa),
-            chain: PathBuf::from(format!("/t/{sa}-cert.pem")),
-            key: PathBuf::from(format!("/t/{sa}-key.pem")),
-        };
-        MeshFiles {
-            root: PathBuf::from("/t/root-cert.pem"),
-            client: identity(CLIENT_SA),
-            server: identity(SERVER_SA),
         }
     }
 
@@ -220,7 +203,7 @@ mod tests {
                     .into(),
             )
         };
-        assert_eq!(client_config(&p, &mesh()), want.yaml());
+        assert_eq!(client_config(&p, &MeshFiles::fixture()), want.yaml());
     }
 
     #[test]
@@ -245,7 +228,7 @@ mod tests {
                     .into(),
             )
         };
-        let got = server_config(&p, upstream, &mesh());
+        let got = server_config(&p, upstream, &MeshFiles::fixture());
         assert_eq!(got, want.yaml());
         assert!(
             got.contains("principals: [cluster.local/ns/default/sa/productpage]"),

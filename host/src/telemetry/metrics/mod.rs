@@ -9,12 +9,13 @@
 
 mod labels;
 pub mod render;
+mod sharded;
 pub mod tcp;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    hash::{BuildHasherDefault, Hash, Hasher},
-    sync::{Arc, Mutex},
+    collections::BTreeMap,
+    hash::{Hash, Hasher},
+    sync::Arc,
     time::Duration,
 };
 
@@ -25,6 +26,8 @@ use crate::{config::telemetry::Workload, tls::TlsInfo};
 
 pub use labels::{LabelSet, destination_service, inbound_service};
 pub use render::render;
+pub use sharded::SHARD_KEYS;
+use sharded::{Counts, ShardKey, Sharded};
 
 /// `istio_request_duration_milliseconds` bucket bounds (Istio's).
 pub const DURATION_BUCKETS: [f64; 19] = [
@@ -82,7 +85,7 @@ pub struct Series {
     pub response_bytes: Histogram<11>,
 }
 
-impl Series {
+impl Counts for Series {
     fn add(&mut self, other: &Series) {
         self.requests += other.requests;
         self.duration.add(&other.duration);
@@ -146,13 +149,6 @@ impl Hasher for FxHasher {
     }
 }
 
-type Shard = HashMap<Key, Series, BuildHasherDefault<FxHasher>>;
-
-/// Keys a worker's shard may hold before the worker folds them into the merged series itself. Keys are pointers:
-/// a new connection's TLS state makes a new key, so without a scrape a shard would grow with every connection.
-/// Folding turns keys into label sets, whose number the labels bound.
-pub const SHARD_KEYS: usize = 1024;
-
 /// A finished request as the metrics see it.
 pub struct Observation<'a> {
     /// The listener's identity.
@@ -183,8 +179,7 @@ pub struct Observation<'a> {
 
 /// Every worker's request metrics.
 pub struct Registry {
-    shards: Box<[Mutex<Shard>]>,
-    merged: Mutex<BTreeMap<LabelSet, Series>>,
+    series: Sharded<Key, Series>,
     /// The TCP connection metrics.
     pub tcp: tcp::Tcp,
 }
@@ -193,8 +188,7 @@ impl Registry {
     /// Metrics for `workers` workers (plus one shard for anything else).
     pub fn new(workers: usize) -> Arc<Self> {
         Arc::new(Registry {
-            shards: (0..=workers).map(|_| Mutex::default()).collect(),
-            merged: Mutex::default(),
+            series: Sharded::new(workers),
             tcp: tcp::Tcp::new(workers),
         })
     }
@@ -239,32 +233,18 @@ impl Registry {
             grpc: o.grpc,
             grpc_status: o.grpc_status,
         };
-        let shard = &self.shards[worker.min(self.shards.len() - 1)];
-        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let series = shard.entry(key).or_default();
-        series.requests += 1;
-        series
-            .duration
-            .observe(&DURATION_BUCKETS, o.elapsed.as_secs_f64() * 1000.0);
-        series
-            .request_bytes
-            .observe(&BYTES_BUCKETS, o.request_bytes as f64);
-        series
-            .response_bytes
-            .observe(&BYTES_BUCKETS, o.response_bytes as f64);
-        if shard.len() > SHARD_KEYS {
-            let drained: Vec<(Key, Series)> = shard.drain().collect();
-            drop(shard);
-            self.merge(drained);
-        }
-    }
-
-    /// Adds drained keys' series to the merged ones, by label set.
-    fn merge(&self, drained: Vec<(Key, Series)>) {
-        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, series) in drained {
-            merged.entry(key.labels()).or_default().add(&series);
-        }
+        self.series.with(worker, key, |series| {
+            series.requests += 1;
+            series
+                .duration
+                .observe(&DURATION_BUCKETS, o.elapsed.as_secs_f64() * 1000.0);
+            series
+                .request_bytes
+                .observe(&BYTES_BUCKETS, o.request_bytes as f64);
+            series
+                .response_bytes
+                .observe(&BYTES_BUCKETS, o.response_bytes as f64);
+        });
     }
 
     /// Writes every Istio family: requests, then TCP.
@@ -275,23 +255,11 @@ impl Registry {
 
     /// Drains every shard into the merged series and returns a copy of them, by label set.
     pub fn collect(&self) -> BTreeMap<LabelSet, Series> {
-        for shard in self.shards.iter() {
-            // One lock at a time: a worker folding its shard takes them in the same order.
-            let drained: Vec<(Key, Series)> = shard
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain()
-                .collect();
-            self.merge(drained);
-        }
-        self.merged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.series.collect()
     }
 }
 
-impl Key {
+impl ShardKey for Key {
     fn labels(&self) -> LabelSet {
         labels::label_set(&labels::Facts {
             listener: &self.listener.0,
@@ -357,7 +325,7 @@ mod tests {
                     response_bytes: 10,
                 },
             );
-            let held = registry.shards[0].lock().expect("shard").len();
+            let held = registry.series.held(0);
             assert!(held <= SHARD_KEYS, "{held} keys held");
         }
         let all = registry.collect();

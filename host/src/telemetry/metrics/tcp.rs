@@ -4,14 +4,10 @@
 //! opened once it serves (after its TLS handshake, so the label knows whether it is mutual TLS) and adds its bytes
 //! (as the socket saw them) when it closes. Recorded per worker like the request metrics.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt::Write as _,
-    sync::{Arc, Mutex},
-};
+use std::{collections::BTreeMap, fmt::Write as _, sync::Arc};
 
 use super::{
-    ByPtr, LabelSet,
+    ByPtr, Counts, LabelSet, ShardKey, Sharded,
     labels::{self, Facts, NAMES},
     render::{escape, header},
 };
@@ -44,43 +40,25 @@ pub struct TcpSeries {
     pub sent: u64,
 }
 
-type Shard = HashMap<Key, TcpSeries, std::hash::BuildHasherDefault<super::FxHasher>>;
+impl Counts for TcpSeries {
+    fn add(&mut self, s: &Self) {
+        self.opened += s.opened;
+        self.closed += s.closed;
+        self.received += s.received;
+        self.sent += s.sent;
+    }
+}
 
 /// Every worker's TCP metrics.
 pub struct Tcp {
-    shards: Box<[Mutex<Shard>]>,
-    merged: Mutex<BTreeMap<LabelSet, TcpSeries>>,
+    series: Sharded<Key, TcpSeries>,
 }
 
 impl Tcp {
     /// For `workers` workers plus one other shard.
     pub fn new(workers: usize) -> Self {
         Tcp {
-            shards: (0..=workers).map(|_| Mutex::default()).collect(),
-            merged: Mutex::default(),
-        }
-    }
-
-    fn with(&self, worker: usize, key: Key, f: impl FnOnce(&mut TcpSeries)) {
-        let shard = &self.shards[worker.min(self.shards.len() - 1)];
-        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        f(shard.entry(key).or_default());
-        // Every connection with TLS is a new key: fold them into label sets before they pile up (see SHARD_KEYS).
-        if shard.len() > super::SHARD_KEYS {
-            let drained: Vec<(Key, TcpSeries)> = shard.drain().collect();
-            drop(shard);
-            self.merge(drained);
-        }
-    }
-
-    fn merge(&self, drained: Vec<(Key, TcpSeries)>) {
-        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, s) in drained {
-            let m = merged.entry(key.labels()).or_default();
-            m.opened += s.opened;
-            m.closed += s.closed;
-            m.received += s.received;
-            m.sent += s.sent;
+            series: Sharded::new(workers),
         }
     }
 
@@ -90,7 +68,7 @@ impl Tcp {
             listener: ByPtr(telemetry.clone()),
             tls: tls.cloned().map(ByPtr),
         };
-        self.with(worker, key, |s| s.opened += 1);
+        self.series.with(worker, key, |s| s.opened += 1);
     }
 
     /// That connection closed after moving `(received, sent)` bytes.
@@ -105,7 +83,7 @@ impl Tcp {
             listener: ByPtr(telemetry.clone()),
             tls: tls.cloned().map(ByPtr),
         };
-        self.with(worker, key, |s| {
+        self.series.with(worker, key, |s| {
             s.closed += 1;
             s.received += received;
             s.sent += sent;
@@ -114,23 +92,11 @@ impl Tcp {
 
     /// Drains the shards into the merged series; returns a copy.
     pub fn collect(&self) -> BTreeMap<LabelSet, TcpSeries> {
-        for shard in self.shards.iter() {
-            // One lock at a time: a worker folding its shard takes them in the same order.
-            let drained: Vec<(Key, TcpSeries)> = shard
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain()
-                .collect();
-            self.merge(drained);
-        }
-        self.merged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.series.collect()
     }
 }
 
-impl Key {
+impl ShardKey for Key {
     fn labels(&self) -> LabelSet {
         let full = labels::label_set(&Facts {
             listener: &self.listener.0,

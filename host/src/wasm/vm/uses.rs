@@ -14,16 +14,16 @@ use super::Phase;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uses(u16);
 
-/// The names `meshwork.callbacks` takes, and their bits.
-const NAMES: [(&str, u16); 8] = [
-    ("request_headers", 1),
-    ("request_body", 1 << 1),
-    ("request_trailers", 1 << 2),
-    ("response_headers", 1 << 3),
-    ("response_body", 1 << 4),
-    ("response_trailers", 1 << 5),
-    ("log", 1 << 6),
-    ("done", 1 << 7),
+/// The names `meshwork.callbacks` takes; a name's position is its bit.
+const NAMES: [&str; 8] = [
+    "request_headers",
+    "request_body",
+    "request_trailers",
+    "response_headers",
+    "response_body",
+    "response_trailers",
+    "log",
+    "done",
 ];
 
 impl Uses {
@@ -34,13 +34,12 @@ impl Uses {
     pub fn parse(text: &str) -> Result<Uses, String> {
         let mut bits = 0;
         for word in text.split([' ', ',']).filter(|w| !w.is_empty()) {
-            match NAMES.iter().find(|(n, _)| *n == word) {
-                Some((_, bit)) => bits |= bit,
+            match NAMES.iter().position(|n| *n == word) {
+                Some(i) => bits |= 1 << i,
                 None => {
-                    let known: Vec<_> = NAMES.iter().map(|(n, _)| *n).collect();
                     return Err(format!(
                         "unknown callback `{word}`; name some of: {}",
-                        known.join(", ")
+                        NAMES.join(", ")
                     ));
                 }
             }
@@ -50,25 +49,29 @@ impl Uses {
 
     /// Whether the header, body or trailers callback of `phase` is called.
     pub fn phase(self, phase: Phase) -> bool {
-        let bit = match phase {
-            Phase::RequestHeaders => 1,
-            Phase::RequestBody => 1 << 1,
-            Phase::RequestTrailers => 1 << 2,
-            Phase::ResponseHeaders => 1 << 3,
-            Phase::ResponseBody => 1 << 4,
-            Phase::ResponseTrailers => 1 << 5,
-        };
-        self.0 & bit != 0
+        self.has(match phase {
+            Phase::RequestHeaders => 0,
+            Phase::RequestBody => 1,
+            Phase::RequestTrailers => 2,
+            Phase::ResponseHeaders => 3,
+            Phase::ResponseBody => 4,
+            Phase::ResponseTrailers => 5,
+        })
     }
 
     /// Whether `proxy_on_log` is called.
     pub fn log(self) -> bool {
-        self.0 & (1 << 6) != 0
+        self.has(6)
     }
 
     /// Whether `proxy_on_done` is called.
     pub fn done(self) -> bool {
-        self.0 & (1 << 7) != 0
+        self.has(7)
+    }
+
+    /// Whether the callback at position `i` of [`NAMES`] is called.
+    fn has(self, i: u32) -> bool {
+        self.0 & (1 << i) != 0
     }
 }
 
